@@ -1,0 +1,41 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// An upstream cluster (one Istio host): the state every event loop shares — circuit-breaker
+/// counters, stats and outlier detection. It lives across reloads so counters and ejections carry on.
+public final class Cluster: Sendable {
+    public let name: String
+    public let stats = ClusterStats()
+    public let resources: ResourceManager
+    public let outlier: OutlierDetector
+    private let hostsByEndpoint: NIOLockedValueBox<[Endpoint: Host]>
+
+    public init(config: HostConfig) {
+        name = config.name
+        resources = ResourceManager(config.trafficPolicy.connectionPool)
+        outlier = OutlierDetector(settings: config.trafficPolicy.outlierDetection, stats: stats)
+        hostsByEndpoint = NIOLockedValueBox([:])
+    }
+
+    /// The hosts for `config`, reusing the Host of every endpoint that stays.
+    func hosts(for config: HostConfig) -> [Host] {
+        hostsByEndpoint.withLockedValue { known in
+            let hosts = config.endpoints.map { known[$0] ?? Host(endpoint: $0) }
+            known = Dictionary(hosts.map { ($0.endpoint, $0) }, uniquingKeysWith: { a, _ in a })
+            return hosts
+        }
+    }
+}
+
+/// One cluster as a given config version sees it: immutable, shared by the event loops.
+public final class ClusterSnapshot: Sendable {
+    public let cluster: Cluster
+    public let hosts: [Host]
+    public let policy: TrafficPolicy
+
+    init(cluster: Cluster, hosts: [Host], policy: TrafficPolicy) {
+        self.cluster = cluster
+        self.hosts = hosts
+        self.policy = policy
+    }
+}

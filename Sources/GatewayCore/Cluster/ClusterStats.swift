@@ -1,0 +1,96 @@
+import Atomics
+
+/// Envoy's per-cluster counters, named as Envoy names them so `/stats` maps onto what users know.
+/// Each is bumped where the event happens (grep the case name to find the code).
+public enum ClusterCounter: Int, CaseIterable, Sendable {
+    case upstream_rq_total
+    case upstream_rq_completed
+    case upstream_rq_1xx
+    case upstream_rq_2xx
+    case upstream_rq_3xx
+    case upstream_rq_4xx
+    case upstream_rq_5xx
+    case upstream_rq_pending_total
+    case upstream_rq_pending_overflow
+    case upstream_rq_cancelled
+    case upstream_rq_timeout
+    case upstream_rq_per_try_timeout
+    case upstream_rq_rx_reset
+    case upstream_rq_retry
+    case upstream_rq_retry_success
+    case upstream_rq_retry_overflow
+    case upstream_rq_retry_limit_exceeded
+    case upstream_cx_total
+    case upstream_cx_overflow
+    case upstream_cx_connect_fail
+    case upstream_cx_connect_timeout
+    case upstream_cx_destroy
+    case upstream_cx_max_requests
+    case upstream_cx_idle_timeout
+    case upstream_cx_none_healthy
+    case outlier_detection_ejections_enforced_total
+    case outlier_detection_ejections_total
+    case outlier_detection_ejections_overflow
+    case outlier_detection_ejections_enforced_consecutive_5xx
+    case outlier_detection_ejections_enforced_consecutive_gateway_failure
+
+    /// The name printed by `/stats` (dots where Envoy has them).
+    public var name: String {
+        switch self {
+        case .upstream_rq_total: return "upstream_rq_total"
+        case .upstream_rq_completed: return "upstream_rq_completed"
+        case .upstream_rq_1xx: return "upstream_rq_1xx"
+        case .upstream_rq_2xx: return "upstream_rq_2xx"
+        case .upstream_rq_3xx: return "upstream_rq_3xx"
+        case .upstream_rq_4xx: return "upstream_rq_4xx"
+        case .upstream_rq_5xx: return "upstream_rq_5xx"
+        case .upstream_rq_pending_total: return "upstream_rq_pending_total"
+        case .upstream_rq_pending_overflow: return "upstream_rq_pending_overflow"
+        case .upstream_rq_cancelled: return "upstream_rq_cancelled"
+        case .upstream_rq_timeout: return "upstream_rq_timeout"
+        case .upstream_rq_per_try_timeout: return "upstream_rq_per_try_timeout"
+        case .upstream_rq_rx_reset: return "upstream_rq_rx_reset"
+        case .upstream_rq_retry: return "upstream_rq_retry"
+        case .upstream_rq_retry_success: return "upstream_rq_retry_success"
+        case .upstream_rq_retry_overflow: return "upstream_rq_retry_overflow"
+        case .upstream_rq_retry_limit_exceeded: return "upstream_rq_retry_limit_exceeded"
+        case .upstream_cx_total: return "upstream_cx_total"
+        case .upstream_cx_overflow: return "upstream_cx_overflow"
+        case .upstream_cx_connect_fail: return "upstream_cx_connect_fail"
+        case .upstream_cx_connect_timeout: return "upstream_cx_connect_timeout"
+        case .upstream_cx_destroy: return "upstream_cx_destroy"
+        case .upstream_cx_max_requests: return "upstream_cx_max_requests"
+        case .upstream_cx_idle_timeout: return "upstream_cx_idle_timeout"
+        case .upstream_cx_none_healthy: return "upstream_cx_none_healthy"
+        case .outlier_detection_ejections_enforced_total: return "outlier_detection.ejections_enforced_total"
+        case .outlier_detection_ejections_total: return "outlier_detection.ejections_total"
+        case .outlier_detection_ejections_overflow: return "outlier_detection.ejections_overflow"
+        case .outlier_detection_ejections_enforced_consecutive_5xx: return "outlier_detection.ejections_enforced_consecutive_5xx"
+        case .outlier_detection_ejections_enforced_consecutive_gateway_failure: return "outlier_detection_ejections_enforced_consecutive_gateway_failure"
+        }
+    }
+}
+
+public final class ClusterStats: Sendable {
+    private let counters: [ManagedAtomic<Int>]
+
+    public init() {
+        counters = ClusterCounter.allCases.map { _ in ManagedAtomic(0) }
+    }
+
+    @inline(__always) public func inc(_ c: ClusterCounter) {
+        counters[c.rawValue].wrappingIncrement(ordering: .relaxed)
+    }
+    public subscript(_ c: ClusterCounter) -> Int { counters[c.rawValue].load(ordering: .relaxed) }
+
+    @inline(__always) public func countResponse(_ status: Int) {
+        switch status {
+        case ..<200: inc(.upstream_rq_1xx)
+        case ..<300: inc(.upstream_rq_2xx)
+        case ..<400: inc(.upstream_rq_3xx)
+        case ..<500: inc(.upstream_rq_4xx)
+        default: inc(.upstream_rq_5xx)
+        }
+    }
+}
+

@@ -1,0 +1,303 @@
+import DequeModule
+import NIOCore
+import NIOPosix
+
+/// Why the pool could not give a request a connection.
+enum PoolFailure {
+    /// A circuit-breaker threshold (pending or active requests) is full: 503 UO.
+    case overflow
+    case connectFailure
+    case connectTimeout
+}
+
+/// A request waiting for a connection.
+protocol PoolWaiter: AnyObject {
+    func poolReady(_ connection: UpstreamConnection, host: HostPool)
+    func poolFailed(_ failure: PoolFailure)
+}
+
+/// HTTP/1.1 connections of one event loop to one host, and the requests waiting for them
+/// (Envoy's per-worker, per-host connection pool). Limits are asked of the cluster's
+/// `ResourceManager`; the pool never counts on its own.
+final class HostPool {
+    let host: Host
+    unowned let owner: ClusterPool
+    private var idle: [UpstreamConnection] = []
+    private(set) var pending = Deque<PoolWaiter>()
+    private var connecting = 0
+    private(set) var connections = 0
+
+    init(host: Host, owner: ClusterPool) {
+        self.host = host
+        self.owner = owner
+    }
+
+    private var resources: ResourceManager { owner.cluster.resources }
+    private var stats: ClusterStats { owner.cluster.stats }
+
+    /// Envoy's `newStream`: a ready connection if there is one, else wait within
+    /// `http1MaxPendingRequests` and open a connection within `maxConnections`.
+    func newStream(_ waiter: PoolWaiter) {
+        while let connection = idle.popLast() {
+            if connection.isClosed { continue }
+            attach(connection, waiter)
+            return
+        }
+        guard resources.pendingRequests.canCreate() else {
+            stats.inc(.upstream_rq_pending_overflow)
+            waiter.poolFailed(.overflow)
+            return
+        }
+        resources.pendingRequests.inc()
+        stats.inc(.upstream_rq_pending_total)
+        pending.append(waiter)
+        tryCreateConnections()
+    }
+
+    /// A waiter that gave up (timeout, client gone) leaves the queue.
+    func cancel(_ waiter: PoolWaiter) {
+        if let i = pending.firstIndex(where: { $0 === waiter }) {
+            pending.remove(at: i)
+            resources.pendingRequests.dec()
+            stats.inc(.upstream_rq_cancelled)
+        }
+    }
+
+    private func attach(_ connection: UpstreamConnection, _ waiter: PoolWaiter) {
+        // http2MaxRequests bounds active requests on HTTP/1.1 too; Envoy counts its overflow as pending overflow.
+        guard resources.requests.canCreate() else {
+            stats.inc(.upstream_rq_pending_overflow)
+            idle.append(connection)
+            waiter.poolFailed(.overflow)
+            return
+        }
+        resources.requests.inc()
+        host.activeRequests.wrappingIncrement(ordering: .relaxed)
+        connection.hasActiveRequest = true
+        waiter.poolReady(connection, host: self)
+    }
+
+    private func tryCreateConnections() {
+        while pending.count > connecting {
+            let allowed = resources.connections.canCreate()
+            if !allowed { stats.inc(.upstream_cx_overflow) }
+            // Envoy opens one connection anyway when this pool has none, so that requests queued
+            // here are never stranded by connections other pools hold.
+            guard allowed || connections == 0 else { return }
+            connect()
+        }
+    }
+
+    private func connect() {
+        connections += 1
+        connecting += 1
+        resources.connections.inc()
+        host.activeConnections.wrappingIncrement(ordering: .relaxed)
+        stats.inc(.upstream_cx_total)
+        let connection = UpstreamConnection(pool: self)
+        guard let address = host.address else {
+            owner.eventLoop.execute { self.connectFailed(connection, timeout: false) }
+            return
+        }
+        let policy = owner.snapshot.policy.connectionPool
+        ClientBootstrap(group: owner.eventLoop)
+            .connectTimeout(policy.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                }
+            }
+            .connect(to: address)
+            .assumeIsolatedUnsafeUnchecked()
+            .whenComplete { result in
+                switch result {
+                case .success: self.connected(connection)
+                case .failure(let error):
+                    let timeout = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
+                    self.connectFailed(connection, timeout: timeout)
+                }
+            }
+    }
+
+    private func connected(_ connection: UpstreamConnection) {
+        connecting -= 1
+        connection.connected = true
+        if connection.isClosed {
+            closed(connection)
+            return
+        }
+        dispatchOrIdle(connection)
+    }
+
+    private func connectFailed(_ connection: UpstreamConnection, timeout: Bool) {
+        connecting -= 1
+        connections -= 1
+        resources.connections.dec()
+        host.activeConnections.wrappingDecrement(ordering: .relaxed)
+        stats.inc(.upstream_cx_connect_fail)
+        if timeout { stats.inc(.upstream_cx_connect_timeout) }
+        // The connection was opened for one waiting request: that one learns of the failure.
+        if let waiter = pending.popFirst() {
+            resources.pendingRequests.dec()
+            waiter.poolFailed(timeout ? .connectTimeout : .connectFailure)
+        }
+        tryCreateConnections()
+    }
+
+    private func dispatchOrIdle(_ connection: UpstreamConnection) {
+        if let waiter = pending.popFirst() {
+            resources.pendingRequests.dec()
+            attach(connection, waiter)
+        } else {
+            connection.idleSince = NIODeadline.now()
+            idle.append(connection)
+        }
+    }
+
+    /// The request on `connection` ended (response complete or abandoned).
+    func requestEnded(_ connection: UpstreamConnection) {
+        guard connection.hasActiveRequest else { return }
+        connection.hasActiveRequest = false
+        resources.requests.dec()
+        host.activeRequests.wrappingDecrement(ordering: .relaxed)
+    }
+
+    /// A response finished; the connection may serve the next request.
+    func released(_ connection: UpstreamConnection, reusable: Bool) {
+        requestEnded(connection)
+        let max = owner.snapshot.policy.connectionPool.maxRequestsPerConnection
+        if max > 0 && connection.requestsServed >= max {
+            stats.inc(.upstream_cx_max_requests)
+            connection.close()
+        } else if !reusable || owner.draining {
+            connection.close()
+        } else {
+            dispatchOrIdle(connection)
+        }
+    }
+
+    func closed(_ connection: UpstreamConnection) {
+        requestEnded(connection)
+        guard connection.connected else { return }
+        connection.connected = false
+        connections -= 1
+        resources.connections.dec()
+        host.activeConnections.wrappingDecrement(ordering: .relaxed)
+        stats.inc(.upstream_cx_destroy)
+        if let i = idle.firstIndex(where: { $0 === connection }) { idle.remove(at: i) }
+        // The freed connection slot may let waiting requests, here or on other hosts, connect.
+        owner.connectionFreed()
+    }
+
+    func retryPending() { if !pending.isEmpty { tryCreateConnections() } }
+
+    /// Closes connections idle for longer than `idleTimeout` (or all idle ones when draining).
+    func closeIdle(olderThan deadline: NIODeadline, all: Bool) {
+        for connection in idle where all || connection.idleSince < deadline {
+            if !all { stats.inc(.upstream_cx_idle_timeout) }
+            connection.close()
+        }
+    }
+
+    var isUnused: Bool { connections == 0 && pending.isEmpty }
+}
+
+/// The hosts of one cluster as one event loop sees them: its host pools and its load balancer.
+final class ClusterPool {
+    let cluster: Cluster
+    let eventLoop: EventLoop
+    private(set) var snapshot: ClusterSnapshot
+    private var pools: [ObjectIdentifier: HostPool] = [:]
+    private var roundRobin = 0
+    var draining = false
+
+    init(snapshot: ClusterSnapshot, eventLoop: EventLoop) {
+        self.cluster = snapshot.cluster
+        self.snapshot = snapshot
+        self.eventLoop = eventLoop
+    }
+
+    func update(_ snapshot: ClusterSnapshot) {
+        self.snapshot = snapshot
+        let live = Set(snapshot.hosts.map(ObjectIdentifier.init))
+        for (id, pool) in pools where !live.contains(id) {
+            pool.closeIdle(olderThan: .distantFuture, all: true)
+            if pool.isUnused { pools[id] = nil }
+        }
+    }
+
+    @inline(__always) func pool(for host: Host) -> HostPool {
+        let id = ObjectIdentifier(host)
+        if let pool = pools[id] { return pool }
+        let pool = HostPool(host: host, owner: self)
+        pools[id] = pool
+        return pool
+    }
+
+    func connectionFreed() {
+        for pool in pools.values { pool.retryPending() }
+    }
+
+    func sweepIdle(now: NIODeadline) {
+        let deadline = now - snapshot.policy.connectionPool.idleTimeout
+        for pool in pools.values { pool.closeIdle(olderThan: deadline, all: draining) }
+    }
+
+    var allPools: Dictionary<ObjectIdentifier, HostPool>.Values { pools.values }
+
+    /// Picks a host that is not ejected (unless below `minHealthPercent`, Envoy's panic mode),
+    /// avoiding `exclude` when another host is available (Istio's previous-hosts retry predicate).
+    func pickHost(policy: LoadBalancerKind, exclude: Host?, random: inout FastRandom) -> Host? {
+        let hosts = snapshot.hosts
+        let n = hosts.count
+        guard n > 0 else { return nil }
+        let ejected = cluster.outlier.ejectionsActive
+        var ignoreEjection = false
+        if ejected > 0, let od = snapshot.policy.outlierDetection, od.minHealthPercent > 0 {
+            ignoreEjection = 100 * (n - ejected) < od.minHealthPercent * n
+        }
+        @inline(__always) func usable(_ h: Host) -> Bool { ignoreEjection || !h.isEjected }
+        if n == 1 { return usable(hosts[0]) ? hosts[0] : nil }
+
+        // Up to 5 draws avoid the previous host, as Istio's host_selection_retry_max_attempts.
+        var fallback: Host? = nil
+        for _ in 0..<5 {
+            guard let h = draw(policy, hosts, usable, &random) else { return nil }
+            if h !== exclude { return h }
+            fallback = h
+        }
+        return fallback
+    }
+
+    private func draw(
+        _ policy: LoadBalancerKind, _ hosts: [Host], _ usable: (Host) -> Bool, _ random: inout FastRandom
+    ) -> Host? {
+        let n = hosts.count
+        switch policy {
+        case .roundRobin:
+            for _ in 0..<n {
+                roundRobin = roundRobin &+ 1
+                let h = hosts[roundRobin % n]
+                if usable(h) { return h }
+            }
+            return nil
+        case .random:
+            let start = random.below(n)
+            for k in 0..<n where usable(hosts[(start + k) % n]) { return hosts[(start + k) % n] }
+            return nil
+        case .leastRequest:
+            // Envoy's power of two choices.
+            let a = random.below(n), b = random.below(n)
+            let ha = hosts[a], hb = hosts[b]
+            switch (usable(ha), usable(hb)) {
+            case (true, true): return hb.requestsActive < ha.requestsActive ? hb : ha
+            case (true, false): return ha
+            case (false, true): return hb
+            case (false, false):
+                for h in hosts where usable(h) { return h }
+                return nil
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import Atomics
+
+/// One circuit-breaker threshold, shared by every event loop (Envoy's `ResourceManager` resource):
+/// the pool asks `canCreate()`, then counts with `inc()`/`dec()`. The maximum can change on reload.
+public final class ResourceLimit: Sendable {
+    private let count = ManagedAtomic<Int>(0)
+    private let maximum: ManagedAtomic<Int>
+
+    public init(max: Int) { maximum = ManagedAtomic(max) }
+
+    @inline(__always) public func canCreate() -> Bool {
+        count.load(ordering: .relaxed) < maximum.load(ordering: .relaxed)
+    }
+    @inline(__always) public func inc() { count.wrappingIncrement(ordering: .relaxed) }
+    @inline(__always) public func dec() { count.wrappingDecrement(ordering: .relaxed) }
+    /// Takes one unit if the limit allows it.
+    @inline(__always) public func tryAcquire() -> Bool {
+        let max = maximum.load(ordering: .relaxed)
+        var current = count.load(ordering: .relaxed)
+        while current < max {
+            let (exchanged, original) = count.weakCompareExchange(
+                expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+    public var current: Int { count.load(ordering: .relaxed) }
+    public var max: Int {
+        get { maximum.load(ordering: .relaxed) }
+    }
+    public func setMax(_ value: Int) { maximum.store(value, ordering: .relaxed) }
+}
+
+/// The cluster's circuit-breaker thresholds (Istio connectionPool → Envoy circuit_breakers).
+public final class ResourceManager: Sendable {
+    public let connections: ResourceLimit
+    public let pendingRequests: ResourceLimit
+    public let requests: ResourceLimit
+    public let retries: ResourceLimit
+
+    public init(_ s: ConnectionPoolSettings) {
+        connections = ResourceLimit(max: s.maxConnections)
+        pendingRequests = ResourceLimit(max: s.http1MaxPendingRequests)
+        requests = ResourceLimit(max: s.http2MaxRequests)
+        retries = ResourceLimit(max: s.maxRetries)
+    }
+
+    public func update(_ s: ConnectionPoolSettings) {
+        connections.setMax(s.maxConnections)
+        pendingRequests.setMax(s.http1MaxPendingRequests)
+        requests.setMax(s.http2MaxRequests)
+        retries.setMax(s.maxRetries)
+    }
+}

@@ -1,0 +1,59 @@
+import NIOCore
+
+/// Writes a head onward: header lines the proxy does not change go out as they came (in one copy
+/// when nothing needs removing), hop-by-hop lines are dropped, and the proxy's own lines appended.
+enum HeadWriter {
+    /// Copies `head` from `source` into `out` without the closing blank line.
+    /// `dropForwardedFor`: the caller appends its own X-Forwarded-For.
+    @inline(__always)
+    static func copyWithoutHopByHop(_ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer) {
+        source.withUnsafeReadableBytes { b in
+            guard head.needsLineRewrite else {
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[0..<(head.length - 2)]))
+                return
+            }
+            var i = 0
+            while i < head.length && b[i] != 0x0A { i += 1 }
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: b[0...i]))
+            i += 1
+            while i < head.length - 2 {
+                let start = i
+                while b[i] != 0x0A { i += 1 }
+                i += 1
+                var colon = start
+                while b[colon] != UInt8(ascii: ":") { colon += 1 }
+                let name = start..<colon
+                if isHopByHop(b, name) || equalsLowercase(b, name, "x-forwarded-for") { continue }
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[start..<i]))
+            }
+        }
+    }
+
+    @inline(__always)
+    static func writeHeader(_ out: inout ByteBuffer, _ name: StaticString, _ value: Int) {
+        out.writeStaticString(name)
+        out.writeString(String(value))
+        out.writeStaticString("\r\n")
+    }
+}
+
+extension ByteBuffer {
+    /// Writes `value` in decimal without making a String.
+    @inline(__always) mutating func writeDecimal(_ value: Int) {
+        if value < 10 {
+            writeInteger(UInt8(0x30 + value))
+            return
+        }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        var n = 0
+        var v = value
+        withUnsafeMutableBytes(of: &digits) { d in
+            while v > 0 && n < 24 {
+                d[23 - n] = UInt8(0x30 + v % 10)
+                v /= 10
+                n += 1
+            }
+            writeBytes(UnsafeRawBufferPointer(rebasing: d[(24 - n)...]))
+        }
+    }
+}

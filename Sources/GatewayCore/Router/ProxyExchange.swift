@@ -1,0 +1,477 @@
+import NIOCore
+
+/// One downstream request on its way through the route's policies to an upstream and back
+/// (Envoy's router filter + upstream request): rate limit → fault → load balancer → pool →
+/// upstream, with the retry state, per-try and route timeouts, and the access log line.
+/// Confined to the downstream's event loop.
+final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
+    /// Request bodies up to this size are kept so a retry can send them again.
+    static let maxReplayBytes = 1 << 20
+
+    let downstream: DownstreamHandler
+    let worker: Worker
+    let route: Route
+    let cluster: ClusterSnapshot
+    let pool: ClusterPool
+    private let headBytes: ByteBuffer
+    private let head: MessageHead
+    private let upstreamHead: ByteBuffer
+    private let requestID: ByteBuffer
+    private var body: ByteBuffer?
+    private var replayable = true
+    private var bytesReceived = 0
+    private var retry: RetryState
+    private var flags: ResponseFlags = []
+    private let start: NIODeadline
+    private var tryStart: NIODeadline
+    private var hostPool: HostPool?
+    private var waitingForConnection = false
+    private var upstream: UpstreamConnection?
+    private var lastHost: Host?
+    private var responseStarted = false
+    private var closeAfterResponse = false
+    private var status = 0
+    private var bytesSent = 0
+    private var upstreamServiceMs: Int?
+    private var routeTimer: Scheduled<Void>?
+    private var tryTimer: Scheduled<Void>?
+    private var backoffTimer: Scheduled<Void>?
+    private var holdsRetryBudget = false
+    private var done = false
+
+    private var stats: ClusterStats { cluster.cluster.stats }
+
+    // MARK: start
+
+    /// Routes the request and runs the route's policies; answers locally when one refuses it.
+    static func start(downstream: DownstreamHandler, head: MessageHead, headBytes: ByteBuffer) {
+        let worker = downstream.worker
+        let now = NIODeadline.now()
+        let route = headBytes.withUnsafeReadableBytes { worker.snapshot.routes.match(head, $0) }
+        guard let route else {
+            worker.listenerStats.noRoute.wrappingIncrement(ordering: .relaxed)
+            replyWithoutUpstream(downstream, head, headBytes, start: now, status: 404, body: "route not found", flags: .noRoute)
+            return
+        }
+        if let limiter = route.rateLimiter {
+            let d = limiter.check(client: limiter.config.perClient ? downstream.clientAddress : nil, now: now)
+            guard d.allowed else {
+                route.stats.rateLimited.wrappingIncrement(ordering: .relaxed)
+                let reset = String(d.resetSeconds)
+                replyWithoutUpstream(
+                    downstream, head, headBytes, start: now, status: 429, body: "local_rate_limited", flags: .rateLimited,
+                    headers: [
+                        ("retry-after", reset), ("ratelimit-limit", String(limiter.config.maxTokens)),
+                        ("ratelimit-remaining", "0"), ("ratelimit-reset", reset),
+                    ], route: route)
+                return
+            }
+            route.stats.rateLimitOK.wrappingIncrement(ordering: .relaxed)
+        }
+        guard let cluster = route.pickDestination(&worker.random) else {
+            replyWithoutUpstream(downstream, head, headBytes, start: now, status: 503, body: "no healthy upstream",
+                                 flags: .noHealthyUpstream, route: route)
+            return
+        }
+        let exchange = ProxyExchange(downstream: downstream, route: route, cluster: cluster, head: head,
+                                     headBytes: headBytes, start: now)
+        downstream.attach(exchange)
+        exchange.begin()
+    }
+
+    private init(downstream: DownstreamHandler, route: Route, cluster: ClusterSnapshot, head: MessageHead,
+                 headBytes: ByteBuffer, start: NIODeadline) {
+        self.downstream = downstream
+        worker = downstream.worker
+        self.route = route
+        self.cluster = cluster
+        pool = worker.pool(for: cluster)
+        self.head = head
+        self.headBytes = headBytes
+        self.start = start
+        tryStart = start
+        retry = RetryState(policy: route.config.retries)
+        body = downstream.takeEarlyBody()
+        bytesReceived = body?.readableBytes ?? 0
+        if bytesReceived > Self.maxReplayBytes { replayable = false }
+        (upstreamHead, requestID) = Self.makeUpstreamHead(head, headBytes, downstream)
+    }
+
+    /// The head sent upstream: the client's lines minus hop-by-hop ones, plus
+    /// X-Forwarded-For, X-Forwarded-Proto and (when the client sent none) x-request-id.
+    private static func makeUpstreamHead(_ head: MessageHead, _ headBytes: ByteBuffer, _ downstream: DownstreamHandler)
+        -> (ByteBuffer, ByteBuffer)
+    {
+        var out = downstream.channel.allocator.buffer(capacity: head.length + 160)
+        HeadWriter.copyWithoutHopByHop(head, from: headBytes, into: &out)
+        out.writeStaticString("x-forwarded-for: ")
+        if let xff = head.forwardedFor {
+            out.writeImmutableBuffer(headBytes.getSlice(at: headBytes.readerIndex + xff.lowerBound, length: xff.count)!)
+            out.writeStaticString(", ")
+        }
+        out.writeString(downstream.clientAddress)
+        out.writeStaticString("\r\nx-forwarded-proto: http\r\n")
+        let requestID: ByteBuffer
+        if let id = head.requestID {
+            requestID = headBytes.getSlice(at: headBytes.readerIndex + id.lowerBound, length: id.count)!
+        } else {
+            out.writeStaticString("x-request-id: ")
+            let at = out.writerIndex
+            downstream.worker.writeRequestID(into: &out)
+            requestID = out.getSlice(at: at, length: out.writerIndex - at)!
+            out.writeStaticString("\r\n")
+        }
+        out.writeStaticString("\r\n")
+        return (out, requestID)
+    }
+
+    private func begin() {
+        let loop = worker.eventLoop.assumeIsolatedUnsafeUnchecked()
+        if let timeout = route.config.timeout {
+            routeTimer = loop.scheduleTask(in: timeout) { self.routeTimedOut() }
+        }
+        let fault = FaultDecision.decide(route.config.fault, random: &worker.random)
+        if let delay = fault.delay {
+            flags.insert(.delayInjected)
+            route.stats.faultDelays.wrappingIncrement(ordering: .relaxed)
+            backoffTimer = loop.scheduleTask(in: delay) { self.afterFaultDelay(abort: fault.abortStatus) }
+            return
+        }
+        afterFaultDelay(abort: fault.abortStatus)
+    }
+
+    private func afterFaultDelay(abort: Int?) {
+        backoffTimer = nil
+        guard !done else { return }
+        if let status = abort {
+            flags.insert(.faultInjected)
+            route.stats.faultAborts.wrappingIncrement(ordering: .relaxed)
+            finishLocally(status: status, body: "fault filter abort")
+            return
+        }
+        tryOnce()
+    }
+
+    // MARK: one try
+
+    private func tryOnce() {
+        backoffTimer = nil
+        guard !done else { return }
+        guard let host = pool.pickHost(policy: cluster.policy.loadBalancer, exclude: lastHost, random: &worker.random)
+        else {
+            stats.inc(.upstream_cx_none_healthy)
+            flags.insert(.noHealthyUpstream)
+            finishLocally(status: 503, body: "no healthy upstream")
+            return
+        }
+        lastHost = host
+        let hp = pool.pool(for: host)
+        hostPool = hp
+        waitingForConnection = true
+        hp.newStream(self)
+    }
+
+    func poolReady(_ connection: UpstreamConnection, host: HostPool) {
+        waitingForConnection = false
+        upstream = connection
+        stats.inc(.upstream_rq_total)
+        host.host.totalRequests.wrappingIncrement(ordering: .relaxed)
+        tryStart = .now()
+        connection.begin(sink: self, requestIsHead: isHeadRequest)
+        if let body, body.readableBytes > 0 {
+            connection.write(upstreamHead, flush: false)
+            connection.write(body, flush: true)
+        } else {
+            connection.write(upstreamHead, flush: true)
+        }
+        if !replayable { body = nil }
+        if let perTry = route.config.retries.perTryTimeout {
+            tryTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: perTry) { self.perTryTimedOut() }
+        }
+    }
+
+    func poolFailed(_ failure: PoolFailure) {
+        waitingForConnection = false
+        switch failure {
+        case .overflow:
+            flags.insert(.upstreamOverflow)
+            finishLocally(
+                status: 503, body: "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+                headers: [("x-envoy-overloaded", "true"), ("retry-after", "1")])
+        case .connectFailure, .connectTimeout:
+            if let host = lastHost {
+                host.errorRequests.wrappingIncrement(ordering: .relaxed)
+                cluster.cluster.outlier.record(.connectFailure, host: host, settings: cluster.policy.outlierDetection, now: .now())
+            }
+            if scheduleRetry(.connectFailure) { return }
+            flags.insert(.upstreamConnectFailure)
+            finishLocally(
+                status: 503,
+                body: "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+        }
+    }
+
+    /// Consults the retry state; when it allows a retry (and `maxRetries` has room) schedules it
+    /// after the jittered backoff and returns true.
+    private func scheduleRetry(_ outcome: TryOutcome) -> Bool {
+        tryTimer?.cancel()
+        tryTimer = nil
+        guard retry.isRetriable(outcome) else { return false }
+        guard retry.hasRetriesLeft, replayable else {
+            if retry.policy.attempts > 0 {
+                flags.insert(.retryLimitExceeded)
+                stats.inc(.upstream_rq_retry_limit_exceeded)
+            }
+            return false
+        }
+        releaseRetryBudget()
+        guard cluster.cluster.resources.retries.tryAcquire() else {
+            stats.inc(.upstream_rq_retry_overflow)
+            return false
+        }
+        holdsRetryBudget = true
+        stats.inc(.upstream_rq_retry)
+        let delay = retry.nextBackoff(random: &worker.random)
+        backoffTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { self.tryOnce() }
+        return true
+    }
+
+    private func releaseRetryBudget() {
+        if holdsRetryBudget {
+            holdsRetryBudget = false
+            cluster.cluster.resources.retries.dec()
+        }
+    }
+
+    private var isHeadRequest: Bool {
+        head.method.count == 4 && headBytes.withUnsafeReadableBytes { equalsLowercase($0, head.method, "head") }
+    }
+
+    // MARK: upstream response
+
+    func upstreamResponseHead(_ response: MessageHead, bytes: ByteBuffer, framing: BodyFraming) {
+        guard !done, let host = lastHost else { return }
+        if response.status < 200 {
+            downstream.write(bytes, flush: true)  // 100 Continue and friends pass through
+            return
+        }
+        tryTimer?.cancel()
+        tryTimer = nil
+        let now = NIODeadline.now()
+        let code = response.status
+        cluster.cluster.outlier.record(.status(code), host: host, settings: cluster.policy.outlierDetection, now: now)
+        stats.countResponse(code)
+        if code >= 500 { host.errorRequests.wrappingIncrement(ordering: .relaxed) } else { host.successRequests.wrappingIncrement(ordering: .relaxed) }
+        if scheduleRetry(.status(code)) {
+            let connection = upstream
+            upstream = nil
+            connection?.abandon()
+            return
+        }
+        if retry.retriesDone > 0 { stats.inc(.upstream_rq_retry_success) }
+        responseStarted = true
+        status = code
+        let serviceMs = Int((now - tryStart).nanoseconds / 1_000_000)
+        upstreamServiceMs = serviceMs
+        closeAfterResponse = downstream.mustCloseAfterResponse(requestKeepAlive: head.keepAlive) || framing == .untilClose
+        var out = downstream.channel.allocator.buffer(capacity: bytes.readableBytes + 64)
+        HeadWriter.copyWithoutHopByHop(response, from: bytes, into: &out)
+        out.writeStaticString("x-envoy-upstream-service-time: ")
+        out.writeDecimal(serviceMs)
+        out.writeStaticString("\r\n")
+        if closeAfterResponse {
+            out.writeStaticString("connection: close\r\n")
+        } else if head.minorVersion == 0 {
+            out.writeStaticString("connection: keep-alive\r\n")
+        }
+        out.writeStaticString("\r\n")
+        bytesSent += out.readableBytes
+        downstream.write(out, flush: framing == .none)
+    }
+
+    func upstreamResponseBody(_ part: ByteBuffer) {
+        guard !done else { return }
+        bytesSent += part.readableBytes
+        downstream.write(part, flush: true)
+    }
+
+    func upstreamResponseEnd() {
+        guard !done else { return }
+        upstream = nil
+        stats.inc(.upstream_rq_completed)
+        finish(close: closeAfterResponse)
+    }
+
+    func upstreamReset(responseStarted upstreamStarted: Bool) {
+        guard !done else { return }
+        upstream = nil
+        if responseStarted {
+            // Part of the answer is already with the client: all we can do is cut it off.
+            flags.insert(.upstreamTermination)
+            stats.inc(.upstream_rq_rx_reset)
+            finish(close: true)
+            return
+        }
+        stats.inc(.upstream_rq_rx_reset)
+        if let host = lastHost {
+            host.errorRequests.wrappingIncrement(ordering: .relaxed)
+            cluster.cluster.outlier.record(.reset, host: host, settings: cluster.policy.outlierDetection, now: .now())
+        }
+        if scheduleRetry(.reset) { return }
+        flags.insert(.upstreamTermination)
+        finishLocally(
+            status: 503, body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
+    }
+
+    // MARK: timeouts
+
+    private func perTryTimedOut() {
+        tryTimer = nil
+        guard !done, !responseStarted else { return }
+        stats.inc(.upstream_rq_per_try_timeout)
+        let connection = upstream
+        upstream = nil
+        connection?.abandon()
+        if let host = lastHost {
+            cluster.cluster.outlier.record(.timeout, host: host, settings: cluster.policy.outlierDetection, now: .now())
+        }
+        if scheduleRetry(.perTryTimeout) { return }
+        flags.insert(.upstreamTimeout)
+        finishLocally(status: 504, body: "upstream request timeout")
+    }
+
+    private func routeTimedOut() {
+        routeTimer = nil
+        guard !done else { return }
+        stats.inc(.upstream_rq_timeout)
+        flags.insert(.upstreamTimeout)
+        if let connection = upstream {
+            upstream = nil
+            connection.abandon()
+            if let host = lastHost {
+                cluster.cluster.outlier.record(.timeout, host: host, settings: cluster.policy.outlierDetection, now: .now())
+            }
+        }
+        if responseStarted {
+            finish(close: true)
+        } else {
+            finishLocally(status: 504, body: "upstream request timeout")
+        }
+    }
+
+    // MARK: downstream events
+
+    func requestBodyPart(_ part: ByteBuffer) {
+        bytesReceived += part.readableBytes
+        if let upstream {
+            upstream.write(part, flush: true)
+            guard replayable else { return }
+        }
+        if body == nil {
+            body = part
+        } else {
+            body!.writeImmutableBuffer(part)
+        }
+        if replayable && body!.readableBytes > Self.maxReplayBytes {
+            replayable = false
+            if upstream != nil { body = nil }
+        }
+    }
+
+    func requestEnded() {}
+
+    func requestMalformed(_ error: HTTPParseError) {
+        guard !done else { return }
+        flags.insert(.downstreamProtocolError)
+        worker.listenerStats.protocolErrors.wrappingIncrement(ordering: .relaxed)
+        dropUpstream()
+        if responseStarted {
+            finish(close: true)
+        } else {
+            finishLocally(status: error.status, body: error.reason)
+        }
+    }
+
+    func downstreamClosed() {
+        guard !done else { return }
+        flags.insert(.downstreamTermination)
+        dropUpstream()
+        finish(close: true, downstreamGone: true)
+    }
+
+    private func dropUpstream() {
+        if waitingForConnection, let hp = hostPool {
+            waitingForConnection = false
+            hp.cancel(self)
+        }
+        if let connection = upstream {
+            upstream = nil
+            connection.abandon()
+        }
+    }
+
+    // MARK: finishing
+
+    private func finishLocally(status: Int, body: String, headers: [(String, String)] = []) {
+        let close = downstream.mustCloseAfterResponse(requestKeepAlive: head.keepAlive)
+        let reply = LocalReply.make(status: status, body: body, close: close, extraHeaders: headers,
+                                    allocator: downstream.channel.allocator)
+        self.status = status
+        bytesSent = reply.readableBytes
+        downstream.write(reply, flush: true)
+        finish(close: close)
+    }
+
+    private func finish(close: Bool, downstreamGone: Bool = false) {
+        done = true
+        routeTimer?.cancel()
+        tryTimer?.cancel()
+        backoffTimer?.cancel()
+        routeTimer = nil
+        tryTimer = nil
+        backoffTimer = nil
+        releaseRetryBudget()
+        dropUpstream()
+        worker.listenerStats.countResponse(status)
+        Self.log(worker, head, headBytes, start: start, status: status, flags: flags, received: bytesReceived,
+                 sent: bytesSent, serviceMs: upstreamServiceMs, host: lastHost?.endpoint, requestID: requestID,
+                 route: route)
+        if downstreamGone {
+            worker.listenerStats.requestsActive.wrappingDecrement(ordering: .relaxed)
+        } else {
+            downstream.context.flush()
+            downstream.responseComplete(close: close)
+        }
+    }
+
+    private static func replyWithoutUpstream(
+        _ downstream: DownstreamHandler, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline,
+        status: Int, body: String, flags: ResponseFlags, headers: [(String, String)] = [], route: Route? = nil
+    ) {
+        let close = downstream.mustCloseAfterResponse(requestKeepAlive: head.keepAlive)
+        let reply = LocalReply.make(status: status, body: body, close: close, extraHeaders: headers,
+                                    allocator: downstream.channel.allocator)
+        downstream.write(reply, flush: true)
+        downstream.worker.listenerStats.countResponse(status)
+        let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
+        log(downstream.worker, head, headBytes, start: start, status: status, flags: flags,
+            received: downstream.takeEarlyBody()?.readableBytes ?? 0, sent: reply.readableBytes, serviceMs: nil,
+            host: nil, requestID: requestID, route: route)
+        downstream.responseComplete(close: close)
+    }
+
+    private static func log(
+        _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, status: Int,
+        flags: ResponseFlags, received: Int, sent: Int, serviceMs: Int?, host: Endpoint?, requestID: ByteBuffer?,
+        route: Route?
+    ) {
+        guard worker.accessLog.isEnabled else { return }
+        let base = headBytes.readerIndex
+        worker.accessLog.log(AccessLog.Entry(
+            method: headBytes.getSlice(at: base + head.method.lowerBound, length: head.method.count)!,
+            path: headBytes.getSlice(at: base + head.target.lowerBound, length: head.target.count)!,
+            minorVersion: head.minorVersion, status: status, flags: flags, bytesReceived: received, bytesSent: sent,
+            durationMs: Int((NIODeadline.now() - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
+            upstreamHost: host, requestID: requestID, route: route?.config.name))
+    }
+}

@@ -1,0 +1,134 @@
+import Atomics
+import NIOCore
+
+/// One config version, compiled: the route table and the clusters it routes to. Immutable;
+/// reload builds a new one and hands it to every event loop.
+public final class ConfigSnapshot: Sendable {
+    public let version: Int
+    public let config: GatewayConfig
+    let routes: RouteTable
+    public let clusters: [String: ClusterSnapshot]
+
+    init(version: Int, config: GatewayConfig, routes: RouteTable, clusters: [String: ClusterSnapshot]) {
+        self.version = version
+        self.config = config
+        self.routes = routes
+        self.clusters = clusters
+    }
+}
+
+/// Downstream (listener) counters, Envoy's `http.ingress.*`.
+public final class ListenerStats: Sendable {
+    let connectionsTotal = ManagedAtomic<Int>(0)
+    let connectionsActive = ManagedAtomic<Int>(0)
+    let requestsTotal = ManagedAtomic<Int>(0)
+    let requestsActive = ManagedAtomic<Int>(0)
+    let responses = (0..<6).map { _ in ManagedAtomic<Int>(0) }
+    let noRoute = ManagedAtomic<Int>(0)
+    let protocolErrors = ManagedAtomic<Int>(0)
+
+    @inline(__always) func countResponse(_ status: Int) {
+        responses[min(5, max(0, status / 100))].wrappingIncrement(ordering: .relaxed)
+    }
+
+    public var counters: [(String, Int)] {
+        [
+            ("downstream_cx_total", connectionsTotal.load(ordering: .relaxed)),
+            ("downstream_cx_active", connectionsActive.load(ordering: .relaxed)),
+            ("downstream_rq_total", requestsTotal.load(ordering: .relaxed)),
+            ("downstream_rq_active", requestsActive.load(ordering: .relaxed)),
+            ("downstream_rq_1xx", responses[1].load(ordering: .relaxed)),
+            ("downstream_rq_2xx", responses[2].load(ordering: .relaxed)),
+            ("downstream_rq_3xx", responses[3].load(ordering: .relaxed)),
+            ("downstream_rq_4xx", responses[4].load(ordering: .relaxed)),
+            ("downstream_rq_5xx", responses[5].load(ordering: .relaxed)),
+            ("no_route", noRoute.load(ordering: .relaxed)),
+            ("downstream_cx_protocol_error", protocolErrors.load(ordering: .relaxed)),
+        ]
+    }
+}
+
+/// Everything one event loop owns: its view of the config, its connection pools, its random
+/// generator and access log buffer. Touched only on `eventLoop`, so the request path takes no lock.
+final class Worker: @unchecked Sendable {
+    // @unchecked: every mutable field is confined to `eventLoop`; other threads only `execute` on it.
+    let eventLoop: EventLoop
+    let listenerStats: ListenerStats
+    var snapshot: ConfigSnapshot
+    var random = FastRandom()
+    let accessLog: AccessLog
+    private var pools: [ObjectIdentifier: ClusterPool] = [:]
+    var draining = false
+    /// Open downstream connections, so a drain can close the idle ones.
+    var downstreams: [ObjectIdentifier: DownstreamHandler] = [:]
+
+    init(eventLoop: EventLoop, snapshot: ConfigSnapshot, listenerStats: ListenerStats, accessLogFD: Int32?) {
+        self.eventLoop = eventLoop
+        self.snapshot = snapshot
+        self.listenerStats = listenerStats
+        accessLog = AccessLog(fd: accessLogFD)
+    }
+
+    @inline(__always) func pool(for cluster: ClusterSnapshot) -> ClusterPool {
+        let id = ObjectIdentifier(cluster.cluster)
+        if let p = pools[id] {
+            if p.snapshot !== cluster { p.update(cluster) }
+            return p
+        }
+        let p = ClusterPool(snapshot: cluster, eventLoop: eventLoop)
+        pools[id] = p
+        return p
+    }
+
+    func install(_ new: ConfigSnapshot) {
+        snapshot = new
+        for (id, pool) in pools {
+            if let c = new.clusters[pool.cluster.name], c.cluster === pool.cluster {
+                pool.update(c)
+            } else {
+                // The cluster left the config: close its idle connections; busy ones finish.
+                pool.draining = true
+                pool.sweepIdle(now: .now())
+                pools[id] = nil
+            }
+        }
+    }
+
+    /// Periodic housekeeping: idle upstream connections, access log flush.
+    func tick() {
+        let now = NIODeadline.now()
+        for pool in pools.values { pool.sweepIdle(now: now) }
+        accessLog.flush()
+    }
+
+    func startDraining() {
+        draining = true
+        for pool in pools.values {
+            pool.draining = true
+            pool.sweepIdle(now: .now())
+        }
+        for d in downstreams.values { d.closeIfIdle() }
+    }
+
+    /// Request ids are UUIDv4 text, written straight into the upstream head.
+    @inline(__always) func writeRequestID(into out: inout ByteBuffer) {
+        var a = random.next(), b = random.next()
+        a = (a & 0xFFFF_FFFF_FFFF_0FFF) | 0x4000  // version 4
+        b = (b & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000  // variant 10
+        let hex: StaticString = "0123456789abcdef"
+        let h = hex.utf8Start
+        out.reserveCapacity(minimumWritableBytes: 36)
+        func put(_ v: UInt64, _ nibbles: Int, _ shiftFrom: Int, _ out: inout ByteBuffer) {
+            var s = shiftFrom
+            for _ in 0..<nibbles {
+                out.writeInteger(h[Int((v >> UInt64(s)) & 0xF)])
+                s -= 4
+            }
+        }
+        put(a, 8, 60, &out); out.writeInteger(UInt8(ascii: "-"))
+        put(a, 4, 28, &out); out.writeInteger(UInt8(ascii: "-"))
+        put(a, 4, 12, &out); out.writeInteger(UInt8(ascii: "-"))
+        put(b, 4, 60, &out); out.writeInteger(UInt8(ascii: "-"))
+        put(b, 12, 44, &out)
+    }
+}

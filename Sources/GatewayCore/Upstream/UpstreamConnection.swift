@@ -1,0 +1,159 @@
+import NIOCore
+
+/// What an upstream connection reports to the request it is serving.
+protocol UpstreamResponseSink: AnyObject {
+    func upstreamResponseHead(_ head: MessageHead, bytes: ByteBuffer, framing: BodyFraming)
+    func upstreamResponseBody(_ body: ByteBuffer)
+    func upstreamResponseEnd()
+    /// The connection failed or closed before the response was complete.
+    func upstreamReset(responseStarted: Bool)
+}
+
+/// One pooled HTTP/1.1 connection to an upstream host. Confined to its event loop.
+/// It frames responses (head, body boundaries) and hands the bytes on unchanged.
+final class UpstreamConnection: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let pool: HostPool
+    private(set) var channel: Channel?
+    var sink: UpstreamResponseSink?
+    var requestsServed = 0
+    var idleSince = NIODeadline.uptimeNanoseconds(0)
+    var isClosed = false
+    /// Set once the TCP connect succeeded; until then the pool accounts for it as connecting.
+    var connected = false
+    /// Whether a request on this connection counts against `http2MaxRequests` right now.
+    var hasActiveRequest = false
+
+    private var pending: ByteBuffer?
+    private var body: BodyDecoder?
+    private var responseKeepAlive = true
+    private var requestWasHead = false
+
+    init(pool: HostPool) { self.pool = pool }
+
+    func handlerAdded(context: ChannelHandlerContext) { channel = context.channel }
+
+    /// Starts one exchange: the caller writes the request bytes itself.
+    func begin(sink: UpstreamResponseSink, requestIsHead: Bool) {
+        self.sink = sink
+        requestWasHead = requestIsHead
+        requestsServed += 1
+        body = nil
+        responseKeepAlive = true
+    }
+
+    @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool) {
+        guard let channel else { return }
+        if flush { channel.writeAndFlush(buffer, promise: nil) } else { channel.write(buffer, promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        guard sink != nil else {
+            // Bytes nobody asked for: the connection cannot be trusted any more.
+            context.close(promise: nil)
+            return
+        }
+        if pending != nil {
+            pending!.writeBuffer(&incoming)
+            incoming = pending!
+            pending = nil
+        }
+        process(&incoming, context: context)
+    }
+
+    private func process(_ buffer: inout ByteBuffer, context: ChannelHandlerContext) {
+        while buffer.readableBytes > 0, let sink {
+            if body == nil {
+                switch buffer.parseHead(.response) {
+                case .failure:
+                    fail(context: context)
+                    return
+                case .success(nil):
+                    pending = buffer
+                    return
+                case .success(let head?):
+                    let headBytes = buffer.readSlice(length: head.length)!
+                    if head.status < 200 {
+                        // Interim answers (100 Continue) go through; the final one follows.
+                        sink.upstreamResponseHead(head, bytes: headBytes, framing: .none)
+                        continue
+                    }
+                    responseKeepAlive = head.keepAlive
+                    let framing = HeadParser.responseFraming(head, requestWasHead: requestWasHead)
+                    if framing == .untilClose { responseKeepAlive = false }
+                    body = BodyDecoder(framing, errorStatus: 502)
+                    sink.upstreamResponseHead(head, bytes: headBytes, framing: framing)
+                    // The request may have let go of this connection (a retry): stop reading it.
+                    guard self.sink != nil else { return }
+                }
+            }
+            if body!.isComplete {
+                finishResponse(context: context)
+                continue
+            }
+            guard case .success(let n) = buffer.consumeBody(&body!) else {
+                fail(context: context)
+                return
+            }
+            if n > 0 {
+                sink.upstreamResponseBody(buffer.readSlice(length: n)!)
+                guard self.sink != nil else { return }
+            }
+            if body!.isComplete { finishResponse(context: context) }
+        }
+        if buffer.readableBytes > 0 {
+            // Data after a complete response with nobody waiting: not HTTP/1.1 we can use.
+            context.close(promise: nil)
+        }
+    }
+
+    private func finishResponse(context: ChannelHandlerContext) {
+        let sink = self.sink
+        self.sink = nil
+        body = nil
+        let reusable = responseKeepAlive
+        sink?.upstreamResponseEnd()
+        pool.released(self, reusable: reusable)
+    }
+
+    private func fail(context: ChannelHandlerContext) {
+        let sink = self.sink
+        self.sink = nil
+        sink?.upstreamReset(responseStarted: body != nil)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isClosed = true
+        if let sink {
+            self.sink = nil
+            if let body, body.endsAtClose {
+                sink.upstreamResponseEnd()
+            } else {
+                sink.upstreamReset(responseStarted: body != nil)
+            }
+        }
+        pool.closed(self)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        channel?.close(promise: nil)
+    }
+
+    /// The request gave up (timeout, client gone): the response will never be read, so the
+    /// connection cannot be reused.
+    func abandon() {
+        sink = nil
+        pool.requestEnded(self)
+        close()
+    }
+}

@@ -1,0 +1,2 @@
+import XCTest
+final class GatewayCoreTestsPlaceholder: XCTestCase { func testPlaceholder() { XCTAssertTrue(true) } }

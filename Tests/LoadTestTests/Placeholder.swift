@@ -1,0 +1,2 @@
+import XCTest
+final class LoadTestTestsPlaceholder: XCTestCase { func testPlaceholder() { XCTAssertTrue(true) } }

@@ -1,0 +1,2 @@
+import XCTest
+final class MaskShopTestsPlaceholder: XCTestCase { func testPlaceholder() { XCTAssertTrue(true) } }
