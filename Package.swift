@@ -40,6 +40,7 @@ let package = Package(
                 "GatewayCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -81,7 +82,16 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "GatewayIntegrationTests", dependencies: ["GatewayCore"]),
+        .testTarget(
+            name: "GatewayIntegrationTests",
+            dependencies: [
+                "GatewayCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
         .testTarget(name: "LoadTestTests", dependencies: ["LoadTestCore"]),
         .testTarget(
             name: "MaskShopTests",

@@ -1,3 +1,1 @@
-import ArgumentParser
-struct Main: ParsableCommand { static let configuration = CommandConfiguration(commandName: "gateway") }
-Main.main()
+print("gateway: config loader pending")

@@ -1,0 +1,104 @@
+import NIOCore
+
+/// The checked config as JSON, for `/config_dump`: every default filled in, durations as Istio strings.
+enum ConfigJSON {
+    static func duration(_ t: TimeAmount?) -> String {
+        guard let t else { return "null" }
+        let ns = t.nanoseconds
+        if ns % 1_000_000_000 == 0 { return "\"\(ns / 1_000_000_000)s\"" }
+        if ns % 1_000_000 == 0 { return "\"\(ns / 1_000_000)ms\"" }
+        return "\"\(ns / 1000)us\""
+    }
+
+    static func match(_ m: StringMatch) -> String {
+        switch m {
+        case .exact(let s): return "{\"exact\":\(jsonString(s))}"
+        case .prefix(let s): return "{\"prefix\":\(jsonString(s))}"
+        case .regex(let s): return "{\"regex\":\(jsonString(s))}"
+        }
+    }
+
+    static func object(_ pairs: [(String, String)]) -> String {
+        "{" + pairs.map { "\(jsonString($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+    }
+
+    static func encode(_ c: GatewayConfig) -> String {
+        let hosts = c.hosts.sorted { $0.key < $1.key }.map { (_, h) -> String in
+            let cp = h.trafficPolicy.connectionPool
+            let od = h.trafficPolicy.outlierDetection.map { o in
+                object([
+                    ("consecutive5xxErrors", "\(o.consecutive5xxErrors)"),
+                    ("consecutiveGatewayErrors", "\(o.consecutiveGatewayErrors)"),
+                    ("interval", duration(o.interval)), ("baseEjectionTime", duration(o.baseEjectionTime)),
+                    ("maxEjectionPercent", "\(o.maxEjectionPercent)"), ("minHealthPercent", "\(o.minHealthPercent)"),
+                ])
+            } ?? "null"
+            return object([
+                ("host", jsonString(h.name)),
+                ("endpoints", "[" + h.endpoints.map { object([("address", jsonString($0.address)), ("port", "\($0.port)"), ("weight", "\($0.weight)")]) }.joined(separator: ",") + "]"),
+                ("trafficPolicy", object([
+                    ("connectionPool", object([
+                        ("tcp", object([("maxConnections", "\(cp.maxConnections)"), ("connectTimeout", duration(cp.connectTimeout))])),
+                        ("http", object([
+                            ("http1MaxPendingRequests", "\(cp.http1MaxPendingRequests)"),
+                            ("http2MaxRequests", "\(cp.http2MaxRequests)"),
+                            ("maxRequestsPerConnection", "\(cp.maxRequestsPerConnection)"),
+                            ("maxRetries", "\(cp.maxRetries)"), ("idleTimeout", duration(cp.idleTimeout)),
+                        ])),
+                    ])),
+                    ("outlierDetection", od),
+                    ("loadBalancer", object([("simple", jsonString(h.trafficPolicy.loadBalancer.rawValue))])),
+                ])),
+            ])
+        }
+        let routes = c.routes.map { r -> String in
+            let matches = r.matches.map { m in
+                var p: [(String, String)] = []
+                if let u = m.uri { p.append(("uri", match(u))) }
+                if let me = m.method { p.append(("method", match(me))) }
+                if !m.headers.isEmpty {
+                    p.append(("headers", object(m.headers.sorted { $0.key < $1.key }.map { ($0.key, match($0.value)) })))
+                }
+                return object(p)
+            }
+            var retryOn: [String] = []
+            let names: [(RetryOn, String)] = [
+                (.fiveXX, "5xx"), (.gatewayError, "gateway-error"), (.connectFailure, "connect-failure"), (.reset, "reset"),
+                (.refusedStream, "refused-stream"), (.retriable4xx, "retriable-4xx"),
+                (.retriableStatusCodes, "retriable-status-codes"), (.unavailable, "unavailable"), (.cancelled, "cancelled"),
+            ]
+            for (flag, name) in names where r.retries.retryOn.contains(flag) { retryOn.append(name) }
+            retryOn += r.retries.retriableStatusCodes.map(String.init)
+            var p: [(String, String)] = [
+                ("name", jsonString(r.name)),
+                ("hosts", "[" + r.virtualHosts.map(jsonString).joined(separator: ",") + "]"),
+                ("match", "[" + matches.joined(separator: ",") + "]"),
+                ("route", "[" + r.destinations.map { object([("destination", object([("host", jsonString($0.host))])), ("weight", "\($0.weight)")]) }.joined(separator: ",") + "]"),
+                ("timeout", duration(r.timeout)),
+                ("retries", object([
+                    ("attempts", "\(r.retries.attempts)"), ("perTryTimeout", duration(r.retries.perTryTimeout)),
+                    ("retryOn", jsonString(retryOn.joined(separator: ","))),
+                ])),
+            ]
+            if let f = r.fault {
+                var fp: [(String, String)] = []
+                if let d = f.delay { fp.append(("delay", object([("fixedDelay", duration(d.fixedDelay)), ("percentage", object([("value", "\(d.percentage)")]))]))) }
+                if let a = f.abort { fp.append(("abort", object([("httpStatus", "\(a.httpStatus)"), ("percentage", object([("value", "\(a.percentage)")]))]))) }
+                p.append(("fault", object(fp)))
+            }
+            if let rl = r.localRateLimit {
+                p.append(("localRateLimit", object([
+                    ("tokenBucket", object([("maxTokens", "\(rl.maxTokens)"), ("tokensPerFill", "\(rl.tokensPerFill)"), ("fillInterval", duration(rl.fillInterval))])),
+                    ("perClient", rl.perClient ? "\"remoteAddress\"" : "null"),
+                ])))
+            }
+            return object(p)
+        }
+        return object([
+            ("listener", object([("address", jsonString(c.listener.address)), ("port", "\(c.listener.port)")])),
+            ("admin", object([("address", jsonString(c.admin.address)), ("port", "\(c.admin.port)")])),
+            ("hosts", "[" + hosts.joined(separator: ",") + "]"),
+            ("routes", "[" + routes.joined(separator: ",") + "]"),
+        ])
+    }
+}

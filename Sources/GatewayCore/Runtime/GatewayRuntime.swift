@@ -1,0 +1,233 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The running gateway: compiles configs into snapshots, owns the per-loop workers, the
+/// listener and the admin server, and does reload and drain.
+/// A refused reload: the message names the JSON path and the reason.
+public struct ReloadError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public final class GatewayRuntime: Sendable {
+    public let configPath: String?
+    /// Reads and checks the config file (the CLI passes `ConfigLoader.load`).
+    let loadConfig: @Sendable (String) throws -> GatewayConfig
+    let group: EventLoopGroup
+    let workers: [Worker]
+    private let workerByLoop: [ObjectIdentifier: Worker]
+    public let listenerStats = ListenerStats()
+    let logger: Logger
+
+    struct State {
+        var snapshot: ConfigSnapshot
+        var clusters: [String: Cluster] = [:]
+        var routeStats: [String: RouteStats] = [:]
+        var rateLimiters: [String: LocalRateLimiter] = [:]
+        var lastReloadError: String? = nil
+        var reloadSuccess = 0
+        var reloadFailure = 0
+        var draining = false
+        var serverChannel: Channel? = nil
+        var adminChannel: Channel? = nil
+    }
+    private let state: NIOLockedValueBox<State>
+
+    /// `accessLogFD`: where access log lines go (nil: off).
+    public init(
+        config: GatewayConfig, configPath: String?, loadConfig: @escaping @Sendable (String) throws -> GatewayConfig,
+        group: EventLoopGroup, accessLogFD: Int32?, logger: Logger
+    ) throws {
+        self.configPath = configPath
+        self.loadConfig = loadConfig
+        self.group = group
+        self.logger = logger
+        var st = State(snapshot: ConfigSnapshot(version: 0, config: config, routes: RouteTable(routes: []), clusters: [:]))
+        st.snapshot = try Self.compile(config, version: 1, into: &st)
+        state = NIOLockedValueBox(st)
+        var workers: [Worker] = []
+        for loop in group.makeIterator() {
+            workers.append(Worker(eventLoop: loop, snapshot: st.snapshot, listenerStats: listenerStats, accessLogFD: accessLogFD))
+        }
+        self.workers = workers
+        workerByLoop = Dictionary(uniqueKeysWithValues: workers.map { (ObjectIdentifier($0.eventLoop), $0) })
+    }
+
+    public var snapshot: ConfigSnapshot { state.withLockedValue { $0.snapshot } }
+    public var clusters: [Cluster] { state.withLockedValue { Array($0.clusters.values) }.sorted { $0.name < $1.name } }
+    public var routeStats: [RouteStats] { state.withLockedValue { Array($0.routeStats.values) }.sorted { $0.name < $1.name } }
+    public var lastReloadError: String? { state.withLockedValue { $0.lastReloadError } }
+    public var reloadCounts: (success: Int, failure: Int) { state.withLockedValue { ($0.reloadSuccess, $0.reloadFailure) } }
+    public var isDraining: Bool { state.withLockedValue { $0.draining } }
+
+    /// Builds a snapshot, reusing the clusters (counters, ejections, pools) and route stats that stay.
+    private static func compile(_ config: GatewayConfig, version: Int, into st: inout State) throws -> ConfigSnapshot {
+        var clusters: [String: ClusterSnapshot] = [:]
+        var keptClusters: [String: Cluster] = [:]
+        for (name, host) in config.hosts {
+            let cluster = st.clusters[name] ?? Cluster(config: host)
+            cluster.resources.update(host.trafficPolicy.connectionPool)
+            let hosts = cluster.hosts(for: host)
+            cluster.outlier.update(settings: host.trafficPolicy.outlierDetection, hosts: hosts)
+            clusters[name] = ClusterSnapshot(cluster: cluster, hosts: hosts, policy: host.trafficPolicy)
+            keptClusters[name] = cluster
+        }
+        var routes: [Route] = []
+        var keptStats: [String: RouteStats] = [:]
+        var keptLimiters: [String: LocalRateLimiter] = [:]
+        for rc in config.routes {
+            let stats = st.routeStats[rc.name] ?? keptStats[rc.name] ?? RouteStats(name: rc.name)
+            keptStats[rc.name] = stats
+            var limiter: LocalRateLimiter? = nil
+            if let rl = rc.localRateLimit {
+                // An unchanged bucket keeps its tokens across a reload.
+                if let old = st.rateLimiters[rc.name], old.config == rl { limiter = old } else { limiter = LocalRateLimiter(config: rl) }
+                keptLimiters[rc.name] = limiter
+            }
+            routes.append(try Route(config: rc, clusters: clusters, stats: stats, rateLimiter: limiter))
+        }
+        // Clusters that left the config keep their stats visible until the next reload.
+        st.clusters = keptClusters
+        st.routeStats = keptStats
+        st.rateLimiters = keptLimiters
+        return ConfigSnapshot(version: version, config: config, routes: RouteTable(routes: routes), clusters: clusters)
+    }
+
+    // MARK: listening
+
+    public struct BoundAddresses: Sendable {
+        public var listener: SocketAddress
+        public var admin: SocketAddress
+    }
+
+    public func start(listener: BindAddress, admin: BindAddress) async throws -> BoundAddresses {
+        let workerByLoop = self.workerByLoop
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let worker = workerByLoop[ObjectIdentifier(channel.eventLoop)]!
+                    try channel.pipeline.syncOperations.addHandler(DownstreamHandler(worker: worker))
+                }
+            }
+            .bind(host: listener.address, port: listener.port).get()
+        let adminChannel = try await AdminServer.bind(runtime: self, address: admin)
+        state.withLockedValue {
+            $0.serverChannel = server
+            $0.adminChannel = adminChannel
+        }
+        for worker in workers {
+            worker.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+                worker.tick()
+            }
+        }
+        startOutlierSweeps()
+        return BoundAddresses(listener: server.localAddress!, admin: adminChannel.localAddress!)
+    }
+
+    /// Every cluster with outlier detection is swept once per its `interval`.
+    private func startOutlierSweeps() {
+        let lastSweep = NIOLockedValueBox<[ObjectIdentifier: NIODeadline]>([:])
+        group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [self] _ in
+            let now = NIODeadline.now()
+            for (_, c) in snapshot.clusters {
+                guard let od = c.policy.outlierDetection else { continue }
+                let id = ObjectIdentifier(c.cluster)
+                let due = lastSweep.withLockedValue { last -> Bool in
+                    if let t = last[id], now < t + od.interval { return false }
+                    last[id] = now
+                    return true
+                }
+                if due { c.cluster.outlier.sweep(now: now) }
+            }
+        }
+    }
+
+    // MARK: reload
+
+    /// Re-reads the config file; an invalid one is refused and the old config keeps serving.
+    @discardableResult
+    public func reload() -> Result<Int, ReloadError> {
+        guard let configPath else { return .failure(ReloadError("no config file to reload")) }
+        let config: GatewayConfig
+        do {
+            config = try loadConfig(configPath)
+        } catch {
+            return refuse(ReloadError("\(error)"))
+        }
+        return apply(config)
+    }
+
+    private func refuse(_ error: ReloadError) -> Result<Int, ReloadError> {
+        state.withLockedValue {
+            $0.lastReloadError = error.description
+            $0.reloadFailure += 1
+        }
+        logger.error("config reload refused, old config keeps serving: \(error.description)")
+        return .failure(error)
+    }
+
+    /// Swaps in `config` atomically for new requests; requests in flight finish on the old one.
+    public func apply(_ config: GatewayConfig) -> Result<Int, ReloadError> {
+        let result: Result<ConfigSnapshot, ReloadError> = state.withLockedValue { st in
+            do {
+                let next = try Self.compile(config, version: st.snapshot.version + 1, into: &st)
+                st.snapshot = next
+                st.lastReloadError = nil
+                st.reloadSuccess += 1
+                return .success(next)
+            } catch {
+                return .failure(ReloadError("\(error)"))
+            }
+        }
+        switch result {
+        case .failure(let e):
+            return refuse(e)
+        case .success(let next):
+            for worker in workers {
+                worker.eventLoop.execute { worker.install(next) }
+            }
+            if next.config.listener != snapshot.config.listener {
+                logger.warning("listener address changes take effect on restart")
+            }
+            logger.info("config version \(next.version) in force")
+            return .success(next.version)
+        }
+    }
+
+    // MARK: drain
+
+    /// Stops accepting, lets in-flight requests finish (closing each connection after its
+    /// response), and returns when no client connection is left or `timeout` passed.
+    public func drain(timeout: TimeAmount) async {
+        let server = state.withLockedValue { st -> Channel? in
+            st.draining = true
+            return st.serverChannel
+        }
+        try? await server?.close()
+        for worker in workers {
+            worker.eventLoop.execute { worker.startDraining() }
+        }
+        let deadline = NIODeadline.now() + timeout
+        while listenerStats.connectionsActive.load(ordering: .relaxed) > 0 && NIODeadline.now() < deadline {
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        await flushLogs()
+    }
+
+    public func flushLogs() async {
+        for worker in workers {
+            try? await worker.eventLoop.submit { worker.accessLog.flush() }.get()
+        }
+    }
+
+    public func closeAdmin() async {
+        let admin = state.withLockedValue { $0.adminChannel }
+        try? await admin?.close()
+    }
+}

@@ -1,0 +1,36 @@
+import GatewayCore
+import NIOCore
+import NIOPosix
+import XCTest
+
+final class CircuitBreakerTests: XCTestCase {
+    /// The seed's DestinationRule: maxConnections 1 + http1MaxPendingRequests 1 before a 300 ms upstream.
+    func testConcurrentOverflowIsShedWithEnvoysCounters() async throws {
+        let upstream = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton, .init(delay: .milliseconds(300)))
+        defer { upstream.close() }
+        let policy = TrafficPolicy(connectionPool: ConnectionPoolSettings(maxConnections: 1, http1MaxPendingRequests: 1))
+        let gw = try await InProcessGateway(TestConfig.gateway(
+            hosts: [TestConfig.host("delivery", ports: [upstream.port], policy: policy)],
+            routes: [TestConfig.route("/deliveries", to: "delivery")]))
+
+        let port = gw.port
+        let results = concurrentRequests(12) { _ in httpRequest(port: port, path: "/deliveries") }
+        let ok = results.filter { $0?.status == 200 }.count
+        let shed = results.compactMap { $0 }.filter { $0.status == 503 }
+        XCTAssertEqual(ok + shed.count, 12, "every request gets an answer")
+        XCTAssertGreaterThanOrEqual(ok, 2)
+        for r in shed {
+            XCTAssertEqual(r.header("x-envoy-overloaded"), "true")
+            XCTAssertNotNil(r.header("retry-after"))
+        }
+        XCTAssertEqual(gw.stat("cluster.delivery.upstream_rq_pending_overflow"), shed.count)
+        XCTAssertEqual(gw.stat("cluster.delivery.upstream_rq_pending_active"), 0)
+        XCTAssertEqual(upstream.requests.load(ordering: .relaxed), ok, "the upstream sees exactly the requests that passed")
+
+        // One request at a time is never shed.
+        for _ in 0..<5 {
+            XCTAssertEqual(httpRequest(port: port, path: "/deliveries")?.status, 200)
+        }
+        await gw.stop()
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class GatewayIntegrationTestsPlaceholder: XCTestCase { func testPlaceholder() { XCTAssertTrue(true) } }
