@@ -103,11 +103,15 @@ final class RawConnection {
         return response
     }
 
-    /// True when the peer closed (EOF) within the receive timeout.
+    /// True when the peer closed (EOF, or a reset because it left our bytes unread) within the
+    /// receive timeout; false when the connection stayed open.
     func isClosedByPeer() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 1024)
-        let n = recv(fd, &chunk, chunk.count, 0)
-        return n == 0
+        while true {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n == 0 { return true }
+            if n < 0 { return errno == ECONNRESET }
+        }
     }
 
     private func findCRLFCRLF() -> Int? {

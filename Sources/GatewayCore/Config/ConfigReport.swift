@@ -1,0 +1,154 @@
+import NIOCore
+
+/// What `gateway validate` prints: the limits in force per host with Istio's defaults filled in,
+/// and the warnings someone tuning a circuit breaker needs.
+public enum ConfigReport {
+    static func limit(_ v: Int) -> String { v >= ConnectionPoolSettings.unlimited ? "\(v) (unlimited)" : "\(v)" }
+
+    static func duration(_ t: TimeAmount?) -> String {
+        guard let t else { return "none" }
+        let ns = t.nanoseconds
+        if ns % 3_600_000_000_000 == 0 { return "\(ns / 3_600_000_000_000)h" }
+        if ns % 60_000_000_000 == 0 { return "\(ns / 60_000_000_000)m" }
+        if ns % 1_000_000_000 == 0 { return "\(ns / 1_000_000_000)s" }
+        if ns % 1_000_000 == 0 { return "\(ns / 1_000_000)ms" }
+        return "\(ns / 1000)us"
+    }
+
+    static func match(_ m: StringMatch) -> String {
+        switch m {
+        case .exact(let s): return "= \(s)"
+        case .prefix(let s): return "\(s)*"
+        case .regex(let s): return "~ \(s)"
+        }
+    }
+
+    public static func render(_ config: GatewayConfig) -> String {
+        var out = "listener \(config.listener.address):\(config.listener.port), admin \(config.admin.address):\(config.admin.port)\n"
+        for (name, h) in config.hosts.sorted(by: { $0.key < $1.key }) {
+            let cp = h.trafficPolicy.connectionPool
+            out += "\nhost \(name)\n"
+            let rows: [(String, String)] = [
+                ("endpoints", h.endpoints.map { $0.weight == 1 ? "\($0)" : "\($0) (weight \($0.weight))" }.joined(separator: ", ")),
+                ("loadBalancer", h.trafficPolicy.loadBalancer.rawValue),
+                ("maxConnections", limit(cp.maxConnections)),
+                ("http1MaxPendingRequests", limit(cp.http1MaxPendingRequests)),
+                ("http2MaxRequests", limit(cp.http2MaxRequests)),
+                ("maxRequestsPerConnection", cp.maxRequestsPerConnection == 0 ? "0 (unlimited)" : "\(cp.maxRequestsPerConnection)"),
+                ("maxRetries", limit(cp.maxRetries)),
+                ("connectTimeout", duration(cp.connectTimeout)),
+                ("idleTimeout", duration(cp.idleTimeout)),
+                ("outlierDetection", h.trafficPolicy.outlierDetection.map { od in
+                    "consecutive5xxErrors \(od.consecutive5xxErrors == 0 ? "off" : "\(od.consecutive5xxErrors)"), "
+                        + "consecutiveGatewayErrors \(od.consecutiveGatewayErrors == 0 ? "off" : "\(od.consecutiveGatewayErrors)"), "
+                        + "interval \(duration(od.interval)), baseEjectionTime \(duration(od.baseEjectionTime)), "
+                        + "maxEjectionPercent \(od.maxEjectionPercent), minHealthPercent \(od.minHealthPercent)"
+                } ?? "off"),
+            ]
+            for (k, v) in rows { out += "  \(k.padding(26))\(v)\n" }
+        }
+        out += "\nroutes (first match wins)\n"
+        for r in config.routes {
+            let m = r.matches.isEmpty ? "any request" : r.matches.map { m in
+                var parts: [String] = []
+                if let u = m.uri { parts.append("uri \(match(u))") }
+                if let me = m.method { parts.append("method \(match(me))") }
+                for (k, v) in m.headers.sorted(by: { $0.key < $1.key }) { parts.append("header \(k) \(match(v))") }
+                return parts.joined(separator: " and ")
+            }.joined(separator: " or ")
+            out += "  \(r.name): \(m) -> \(r.destinations.map { "\($0.host) (\($0.weight)%)" }.joined(separator: ", "))\n"
+            out += "    timeout \(duration(r.timeout)); retries \(r.retries.attempts)"
+            if r.retries.attempts > 0 {
+                out += " on \(retryOnText(r.retries)), perTryTimeout \(duration(r.retries.perTryTimeout))"
+            }
+            out += "\n"
+            if let f = r.fault {
+                if let d = f.delay { out += "    fault delay \(duration(d.fixedDelay)) for \(d.percentage)%\n" }
+                if let a = f.abort { out += "    fault abort \(a.httpStatus) for \(a.percentage)%\n" }
+            }
+            if let rl = r.localRateLimit {
+                out += "    rate limit \(rl.maxTokens) tokens, +\(rl.tokensPerFill) every \(duration(rl.fillInterval))"
+                out += rl.perClient ? " per client address\n" : " for the route\n"
+            }
+        }
+        return out
+    }
+
+    static func retryOnText(_ p: RetryPolicyConfig) -> String {
+        let names = ConfigLoader.retryConditions.filter { p.retryOn.contains($0.value) }.map(\.key).sorted()
+        return (names + p.retriableStatusCodes.map(String.init)).joined(separator: ",")
+    }
+
+    public static func warnings(_ config: GatewayConfig) -> [String] {
+        var w: [String] = []
+        let unlimited = ConnectionPoolSettings.unlimited
+        for (name, h) in config.hosts.sorted(by: { $0.key < $1.key }) {
+            let cp = h.trafficPolicy.connectionPool
+            if cp.maxConnections < unlimited && cp.http1MaxPendingRequests < unlimited {
+                let capacity = cp.maxConnections + cp.http1MaxPendingRequests
+                w.append("\(name): maxConnections \(cp.maxConnections) + http1MaxPendingRequests \(cp.http1MaxPendingRequests): "
+                    + "a \(ordinal(capacity + 1)) concurrent request is shed with 503 UO (upstream_rq_pending_overflow); "
+                    + "as in Envoy, each event loop's pool may still open its first connection at the limit")
+            }
+            if cp.maxRequestsPerConnection == 1 {
+                w.append("\(name): maxRequestsPerConnection 1 disables upstream keep-alive: every request opens a new connection"
+                    + (cp.maxConnections < unlimited
+                        ? ", and with maxConnections \(cp.maxConnections) it waits (pending) until the previous one has closed" : ""))
+            }
+            if cp.http2MaxRequests < cp.maxConnections && cp.http2MaxRequests < unlimited {
+                w.append("\(name): http2MaxRequests \(cp.http2MaxRequests) < maxConnections \(cp.maxConnections): "
+                    + "active requests, not connections, are the limit")
+            }
+            if let od = h.trafficPolicy.outlierDetection {
+                if od.consecutive5xxErrors == 1 || od.consecutiveGatewayErrors == 1 {
+                    w.append("\(name): a single 5xx ejects an endpoint for \(duration(od.baseEjectionTime)) (× times ejected)")
+                }
+                if h.endpoints.count == 1 && (od.consecutive5xxErrors > 0 || od.consecutiveGatewayErrors > 0) {
+                    w.append("\(name): its only endpoint can be ejected; while it is, every request gets 503 UH (no healthy upstream)")
+                } else if od.maxEjectionPercent < 100 && h.endpoints.count * od.maxEjectionPercent < 100 {
+                    w.append("\(name): maxEjectionPercent \(od.maxEjectionPercent) of \(h.endpoints.count) endpoints is under one; "
+                        + "as in Envoy, one endpoint can still be ejected")
+                }
+            }
+            if !config.routes.contains(where: { r in r.destinations.contains { $0.host == name } }) {
+                w.append("\(name): no route sends traffic to it")
+            }
+        }
+        for r in config.routes {
+            let p = r.retries
+            if p.attempts > 0 {
+                for d in r.destinations {
+                    if let max = config.hosts[d.host]?.trafficPolicy.connectionPool.maxRetries, max < p.attempts {
+                        w.append("route \(r.name): retries.attempts \(p.attempts) > \(d.host) maxRetries \(max): "
+                            + "retries past \(max) in flight are refused (upstream_rq_retry_overflow)")
+                    }
+                }
+                if let t = r.timeout, let per = p.perTryTimeout, per >= t {
+                    w.append("route \(r.name): perTryTimeout \(duration(per)) >= timeout \(duration(t)): no retry can start before the route times out")
+                } else if let t = r.timeout, let per = p.perTryTimeout,
+                          per.nanoseconds * Int64(p.attempts + 1) > t.nanoseconds {
+                    w.append("route \(r.name): \(p.attempts + 1) tries × perTryTimeout \(duration(per)) exceed timeout \(duration(t)): the last tries may be cut short (504 UT)")
+                }
+            }
+            if let f = r.fault, f.abort?.percentage == 100 {
+                w.append("route \(r.name): fault abort at 100%: no request reaches the upstream")
+            }
+        }
+        return w
+    }
+
+    static func ordinal(_ n: Int) -> String {
+        let suffix: String
+        switch (n % 10, n % 100) {
+        case (1, let t) where t != 11: suffix = "st"
+        case (2, let t) where t != 12: suffix = "nd"
+        case (3, let t) where t != 13: suffix = "rd"
+        default: suffix = "th"
+        }
+        return "\(n)\(suffix)"
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self + " " : self + String(repeating: " ", count: width - count) }
+}

@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import GatewayCore
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import UnixSignals
+
+@main
+struct Gateway: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "HTTP/1.1 gateway with Istio-shaped config and Envoy's circuit breaking, retries and outlier detection.",
+        subcommands: [Serve.self, Validate.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Prints one line to stderr and exits non-zero: the CLI's way to refuse bad input.
+func fail(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data("gateway: \(message)\n".utf8))
+    return ExitCode(1)
+}
+
+func loadConfig(_ path: String) throws -> GatewayConfig {
+    do {
+        return try ConfigLoader.load(contentsOf: path)
+    } catch let error as ConfigError {
+        throw fail("invalid config \(path): \(error.description)")
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the data plane (default).")
+
+    @Option(help: "Config file (SPEC §4).") var config = "config/gateway.json"
+    @Option(help: "Listener port, overriding the config (0 picks a free port).") var port: Int?
+    @Option(help: "Listener address, overriding the config.") var address: String?
+    @Option(name: .customLong("admin-port"), help: "Admin port, overriding the config (0 picks a free port).") var adminPort: Int?
+    @Option(name: .customLong("access-log"), help: "Access log: '-' for stdout, 'off', or a file path.") var accessLog = "-"
+    @Option(help: "Event loop threads.") var threads = System.coreCount
+    @Option(name: .customLong("drain-timeout"), help: "Seconds SIGTERM waits for in-flight requests.") var drainTimeout = 10.0
+
+    func validate() throws {
+        if let port, !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535") }
+        if let adminPort, !(0...65535).contains(adminPort) { throw ValidationError("--admin-port must be 0...65535") }
+        if threads < 1 { throw ValidationError("--threads must be >= 1") }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "gateway")
+        logger.logLevel = .info
+        let cfg = try loadConfig(config)
+        var listener = cfg.listener
+        var admin = cfg.admin
+        if let port { listener.port = port }
+        if let address { listener.address = address }
+        if let adminPort { admin.port = adminPort }
+
+        let fd: Int32?
+        switch accessLog {
+        case "-": fd = 1
+        case "off": fd = nil
+        default:
+            let opened = open(accessLog, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            guard opened >= 0 else { throw fail("cannot open access log \(accessLog): \(String(cString: strerror(errno)))") }
+            fd = opened
+        }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let runtime = try GatewayRuntime(
+            config: cfg, configPath: config, loadConfig: { try ConfigLoader.load(contentsOf: $0) }, group: group,
+            accessLogFD: fd, logger: logger)
+        let bound: GatewayRuntime.BoundAddresses
+        do {
+            bound = try await runtime.start(listener: listener, admin: admin)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw fail("cannot listen on \(listener.address):\(listener.port) / admin \(admin.address):\(admin.port): \(error)")
+        }
+        print("gateway listening on http://\(bound.listener.hostPort) admin http://\(bound.admin.hostPort) config version \(runtime.snapshot.version)")
+        fflush(nil)
+
+        let service = GatewayService(runtime: runtime, drainTimeout: .milliseconds(Int64(drainTimeout * 1000)), logger: logger)
+        let serviceGroup = ServiceGroup(
+            configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await serviceGroup.run()
+        try? await group.shutdownGracefully()
+    }
+}
+
+extension SocketAddress {
+    var hostPort: String {
+        let ip = ipAddress ?? "?"
+        return ip.contains(":") ? "[\(ip)]:\(port ?? 0)" : "\(ip):\(port ?? 0)"
+    }
+}
+
+/// Reloads on SIGHUP; on graceful shutdown (SIGTERM/SIGINT) drains, then lets the process exit.
+struct GatewayService: Service {
+    let runtime: GatewayRuntime
+    let drainTimeout: TimeAmount
+    let logger: Logger
+
+    func run() async throws {
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in hangups.cancelOnGracefulShutdown() {
+            logger.info("SIGHUP: reloading \(runtime.configPath ?? "-")")
+            runtime.reload()
+        }
+        logger.info("draining: no new connections, in-flight requests finish")
+        await runtime.drain(timeout: drainTimeout)
+        await runtime.closeAdmin()
+        logger.info("drained, exiting")
+    }
+}
+
+struct Validate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a config file; print the effective limits per host and tuning warnings.")
+
+    @Option(help: "Config file to check.") var config = "config/gateway.json"
+
+    func run() async throws {
+        let cfg = try loadConfig(config)
+        print(ConfigReport.render(cfg))
+        let warnings = ConfigReport.warnings(cfg)
+        if warnings.isEmpty {
+            print("no warnings")
+        } else {
+            print("warnings:")
+            for w in warnings { print("  - \(w)") }
+        }
+        print("\(config): valid")
+    }
+}

@@ -1,1 +1,0 @@
-print("gateway: config loader pending")

@@ -1,0 +1,88 @@
+import Foundation
+import GatewayCore
+import NIOCore
+import NIOPosix
+import XCTest
+
+final class ProxyingTests: XCTestCase {
+    var upstream: TestUpstream!
+    var gw: InProcessGateway!
+
+    override func setUp() async throws {
+        upstream = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
+        gw = try await InProcessGateway(TestConfig.gateway(
+            hosts: [TestConfig.host("order", ports: [upstream.port])],
+            routes: [TestConfig.route("/orders", to: "order")]))
+    }
+
+    override func tearDown() async throws {
+        await gw.stop()
+        upstream.close()
+    }
+
+    func testHeadersAreRewrittenAsEnvoyDoes() throws {
+        let c = try RawConnection(port: gw.port)
+        c.send("POST /orders?x=1 HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Forwarded-For: 10.0.0.9\r\nContent-Length: 5\r\n\r\nhello")
+        let r = try XCTUnwrap(c.readResponse())
+        XCTAssertEqual(r.status, 200)
+        XCTAssertNotNil(r.header("x-envoy-upstream-service-time"))
+        XCTAssertNil(r.header("connection"), "the upstream's hop-by-hop header is not forwarded")
+        let seen = try XCTUnwrap(upstream.seenRequests.first)
+        XCTAssertEqual(seen.uri, "/orders?x=1")
+        XCTAssertEqual(seen.body, "hello")
+        let names = Set(seen.headers.map { $0.0.lowercased() })
+        XCTAssertFalse(names.contains("keep-alive"))
+        XCTAssertFalse(names.contains("connection"))
+        XCTAssertEqual(seen.headers.first { $0.0.lowercased() == "x-forwarded-for" }?.1, "10.0.0.9, 127.0.0.1")
+        let id = try XCTUnwrap(seen.headers.first { $0.0.lowercased() == "x-request-id" }?.1)
+        XCTAssertEqual(id.count, 36)
+
+        // keep-alive: a second request on the same connection
+        c.send("GET /orders HTTP/1.1\r\nHost: shop\r\nx-request-id: abc\r\n\r\n")
+        XCTAssertEqual(c.readResponse()?.status, 200)
+        XCTAssertEqual(upstream.seenRequests.last?.headers.first { $0.0.lowercased() == "x-request-id" }?.1, "abc")
+    }
+
+    func testChunkedRequestBodyIsStreamed() throws {
+        let c = try RawConnection(port: gw.port)
+        c.send("POST /orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        c.send("6;ext=1\r\n world\r\n0\r\n\r\n")
+        XCTAssertEqual(c.readResponse()?.status, 200)
+        XCTAssertEqual(upstream.seenRequests.first?.body, "hello world")
+    }
+
+    func testNoRouteIs404() {
+        let r = httpRequest(port: gw.port, path: "/nothing")
+        XCTAssertEqual(r?.status, 404)
+        XCTAssertEqual(upstream.requests.load(ordering: .relaxed), 0)
+    }
+
+    func testMalformedRequestsAreRefusedAndNeverReachTheUpstream() throws {
+        let cases: [(String, [UInt8])] = [
+            ("garbage request line", Array("HELLO THERE\r\n\r\n".utf8)),
+            ("CL with TE", Array("POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".utf8)),
+            ("two Content-Lengths", Array("POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".utf8)),
+            ("200 KB header", Array("GET /orders HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 200_000))\r\n\r\n".utf8)),
+            ("bad chunk size", Array("POST /orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".utf8)),
+            ("space before colon", Array("GET /orders HTTP/1.1\r\nHost : x\r\n\r\n".utf8)),
+        ]
+        for (name, bytes) in cases {
+            let c = try RawConnection(port: gw.port, timeout: 5)
+            c.send(bytes)
+            if let r = c.readResponse() {
+                XCTAssert((400..<500).contains(r.status), "\(name): got \(r.status)")
+            }
+            XCTAssertTrue(c.isClosedByPeer(), "\(name): the connection is closed")
+        }
+        XCTAssertEqual(upstream.requests.load(ordering: .relaxed), 0, "nothing reached the upstream")
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/orders")?.status, 200, "the gateway keeps serving")
+    }
+
+    func testHalfSentRequestDoesNotBlockOthers() throws {
+        let stuck = try RawConnection(port: gw.port)
+        stuck.send("POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
+        let stuckHead = try RawConnection(port: gw.port)
+        stuckHead.send("GET /orders HTTP/1.1\r\nHost: x\r\n")
+        for _ in 0..<5 { XCTAssertEqual(httpRequest(port: gw.port, path: "/orders", timeout: 2)?.status, 200) }
+    }
+}
