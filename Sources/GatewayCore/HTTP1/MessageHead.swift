@@ -160,13 +160,10 @@ public enum HeadParser {
 
     static func parseVersion(_ b: UnsafeRawBufferPointer, at i: Int) throws(HTTPParseError) -> Int {
         guard i + 8 <= b.count, b[i] == 0x48, b[i + 1] == 0x54, b[i + 2] == 0x54, b[i + 3] == 0x50,
-              b[i + 4] == 0x2F, b[i + 5] == 0x31, b[i + 6] == 0x2E
+              b[i + 4] == 0x2F, b[i + 6] == 0x2E, (0x30...0x39).contains(b[i + 5]), (0x30...0x39).contains(b[i + 7])
         else { throw HTTPParseError(400, "malformed HTTP version") }
-        switch b[i + 7] {
-        case 0x30: return 0
-        case 0x31: return 1
-        default: throw HTTPParseError(505, "HTTP version not supported")
-        }
+        guard b[i + 5] == 0x31, b[i + 7] <= 0x31 else { throw HTTPParseError(505, "HTTP version not supported") }
+        return Int(b[i + 7] - 0x30)
     }
 
     static func parseStatusLine(_ b: UnsafeRawBufferPointer, _ head: inout MessageHead) throws(HTTPParseError) -> Int {

@@ -1,0 +1,133 @@
+import Foundation
+import NIOCore
+import XCTest
+@testable import GatewayCore
+
+final class ConfigLoaderTests: XCTestCase {
+    func load(_ json: String) throws -> GatewayConfig { try ConfigLoader.decode(Array(json.utf8)) }
+
+    func error(_ json: String) -> String {
+        do {
+            _ = try load(json)
+            return "no error"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    let se = #"{"host":"delivery","endpoints":[{"address":"127.0.0.1","port":8082}]}"#
+
+    func testSpecExampleWithDefaults() throws {
+        let c = try load(#"""
+        {"serviceEntries":[{"host":"delivery","endpoints":[{"address":"127.0.0.1","port":8082}]}],
+         "virtualServices":[{"http":[{"match":[{"uri":{"prefix":"/deliveries"}}],"route":[{"destination":{"host":"delivery"},"weight":100}],
+           "timeout":"5s","retries":{"attempts":2,"perTryTimeout":"1s","retryOn":"connect-failure,refused-stream,gateway-error"},
+           "fault":{"delay":{"fixedDelay":"2s","percentage":{"value":10}},"abort":{"httpStatus":500,"percentage":{"value":5}}},
+           "localRateLimit":{"tokenBucket":{"maxTokens":100,"tokensPerFill":100,"fillInterval":"1s"},"perClient":"remoteAddress"}}]}],
+         "destinationRules":[{"host":"delivery","trafficPolicy":{
+           "connectionPool":{"tcp":{"maxConnections":1,"connectTimeout":"1s"},
+             "http":{"http1MaxPendingRequests":1,"http2MaxRequests":1024,"maxRequestsPerConnection":1,"maxRetries":3,"idleTimeout":"60s"}},
+           "outlierDetection":{"consecutive5xxErrors":5,"consecutiveGatewayErrors":3,"interval":"1s","baseEjectionTime":"30s","maxEjectionPercent":100,"minHealthPercent":0},
+           "loadBalancer":{"simple":"ROUND_ROBIN"}}}]}
+        """#)
+        XCTAssertEqual(c.listener, BindAddress(address: "0.0.0.0", port: 8080))
+        XCTAssertEqual(c.admin, BindAddress(address: "127.0.0.1", port: 9901))
+        let cp = try XCTUnwrap(c.hosts["delivery"]).trafficPolicy.connectionPool
+        XCTAssertEqual(cp.maxConnections, 1)
+        XCTAssertEqual(cp.http2MaxRequests, 1024)
+        XCTAssertEqual(cp.idleTimeout, .seconds(60))
+        let r = c.routes[0]
+        XCTAssertEqual(r.name, "vs0.0")
+        XCTAssertEqual(r.retries.retryOn, [.connectFailure, .refusedStream, .gatewayError])
+        XCTAssertEqual(r.retries.perTryTimeout, .seconds(1))
+        XCTAssertEqual(r.fault?.delay?.percentage, 10)
+        XCTAssertEqual(r.localRateLimit?.perClient, true)
+        XCTAssertEqual(c.hosts["delivery"]?.trafficPolicy.outlierDetection?.consecutiveGatewayErrors, 3)
+    }
+
+    func testIstioDefaultsWhenFieldsAreAbsent() throws {
+        let c = try load(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"outlierDetection":{}}}],"virtualServices":[{"http":[{"route":[{"destination":{"host":"delivery"}}]}]}]}"#)
+        let p = try XCTUnwrap(c.hosts["delivery"]).trafficPolicy
+        XCTAssertEqual(p.connectionPool, ConnectionPoolSettings())
+        XCTAssertEqual(p.connectionPool.maxConnections, 4_294_967_295)
+        XCTAssertEqual(p.outlierDetection, OutlierDetectionSettings())
+        XCTAssertEqual(c.routes[0].retries, .istioDefault)
+        XCTAssertNil(c.routes[0].timeout)
+    }
+
+    func testDurations() {
+        XCTAssertEqual(IstioDuration.parse("250ms"), .milliseconds(250))
+        XCTAssertEqual(IstioDuration.parse("1.5s"), .milliseconds(1500))
+        XCTAssertEqual(IstioDuration.parse("3m"), .minutes(3))
+        XCTAssertEqual(IstioDuration.parse("1h"), .hours(1))
+        XCTAssertEqual(IstioDuration.parse("1m30s"), .seconds(90))
+        XCTAssertEqual(IstioDuration.parse("500us"), .microseconds(500))
+        XCTAssertEqual(IstioDuration.parse("100ns"), .nanoseconds(100))
+        XCTAssertNil(IstioDuration.parse("5"))
+        XCTAssertNil(IstioDuration.parse("1 sec"))
+        XCTAssertNil(IstioDuration.parse(""))
+    }
+
+    func testKubernetesObjectsAndIstioServiceEntryShape() throws {
+        let c = try load(#"""
+        {"serviceEntries":[{"apiVersion":"networking.istio.io/v1beta1","kind":"ServiceEntry","metadata":{"name":"se","namespace":"default","labels":{"a":"b"}},
+           "spec":{"hosts":["order"],"ports":[{"number":8081,"name":"http","protocol":"HTTP"}],"resolution":"STATIC",
+                   "endpoints":[{"address":"127.0.0.1","ports":{"http":9081}},{"address":"127.0.0.2"}]}}],
+         "virtualServices":[{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"order-vs"},
+           "spec":{"hosts":["order"],"http":[{"route":[{"destination":{"host":"order.default.svc.cluster.local"}}]}]},"status":{}}]}
+        """#)
+        XCTAssertEqual(c.hosts["order"]?.endpoints, [Endpoint(address: "127.0.0.1", port: 9081), Endpoint(address: "127.0.0.2", port: 8081)])
+        XCTAssertEqual(c.routes[0].name, "order-vs.0")
+        XCTAssertEqual(c.routes[0].destinations, [WeightedDestination(host: "order")])
+        XCTAssertEqual(c.routes[0].virtualHosts, ["order"])
+    }
+
+    func testErrorsCarryTheJSONPath() {
+        XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"maxConnections":0}}}}]}"#),
+                       "destinationRules[0].trafficPolicy.connectionPool.tcp.maxConnections: must be >= 1, found 0")
+        XCTAssertTrue(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"maxConection":1}}}}]}"#)
+            .hasPrefix("destinationRules[0].trafficPolicy.connectionPool.tcp.maxConection: unknown field 'maxConection'"))
+        XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"http":{"http1MaxPendingRequests":"1"}}}}]}"#),
+                       "destinationRules[0].trafficPolicy.connectionPool.http.http1MaxPendingRequests: expected a number, found a string")
+        XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"outlierDetection":{"interval":"soon"}}}]}"#),
+                       #"destinationRules[0].trafficPolicy.outlierDetection.interval: invalid duration 'soon' (use e.g. "250ms", "1s", "1m30s")"#)
+        XCTAssertTrue(error(#"{"serviceEntries":[\#(se)],"virtualServices":[{"http":[{"route":[{"destination":{"host":"nope"}}]}]}]}"#)
+            .hasPrefix("virtualServices[0].http[0].route[0].destination.host: unknown host 'nope'"))
+        XCTAssertTrue(error(#"{"serviceEntries":[\#(se)],"virtualServices":[{"http":[{"route":[{"destination":{"host":"delivery"}}],"retries":{"attempts":1,"retryOn":"5xx,sometimes"}}]}]}"#)
+            .hasPrefix("virtualServices[0].http[0].retries.retryOn: unknown retry condition 'sometimes'"))
+        XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"virtualServices":[{"http":[{"route":[{"destination":{"host":"delivery"}}],"fault":{"abort":{"httpStatus":700}}}]}]}"#),
+                       "virtualServices[0].http[0].fault.abort.httpStatus: must be <= 599, found 700")
+        XCTAssertTrue(error(#"{"serviceEntries":[\#(se)],"virtualServices":[{"http":[{"match":[{"uri":{"regex":"(["}}],"route":[{"destination":{"host":"delivery"}}]}]}]}"#)
+            .hasPrefix("virtualServices[0].http[0].match[0].uri.regex: invalid regex"))
+        XCTAssertEqual(error(#"{"serviceEntries":[\#(se),{"host":"x","endpoints":[{"address":"a","port":1}]}],"virtualServices":[{"http":[{"route":[{"destination":{"host":"delivery"},"weight":60},{"destination":{"host":"x"},"weight":30}]}]}]}"#),
+                       "virtualServices[0].http[0].route: destination weights must add up to 100, found 90")
+        XCTAssertEqual(error(#"{"virtualServices":[{"kind":"DestinationRule","spec":{}}]}"#),
+                       "virtualServices[0].kind: expected kind 'VirtualService', found 'DestinationRule'")
+        XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","subsets":[]}]}"#),
+                       "destinationRules[0].subsets: not supported by this gateway")
+        XCTAssertTrue(error("{not json").hasPrefix("not valid JSON"))
+    }
+
+    func testRetryOnStatusCodes() throws {
+        let c = try load(#"{"serviceEntries":[\#(se)],"virtualServices":[{"http":[{"route":[{"destination":{"host":"delivery"}}],"retries":{"attempts":3,"retryOn":"gateway-error,409, 429"}}]}]}"#)
+        XCTAssertEqual(c.routes[0].retries.retryOn, [.gatewayError, .retriableStatusCodes])
+        XCTAssertEqual(c.routes[0].retries.retriableStatusCodes, [409, 429])
+    }
+
+    func testShippedConfigsLoadAndWarnAboutTheSeedBreaker() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
+        let shop = try ConfigLoader.load(contentsOf: root.appendingPathComponent("config/gateway.json").path)
+        XCTAssertEqual(Set(shop.hosts.keys), ["order", "delivery", "inventory", "mypage"])
+        XCTAssertEqual(shop.hosts["delivery"]?.endpoints, [Endpoint(address: "127.0.0.1", port: 8082)])
+        let cb = try ConfigLoader.load(contentsOf: root.appendingPathComponent("config/circuit-breaker.json").path)
+        for host in ["delivery", "order"] {
+            let cp = try XCTUnwrap(cb.hosts[host]).trafficPolicy.connectionPool
+            XCTAssertEqual(cp.maxConnections, 1)
+            XCTAssertEqual(cp.http1MaxPendingRequests, 1)
+            XCTAssertEqual(cp.maxRequestsPerConnection, 1)
+        }
+        let warnings = ConfigReport.warnings(cb)
+        XCTAssertTrue(warnings.contains { $0.hasPrefix("delivery: maxConnections 1 + http1MaxPendingRequests 1: a 3rd concurrent request is shed") }, "\(warnings)")
+        XCTAssertTrue(ConfigReport.render(cb).contains("maxConnections            1"))
+    }
+}

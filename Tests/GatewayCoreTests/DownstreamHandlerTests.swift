@@ -1,0 +1,66 @@
+import NIOCore
+import NIOEmbedded
+import XCTest
+@testable import GatewayCore
+
+/// The listener's handler byte by byte on an EmbeddedChannel: local answers need no upstream.
+final class DownstreamHandlerTests: XCTestCase {
+    func makeChannel(_ routes: [RouteConfig] = []) throws -> EmbeddedChannel {
+        let loop = EmbeddedEventLoop()
+        let config = GatewayConfig(listener: BindAddress(address: "127.0.0.1", port: 0), admin: BindAddress(address: "127.0.0.1", port: 0),
+                                   hosts: ["svc": HostConfig(name: "svc", endpoints: [Endpoint(address: "127.0.0.1", port: 1)])],
+                                   routes: routes)
+        let cluster = Cluster(config: config.hosts["svc"]!)
+        let snap = ClusterSnapshot(cluster: cluster, hosts: cluster.hosts(for: config.hosts["svc"]!), policy: TrafficPolicy())
+        let compiled = try routes.map { try Route(config: $0, clusters: ["svc": snap], stats: RouteStats(name: $0.name),
+                                                  rateLimiter: $0.localRateLimit.map { LocalRateLimiter(config: $0) }) }
+        let worker = Worker(eventLoop: loop, snapshot: ConfigSnapshot(version: 1, config: config, routes: RouteTable(routes: compiled),
+                                                                     clusters: ["svc": snap]),
+                            listenerStats: ListenerStats(), accessLogFD: nil)
+        let channel = EmbeddedChannel(handler: DownstreamHandler(worker: worker), loop: loop)
+        try channel.connect(to: SocketAddress(ipAddress: "10.1.2.3", port: 5555)).wait()
+        return channel
+    }
+
+    func readAll(_ channel: EmbeddedChannel) throws -> String {
+        var out = ""
+        while let b = try channel.readOutbound(as: ByteBuffer.self) { out += String(buffer: b) }
+        return out
+    }
+
+    func testNoRouteAnswers404AndKeepsTheConnection() throws {
+        let ch = try makeChannel()
+        try ch.writeInbound(ByteBuffer(string: "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"))
+        let out = try readAll(ch)
+        XCTAssertTrue(out.hasPrefix("HTTP/1.1 404 Not Found\r\n"), out)
+        XCTAssertFalse(out.contains("connection: close"))
+        XCTAssertTrue(ch.isActive)
+        // byte by byte, the next request is still understood
+        for b in "GET /y HTTP/1.1\r\nHost: a\r\n\r\n".utf8 { try ch.writeInbound(ByteBuffer(bytes: [b])) }
+        XCTAssertTrue(try readAll(ch).hasPrefix("HTTP/1.1 404"))
+    }
+
+    func testMalformedRequestGets400AndClose() throws {
+        let ch = try makeChannel()
+        try ch.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"))
+        let out = try readAll(ch)
+        XCTAssertTrue(out.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), out)
+        XCTAssertTrue(out.contains("connection: close"))
+        XCTAssertTrue(out.hasSuffix("conflicting Content-Length headers"))
+        XCTAssertFalse(ch.isActive)
+    }
+
+    func testRateLimitedAnswer() throws {
+        let rl = LocalRateLimitConfig(maxTokens: 1, tokensPerFill: 1, fillInterval: .seconds(30))
+        let route = RouteConfig(name: "r", destinations: [WeightedDestination(host: "svc")], retries: .disabled,
+                                fault: FaultConfig(abort: .init(httpStatus: 503, percentage: 100)), localRateLimit: rl)
+        let ch = try makeChannel([route])
+        try ch.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+        XCTAssertTrue(try readAll(ch).hasPrefix("HTTP/1.1 503"), "the one token passes to the fault abort")
+        try ch.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+        let out = try readAll(ch)
+        XCTAssertTrue(out.hasPrefix("HTTP/1.1 429 Too Many Requests\r\n"), out)
+        XCTAssertTrue(out.contains("ratelimit-limit: 1\r\n"))
+        XCTAssertTrue(out.contains("retry-after: "))
+    }
+}

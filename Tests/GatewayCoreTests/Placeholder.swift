@@ -1,2 +1,0 @@
-import XCTest
-final class GatewayCoreTestsPlaceholder: XCTestCase { func testPlaceholder() { XCTAssertTrue(true) } }
