@@ -117,18 +117,22 @@ final class Worker: @unchecked Sendable {
         b = (b & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000  // variant 10
         let hex: StaticString = "0123456789abcdef"
         let h = hex.utf8Start
-        out.reserveCapacity(minimumWritableBytes: 36)
-        func put(_ v: UInt64, _ nibbles: Int, _ shiftFrom: Int, _ out: inout ByteBuffer) {
-            var s = shiftFrom
-            for _ in 0..<nibbles {
-                out.writeInteger(h[Int((v >> UInt64(s)) & 0xF)])
-                s -= 4
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: 36) { p in
+            var i = 0
+            func put(_ v: UInt64, _ nibbles: Int, _ top: Int) {
+                var s = top
+                for _ in 0..<nibbles {
+                    p[i] = h[Int((v >> UInt64(s)) & 0xF)]
+                    i += 1
+                    s -= 4
+                }
             }
+            put(a, 8, 60); p[i] = 0x2D; i += 1
+            put(a, 4, 28); p[i] = 0x2D; i += 1
+            put(a, 4, 12); p[i] = 0x2D; i += 1
+            put(b, 4, 60); p[i] = 0x2D; i += 1
+            put(b, 12, 44)
+            return 36
         }
-        put(a, 8, 60, &out); out.writeInteger(UInt8(ascii: "-"))
-        put(a, 4, 28, &out); out.writeInteger(UInt8(ascii: "-"))
-        put(a, 4, 12, &out); out.writeInteger(UInt8(ascii: "-"))
-        put(b, 4, 60, &out); out.writeInteger(UInt8(ascii: "-"))
-        put(b, 12, 44, &out)
     }
 }

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Gateway vs HAProxy in front of the same nginx, measured side by side in one run.
+#
+#   loadtest/bench-gateway.sh [seconds per run, default 10] [rounds, default 3]
+#
+# nginx (1 worker) serves a 27-byte JSON; HAProxy and the gateway proxy to it with keep-alive
+# both sides; wrk -t1 -c64 drives each in turn, rounds interleaved so machine noise hits all alike.
+# A last run measures shedding: the gateway answering 503 UO for a cluster whose one connection
+# and one pending slot are held by a stuck upstream.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+ROUNDS=${2:-3}
+for tool in nginx haproxy wrk; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y haproxy nginx-light wrk" >&2; exit 1; }
+done
+swift build -c release --product gateway >/dev/null 2>&1
+GATEWAY=.build/release/gateway
+
+WORK=$(mktemp -d)
+NGINX_PORT=18090 HAPROXY_PORT=18091 GATEWAY_PORT=18092 ADMIN_PORT=18093 STUCK_PORT=18094
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; nginx -p "$WORK" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 1;
+daemon on;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { default_type application/json; return 200 '{"status":"ok","qty":10000}'; }
+  }
+}
+CONF
+nginx -p "$WORK" -c nginx.conf
+
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 2
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend be
+backend be
+  http-reuse always
+  server nginx 127.0.0.1:$NGINX_PORT
+CONF
+haproxy -f "$WORK/haproxy.cfg" >/dev/null 2>&1 &
+pids+=($!)
+
+# A stuck upstream: accepts TCP, never answers, so the shedding cluster's one connection and
+# one pending slot stay taken.
+python3 - "$STUCK_PORT" >/dev/null 2>&1 <<'PY' &
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
+held = []
+while True:
+    c, _ = s.accept(); held.append(c)
+PY
+pids+=($!)
+
+cat > "$WORK/gateway.json" <<CONF
+{"listener": {"address": "127.0.0.1", "port": $GATEWAY_PORT}, "admin": {"address": "127.0.0.1", "port": $ADMIN_PORT},
+ "serviceEntries": [{"host": "nginx", "endpoints": [{"address": "127.0.0.1", "port": $NGINX_PORT}]},
+                    {"host": "stuck", "endpoints": [{"address": "127.0.0.1", "port": $STUCK_PORT}]}],
+ "virtualServices": [{"http": [
+   {"name": "shed", "match": [{"uri": {"prefix": "/shed"}}], "route": [{"destination": {"host": "stuck"}}], "retries": {"attempts": 0}},
+   {"name": "all", "route": [{"destination": {"host": "nginx"}}]}]}],
+ "destinationRules": [{"host": "stuck", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 1}}}}]}
+CONF
+"$GATEWAY" --config "$WORK/gateway.json" --access-log off --threads "${GATEWAY_THREADS:-2}" >/dev/null 2>"$WORK/gateway.err" &
+pids+=($!)
+sleep 1
+
+run() { # name url -> prints "name rps p50 p99"
+  local out
+  out=$(wrk -t1 -c64 -d"${DURATION}s" --latency "$2")
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  local non2xx
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  printf "%-10s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n" "$1" "$rps" "$p50" "$p99" "${non2xx:-0}"
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "wrk -t1 -c64 -d${DURATION}s, $ROUNDS interleaved rounds"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "-- round $r"
+  run nginx "http://127.0.0.1:$NGINX_PORT/"
+  run haproxy "http://127.0.0.1:$HAPROXY_PORT/"
+  run gateway "http://127.0.0.1:$GATEWAY_PORT/"
+done
+# Fill the stuck cluster's connection and pending slot, then measure the 503 UO path.
+(curl -s -m 600 "http://127.0.0.1:$GATEWAY_PORT/shed" >/dev/null &) ; sleep 0.3
+(curl -s -m 600 "http://127.0.0.1:$GATEWAY_PORT/shed" >/dev/null &) ; sleep 0.3
+run "shed(UO)" "http://127.0.0.1:$GATEWAY_PORT/shed"
+echo "overflow counter: $(curl -s "http://127.0.0.1:$ADMIN_PORT/stats" | grep 'cluster.stuck.upstream_rq_pending_overflow')"
