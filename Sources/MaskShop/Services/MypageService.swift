@@ -1,0 +1,78 @@
+import Foundation
+import GRDB
+import Hummingbird
+
+/// The CQRS read side: rows built only from order's and delivery's events. Each column is owned
+/// by one feed (orderStatus by order's, deliveryStatus by delivery's), so the rows converge
+/// whatever order the two feeds are read in.
+enum MypageService {
+    static func migrations(_ m: inout DatabaseMigrator) {
+        m.registerMigration("mypages") { db in
+            try db.execute(sql: """
+                CREATE TABLE mypages (orderId INTEGER PRIMARY KEY, productId INTEGER, qty INTEGER, customerId INTEGER,
+                    orderStatus TEXT, deliveryStatus TEXT);
+                """)
+        }
+    }
+
+    static func json(_ row: Row) -> [String: Any] {
+        var o: [String: Any] = ["orderId": row["orderId"] as Int]
+        o["productId"] = (row["productId"] as Int?) ?? NSNull()
+        o["qty"] = (row["qty"] as Int?) ?? NSNull()
+        o["orderStatus"] = (row["orderStatus"] as String?) ?? NSNull()
+        o["deliveryStatus"] = (row["deliveryStatus"] as String?) ?? NSNull()
+        if let c = row["customerId"] as Int? { o["customerId"] = c }
+        return o
+    }
+
+    static func register(_ router: Router<BasicRequestContext>, store: Store) {
+        router.get("/mypages") { request, _ in
+            await handle {
+                let customer = try request.intQuery("customerId")
+                let rows = try await store.pool.read { db in
+                    if let customer {
+                        return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM mypages WHERE customerId = ? ORDER BY orderId", arguments: [customer]).map(json))
+                    }
+                    return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM mypages ORDER BY orderId").map(json))
+                }
+                return JSON.response(.ok, rows.value)
+            }
+        }
+        router.get("/mypages/:orderId") { _, context in
+            await handle {
+                let id = try context.intParameter("orderId")
+                guard let row = try await store.pool.read({ db in
+                    try Row.fetchOne(db, sql: "SELECT * FROM mypages WHERE orderId = ?", arguments: [id]).map { Record(value: json($0)) }
+                }) else { throw APIError(.notFound, "no mypage row for order \(id)") }
+                return JSON.response(.ok, row.value)
+            }
+        }
+    }
+
+    static func upsert(_ db: Database, orderId: Int, _ payload: [String: Any], column: String, value: String) throws {
+        try db.execute(sql: """
+            INSERT INTO mypages (orderId, productId, qty, customerId, \(column)) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT(orderId) DO UPDATE SET \(column) = excluded.\(column),
+                productId = COALESCE(mypages.productId, excluded.productId), qty = COALESCE(mypages.qty, excluded.qty),
+                customerId = COALESCE(mypages.customerId, excluded.customerId)
+            """, arguments: [orderId, payload.int("productId"), payload.int("qty"), payload.int("customerId"), value])
+    }
+
+    static func applyOrderEvent(_ db: Database, _ type: String, _ payload: [String: Any]) throws {
+        guard let id = payload.int("id") else { return }
+        switch type {
+        case "OrderPlaced": try upsert(db, orderId: id, payload, column: "orderStatus", value: "ordered")
+        case "OrderCancelled": try upsert(db, orderId: id, payload, column: "orderStatus", value: "cancelled")
+        default: return
+        }
+    }
+
+    static func applyDeliveryEvent(_ db: Database, _ type: String, _ payload: [String: Any]) throws {
+        guard let orderId = payload.int("orderId") else { return }
+        switch type {
+        case "DeliveryRegistered": try upsert(db, orderId: orderId, payload, column: "deliveryStatus", value: "ordered")
+        case "DeliveryCancelled": try upsert(db, orderId: orderId, payload, column: "deliveryStatus", value: "cancelled")
+        default: return
+        }
+    }
+}

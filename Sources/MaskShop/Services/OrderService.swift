@@ -1,0 +1,202 @@
+import Foundation
+import GRDB
+import Hummingbird
+import HTTPTypes
+import Logging
+import ServiceLifecycle
+
+/// Orders. `POST /orders` calls delivery synchronously before it answers: an order not assigned
+/// to a delivery must not exist (the seed's transaction requirement).
+///
+/// Crash windows and how they close:
+/// 1. The order row is first committed as `pending` (no event), then delivery is called.
+/// 2. Delivery answers 200/201 → one transaction: status `ordered` + `OrderPlaced`.
+/// 3. Delivery refuses or is unreachable → status `failed`, 5xx to the client.
+///    If the outcome is ambiguous (timeout, reset, a 5xx from delivery itself: the delivery may
+///    exist), the same transaction emits a compensating `OrderCancelled`, which delivery consumes
+///    to cancel (or tombstone) the delivery for that order.
+/// 4. Crash between 1 and 2/3 → a **reconciliation on start** (and every 5 s for rows older than
+///    60 s) asks delivery `GET /deliveries?orderId=` and completes the order (`ordered` +
+///    `OrderPlaced`) if the delivery exists, else marks it `failed`. While delivery is down the
+///    order stays `pending` (never `ordered`) and reconciliation retries.
+enum OrderService {
+    static func migrations(_ m: inout DatabaseMigrator) {
+        m.registerMigration("orders") { db in
+            try db.execute(sql: """
+                CREATE TABLE orders (id INTEGER PRIMARY KEY AUTOINCREMENT, orderId INTEGER NOT NULL,
+                    productId INTEGER NOT NULL, qty INTEGER NOT NULL, customerId INTEGER, status TEXT NOT NULL,
+                    createdAt REAL NOT NULL);
+                CREATE TABLE idempotency (key TEXT PRIMARY KEY, orderRowId INTEGER NOT NULL);
+                """)
+        }
+    }
+
+    static func json(_ row: Row) -> [String: Any] {
+        var o: [String: Any] = ["id": row["id"] as Int, "orderId": row["orderId"] as Int, "productId": row["productId"] as Int,
+                                "qty": row["qty"] as Int, "status": row["status"] as String]
+        if let c = row["customerId"] as Int? { o["customerId"] = c }
+        return o
+    }
+
+    static func event(_ row: Row) -> [String: Any] {
+        var p = json(row)
+        p.removeValue(forKey: "status")
+        return p
+    }
+
+    static func register(_ router: Router<BasicRequestContext>, store: Store, deliveryURL: String, logger: Logger) {
+        router.post("/orders") { request, _ in
+            await handle { try await place(request, store: store, deliveryURL: deliveryURL, logger: logger) }
+        }
+        router.patch("/orders/:id") { request, context in
+            await handle {
+                let id = try context.intParameter("id")
+                let body = try await JSON.object(request)
+                guard let type = body["type"] as? String else { throw APIError(.badRequest, "missing field 'type' (\"cancel\")") }
+                guard type == "cancel" else { throw APIError(.badRequest, "unknown type '\(type)': only \"cancel\" is supported") }
+                let row: Record = try await store.write { db in
+                    guard let row = try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]) else {
+                        throw APIError(.notFound, "no order \(id)")
+                    }
+                    let status: String = row["status"]
+                    if status == "cancelled" { return Record(value: json(row)) }
+                    guard status == "ordered" else {
+                        throw APIError(.conflict, "order \(id) is \(status); only an ordered order can be cancelled")
+                    }
+                    try db.execute(sql: "UPDATE orders SET status = 'cancelled' WHERE id = ?", arguments: [id])
+                    try Store.append(db, type: "OrderCancelled", payload: event(row))
+                    return Record(value: json(try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!))
+                }
+                return JSON.response(.ok, row.value)
+            }
+        }
+        router.get("/orders") { _, _ in
+            await handle {
+                let rows = try await store.pool.read { db in Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM orders ORDER BY id").map(json)) }
+                return JSON.response(.ok, rows.value)
+            }
+        }
+        router.get("/orders/:id") { _, context in
+            await handle {
+                let id = try context.intParameter("id")
+                guard let row = try await store.pool.read({ db in
+                    try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]).map { Record(value: json($0)) }
+                }) else { throw APIError(.notFound, "no order \(id)") }
+                return JSON.response(.ok, row.value)
+            }
+        }
+    }
+
+    static func place(_ request: Request, store: Store, deliveryURL: String, logger: Logger) async throws -> Response {
+        let body = try await JSON.object(request)
+        let orderId = try JSON.required(body, "orderId")
+        let productId = try JSON.required(body, "productId")
+        let qty = try JSON.required(body, "qty", min: 1)
+        let customerId = try JSON.int(body, "customerId", optional: true)
+        let key = request.headers[HTTPField.Name("Idempotency-Key")!].map { String($0) }
+
+        // 1. pending row (and the idempotency key, so a concurrent retry finds it)
+        enum Start: Sendable { case new(Int), replay(Record) }
+        let start: Start = try await store.write { db in
+            if let key, let existing = try Int.fetchOne(db, sql: "SELECT orderRowId FROM idempotency WHERE key = ?", arguments: [key]) {
+                return .replay(Record(value: json(try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [existing])!)))
+            }
+            try db.execute(sql: "INSERT INTO orders (orderId, productId, qty, customerId, status, createdAt) VALUES (?, ?, ?, ?, 'pending', ?)",
+                           arguments: [orderId, productId, qty, customerId, Date().timeIntervalSince1970])
+            let id = Int(db.lastInsertedRowID)
+            if let key { try db.execute(sql: "INSERT INTO idempotency (key, orderRowId) VALUES (?, ?)", arguments: [key, id]) }
+            return .new(id)
+        }
+        let id: Int
+        switch start {
+        case .replay(let row):
+            let status = row.value["status"] as? String ?? ""
+            if status == "pending" { throw APIError(.conflict, "the request with this Idempotency-Key is still in progress") }
+            if status == "failed" {
+                throw APIError(.serviceUnavailable, "the first attempt with this Idempotency-Key failed: delivery unavailable")
+            }
+            return JSON.response(.created, row.value)
+        case .new(let n): id = n
+        }
+
+        // 2. the synchronous delivery call
+        var failure: (HTTPResponse.Status, String, ambiguous: Bool)? = nil
+        do {
+            let r = try await PeerClient.send(.POST, deliveryURL, "/deliveries",
+                                              json: ["orderId": id, "productId": productId, "qty": qty], timeout: .seconds(5))
+            switch r.status {
+            case 200, 201: break
+            case 503, 429:
+                // The gateway shed it (overflow, no healthy upstream, rate limit): delivery never saw it.
+                failure = (.serviceUnavailable, "delivery unavailable (\(r.status)): \(String(decoding: r.body.prefix(200), as: UTF8.self))", false)
+            case 400..<500:
+                failure = (.badGateway, "delivery refused the order (\(r.status)): \(String(decoding: r.body.prefix(200), as: UTF8.self))", false)
+            default:
+                failure = (.badGateway, "delivery failed (\(r.status))", true)
+            }
+        } catch let e as PeerError where e.description.hasPrefix("cannot connect") {
+            failure = (.serviceUnavailable, "delivery unreachable: \(e.description)", false)
+        } catch {
+            failure = (.gatewayTimeout, "delivery did not answer: \(error)", true)
+        }
+
+        // 3. commit the outcome with its event
+        if let failure {
+            try await store.write { db in
+                try db.execute(sql: "UPDATE orders SET status = 'failed' WHERE id = ?", arguments: [id])
+                if let key { try db.execute(sql: "DELETE FROM idempotency WHERE key = ?", arguments: [key]) }
+                if failure.ambiguous {
+                    let row = try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!
+                    var payload = event(row)
+                    payload["reason"] = "delivery-failed"
+                    try Store.append(db, type: "OrderCancelled", payload: payload)
+                }
+            }
+            logger.warning("order \(id) not placed: \(failure.1)")
+            throw APIError(failure.0, "order not placed: \(failure.1)")
+        }
+        let row: Record = try await store.write { db in
+            try db.execute(sql: "UPDATE orders SET status = 'ordered' WHERE id = ?", arguments: [id])
+            let row = try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!
+            try Store.append(db, type: "OrderPlaced", payload: event(row))
+            return Record(value: json(row))
+        }
+        return JSON.response(.created, row.value)
+    }
+
+    /// Completes or fails orders left `pending` by a crash (see the type's comment).
+    struct Reconciler: Service {
+        let store: Store
+        let deliveryURL: String
+        let logger: Logger
+
+        func run() async throws {
+            var minAge: Double = 0  // at start every pending order is orphaned
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                let cutoff = Date().timeIntervalSince1970 - minAge
+                let pending = try await store.pool.read { db in
+                    try Int.fetchAll(db, sql: "SELECT id FROM orders WHERE status = 'pending' AND createdAt <= ?", arguments: [cutoff])
+                }
+                for id in pending {
+                    guard let r = try? await PeerClient.send(.GET, deliveryURL, "/deliveries?orderId=\(id)", timeout: .seconds(3)),
+                          r.status == 200, let list = r.json as? [[String: Any]]
+                    else { continue }  // delivery down: stay pending, try again later
+                    let exists = list.contains { ($0["status"] as? String) != "cancelled" }
+                    try await store.write { db in
+                        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ? AND status = 'pending'", arguments: [id]) else { return }
+                        if exists {
+                            try db.execute(sql: "UPDATE orders SET status = 'ordered' WHERE id = ?", arguments: [id])
+                            try Store.append(db, type: "OrderPlaced", payload: event(row))
+                        } else {
+                            try db.execute(sql: "UPDATE orders SET status = 'failed' WHERE id = ?", arguments: [id])
+                            try db.execute(sql: "DELETE FROM idempotency WHERE orderRowId = ?", arguments: [id])
+                        }
+                    }
+                    logger.info("reconciled pending order \(id): \(exists ? "ordered" : "failed")")
+                }
+                minAge = 60
+                try? await Task.sleep(nanoseconds: 5_000_000_000)
+            }
+        }
+    }
+}

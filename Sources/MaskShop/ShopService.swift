@@ -1,0 +1,89 @@
+import Foundation
+import GRDB
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The four services of the shop and their default ports (SPEC §1).
+public enum ShopService: String, CaseIterable, Sendable {
+    case order, delivery, inventory, mypage
+
+    public var defaultPort: Int {
+        switch self {
+        case .order: 8081
+        case .delivery: 8082
+        case .inventory: 8083
+        case .mypage: 8084
+        }
+    }
+}
+
+public struct ServiceOptions: Sendable {
+    public var host = "127.0.0.1"
+    public var port: Int
+    public var dataDir = "data"
+    /// order → delivery (through the gateway by default, so delivery's DestinationRule applies).
+    public var deliveryURL = "http://127.0.0.1:8080"
+    /// Event feeds, read from the producers directly.
+    public var orderFeedURL = "http://127.0.0.1:8081"
+    public var deliveryFeedURL = "http://127.0.0.1:8082"
+
+    public init(port: Int) { self.port = port }
+}
+
+/// Runs one service until SIGTERM/SIGINT: its database, its routes, its event consumers.
+public func runShopService(_ kind: ShopService, _ options: ServiceOptions) async throws {
+    var logger = Logger(label: kind.rawValue)
+    logger.logLevel = .info
+    try FileManager.default.createDirectory(atPath: options.dataDir, withIntermediateDirectories: true)
+    let store = try Store(path: "\(options.dataDir)/\(kind.rawValue).sqlite") { m in
+        switch kind {
+        case .order: OrderService.migrations(&m)
+        case .delivery: DeliveryService.migrations(&m)
+        case .inventory: InventoryService.migrations(&m)
+        case .mypage: MypageService.migrations(&m)
+        }
+    }
+    let router = Router()
+    router.get("/health") { _, _ in JSON.response(.ok, ["status": "UP", "service": kind.rawValue]) }
+    router.get("/events") { request, _ in
+        await handle {
+            let after = try request.intQuery("after") ?? 0
+            let limit = min(max(try request.intQuery("limit") ?? 100, 1), 1000)
+            let wait = Double(try request.intQuery("wait") ?? 0)
+            return JSON.response(.ok, try await store.events(after: after, limit: limit, wait: wait))
+        }
+    }
+    var services: [any Service] = []
+    switch kind {
+    case .order:
+        OrderService.register(router, store: store, deliveryURL: options.deliveryURL, logger: logger)
+        services.append(OrderService.Reconciler(store: store, deliveryURL: options.deliveryURL, logger: logger))
+    case .delivery:
+        DeliveryService.register(router, store: store)
+        services.append(EventConsumer(feed: "order", producerURL: options.orderFeedURL, store: store, logger: logger,
+                                      apply: DeliveryService.applyOrderEvent))
+    case .inventory:
+        InventoryService.register(router, store: store)
+        services.append(EventConsumer(feed: "delivery", producerURL: options.deliveryFeedURL, store: store, logger: logger,
+                                      apply: InventoryService.applyDeliveryEvent))
+    case .mypage:
+        MypageService.register(router, store: store)
+        services.append(EventConsumer(feed: "order", producerURL: options.orderFeedURL, store: store, logger: logger,
+                                      apply: MypageService.applyOrderEvent))
+        services.append(EventConsumer(feed: "delivery", producerURL: options.deliveryFeedURL, store: store, logger: logger,
+                                      apply: MypageService.applyDeliveryEvent))
+    }
+    let name = kind.rawValue
+    let app = Application(
+        router: router,
+        configuration: .init(address: .hostname(options.host, port: options.port), serverName: name),
+        services: services,
+        onServerRunning: { channel in
+            print("\(name) listening on http://\(options.host):\(channel.localAddress?.port ?? options.port)")
+            fflush(nil)
+        },
+        logger: logger)
+    try await app.runService()
+}

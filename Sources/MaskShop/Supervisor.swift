@@ -1,0 +1,171 @@
+import Foundation
+
+/// `maskshop up`: the gateway and the four services as child processes, their output prefixed
+/// with their names, all stopped together on SIGINT/SIGTERM.
+public final class Supervisor: @unchecked Sendable {
+    struct Child {
+        let name: String
+        let process: Process
+    }
+
+    let dataDir: String
+    let config: String
+    private var children: [Child] = []
+    private let lock = NSLock()
+    private let output = NSLock()
+
+    public init(dataDir: String, config: String) {
+        self.dataDir = dataDir
+        self.config = config
+    }
+
+    /// The executables built next to this one.
+    static func sibling(_ name: String) -> URL {
+        let me = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0])
+        return me.deletingLastPathComponent().appendingPathComponent(name)
+    }
+
+    func start(_ name: String, _ executable: URL, _ arguments: [String]) throws {
+        let p = Process()
+        p.executableURL = executable
+        p.arguments = arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        let prefix = name.padding(toLength: 9, withPad: " ", startingAt: 0) + "| "
+        let output = self.output
+        // One reader thread per child: lines are prefixed whole, never interleaved mid-line.
+        Thread {
+            let handle = pipe.fileHandleForReading
+            var pending = Data()
+            while true {
+                let data = handle.availableData
+                if data.isEmpty { break }
+                pending.append(data)
+                var lines: [Data] = []
+                while let nl = pending.firstIndex(of: 10) {
+                    lines.append(pending[pending.startIndex..<nl])
+                    pending = pending[(nl + 1)...]
+                }
+                output.lock()
+                for line in lines { FileHandle.standardOutput.write(Data(prefix.utf8) + line + Data([10])) }
+                output.unlock()
+            }
+        }.start()
+        try p.run()
+        lock.lock()
+        children.append(Child(name: name, process: p))
+        lock.unlock()
+    }
+
+    /// Starts everything, waits until each answers its health check; returns false (after
+    /// stopping what started) when one does not.
+    public func up() throws -> Bool {
+        let gateway = Self.sibling("gateway")
+        guard FileManager.default.isExecutableFile(atPath: gateway.path) else {
+            throw SupervisorError("gateway executable not found at \(gateway.path): build it (swift build -c release)")
+        }
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let me = Self.sibling("maskshop")
+        try start("gateway", gateway, ["--config", config])
+        for s in ShopService.allCases {
+            try start(s.rawValue, me, [s.rawValue, "--data-dir", dataDir])
+        }
+        let checks: [(String, Int, String)] = [("gateway", 9901, "/ready")] + ShopService.allCases.map { ($0.rawValue, $0.defaultPort, "/health") }
+        for (name, port, path) in checks {
+            guard waitHealthy(port: port, path: path, timeout: 30) else {
+                FileHandle.standardError.write(Data("maskshop up: \(name) did not become healthy on port \(port)\n".utf8))
+                stop()
+                return false
+            }
+        }
+        print("maskshop up: all healthy; shop on http://127.0.0.1:8080, gateway admin on http://127.0.0.1:9901 (Ctrl-C stops)")
+        fflush(nil)
+        return true
+    }
+
+    func waitHealthy(port: Int, path: String, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if anyExited() { return false }
+            if let status = simpleGet(port: port, path: path), status == 200 { return true }
+            usleep(100_000)
+        }
+        return false
+    }
+
+    func anyExited() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return children.contains { !$0.process.isRunning }
+    }
+
+    /// Blocks until a signal arrives or a child dies, then stops everything.
+    public func wait() -> Int32 {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let sem = DispatchSemaphore(value: 0)
+        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { sem.signal() }
+            s.resume()
+            return s
+        }
+        var code: Int32 = 0
+        while sem.wait(timeout: .now() + 0.5) == .timedOut {
+            if anyExited() {
+                FileHandle.standardError.write(Data("maskshop up: a child process exited; stopping the others\n".utf8))
+                code = 1
+                break
+            }
+        }
+        _ = sources
+        stop()
+        return code
+    }
+
+    /// SIGTERM to every child (the gateway drains), SIGKILL to any still running after 10 s.
+    public func stop() {
+        lock.lock()
+        let all = children
+        lock.unlock()
+        for c in all where c.process.isRunning { kill(c.process.processIdentifier, SIGTERM) }
+        let deadline = Date().addingTimeInterval(10)
+        for c in all {
+            while c.process.isRunning && Date() < deadline { usleep(50_000) }
+            if c.process.isRunning {
+                kill(c.process.processIdentifier, SIGKILL)
+                c.process.waitUntilExit()
+            }
+        }
+    }
+}
+
+public struct SupervisorError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ d: String) { description = d }
+}
+
+/// A health probe without any HTTP machinery: one GET over a blocking socket.
+func simpleGet(port: Int, path: String) -> Int? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 1, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let ok = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard ok == 0 else { return nil }
+    let req = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    _ = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var buf = [UInt8](repeating: 0, count: 64)
+    let n = recv(fd, &buf, buf.count, 0)
+    guard n > 12 else { return nil }
+    return Int(String(decoding: buf[9..<12], as: UTF8.self))
+}

@@ -1,0 +1,92 @@
+import Foundation
+import Hummingbird
+
+/// A 4xx/5xx the client gets as `{"error": "<reason>"}`.
+public struct APIError: Error, Sendable {
+    public var status: HTTPResponse.Status
+    public var reason: String
+    public init(_ status: HTTPResponse.Status, _ reason: String) {
+        self.status = status
+        self.reason = reason
+    }
+}
+
+enum JSON {
+    static func response(_ status: HTTPResponse.Status, _ object: Any) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func error(_ e: APIError) -> Response { response(e.status, ["error": e.reason]) }
+
+    /// The request body as a JSON object, or a 400 saying what is wrong with it.
+    static func object(_ request: Request) async throws -> [String: Any] {
+        var request = request
+        let buffer = try await request.collectBody(upTo: 1 << 20)
+        guard buffer.readableBytes > 0 else { throw APIError(.badRequest, "request body is empty: expected a JSON object") }
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))
+        } catch {
+            throw APIError(.badRequest, "malformed JSON body")
+        }
+        guard let dict = parsed as? [String: Any] else { throw APIError(.badRequest, "expected a JSON object") }
+        return dict
+    }
+
+    /// A whole number field within range; 400 names the field when it is missing or wrong.
+    static func int(_ o: [String: Any], _ key: String, min: Int = 0, optional: Bool = false) throws -> Int? {
+        guard let v = o[key], !(v is NSNull) else {
+            if optional { return nil }
+            throw APIError(.badRequest, "missing field '\(key)'")
+        }
+        guard let n = v as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue.rounded() == n.doubleValue,
+              abs(n.doubleValue) < 9e15
+        else { throw APIError(.badRequest, "field '\(key)' must be a whole number") }
+        guard n.intValue >= min else { throw APIError(.badRequest, "field '\(key)' must be >= \(min), got \(n.intValue)") }
+        return n.intValue
+    }
+
+    static func required(_ o: [String: Any], _ key: String, min: Int = 0) throws -> Int {
+        try int(o, key, min: min)!
+    }
+}
+
+/// Runs a handler and turns thrown `APIError`s into JSON answers (never a bare 500).
+func handle(_ body: () async throws -> Response) async -> Response {
+    do {
+        return try await body()
+    } catch let e as APIError {
+        return JSON.error(e)
+    } catch {
+        return JSON.error(APIError(.serviceUnavailable, "\(error)"))
+    }
+}
+
+extension Request {
+    func intQuery(_ name: String) throws -> Int? {
+        guard let raw = uri.queryParameters[name[...]] else { return nil }
+        guard let v = Int(String(raw)) else { throw APIError(.badRequest, "query parameter '\(name)' must be a whole number") }
+        return v
+    }
+}
+
+extension BasicRequestContext {
+    func intParameter(_ name: String) throws -> Int {
+        guard let raw = parameters.get(name), let v = Int(raw) else {
+            throw APIError(.badRequest, "path parameter '\(name)' must be a whole number")
+        }
+        return v
+    }
+}
+
+/// JSON-shaped values leaving a database closure (GRDB's `Row` is not Sendable; these are
+/// plain dictionaries built inside the closure and never shared).
+struct Rows: @unchecked Sendable {
+    let value: [[String: Any]]
+}
+
+struct Record: @unchecked Sendable {
+    let value: [String: Any]
+}

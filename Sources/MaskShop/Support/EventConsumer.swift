@@ -1,0 +1,63 @@
+import Foundation
+import GRDB
+import Logging
+import ServiceLifecycle
+
+/// Follows a producer's `/events` feed and applies each event together with the new offset in
+/// one transaction: a crash or restart re-reads from the stored offset, so every event's effect
+/// happens exactly once even though delivery is at least once. While the producer is down it
+/// retries with backoff (100 ms doubling to 5 s) and catches up when it returns.
+public struct EventConsumer: Service {
+    public let feed: String
+    public let producerURL: String
+    let store: Store
+    let logger: Logger
+    /// Applies one event inside the transaction that also stores the offset.
+    let apply: @Sendable (Database, _ type: String, _ payload: [String: Any]) throws -> Void
+
+    public init(feed: String, producerURL: String, store: Store, logger: Logger,
+                apply: @escaping @Sendable (Database, String, [String: Any]) throws -> Void) {
+        self.feed = feed
+        self.producerURL = producerURL
+        self.store = store
+        self.logger = logger
+        self.apply = apply
+    }
+
+    public func run() async throws {
+        var backoff: UInt64 = 100_000_000
+        var offset = try await store.pool.read { db in try Store.offset(db, feed: feed) }
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let r = try await PeerClient.send(.GET, producerURL, "/events?after=\(offset)&limit=200&wait=5", timeout: .seconds(10))
+                guard r.status == 200, let events = r.json as? [[String: Any]] else {
+                    throw PeerError(description: "feed \(feed) answered \(r.status)")
+                }
+                for event in events {
+                    guard let seq = event["seq"] as? Int, let type = event["type"] as? String else { continue }
+                    let payload = Record(value: event["payload"] as? [String: Any] ?? [:])
+                    let feed = self.feed
+                    let apply = self.apply
+                    // Re-check the offset inside the transaction: an event below it was already applied.
+                    try await store.write { db in
+                        guard try Store.offset(db, feed: feed) < seq else { return }
+                        try apply(db, type, payload.value)
+                        try Store.setOffset(db, feed: feed, seq: seq)
+                    }
+                    offset = seq
+                }
+                backoff = 100_000_000
+            } catch {
+                if Task.isCancelled || Task.isShuttingDownGracefully { break }
+                logger.debug("feed \(feed) at \(producerURL): \(error); retrying in \(backoff / 1_000_000) ms")
+                try? await Task.sleep(nanoseconds: backoff)
+                backoff = min(backoff * 2, 5_000_000_000)
+            }
+        }
+    }
+}
+
+/// Payload accessors that tolerate JSON numbers of any Swift numeric bridging.
+extension Dictionary where Key == String, Value == Any {
+    func int(_ key: String) -> Int? { (self[key] as? NSNumber)?.intValue }
+}
