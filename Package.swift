@@ -106,6 +106,7 @@ let package = Package(
             name: "MaskShopTests",
             dependencies: [
                 "MaskShop",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

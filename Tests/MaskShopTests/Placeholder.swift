@@ -1,2 +1,0 @@
-import XCTest
-final class MaskShopTestsPlaceholder: XCTestCase { func testPlaceholder() { XCTAssertTrue(true) } }
