@@ -21,10 +21,17 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
+        // HTTP/1.1 heads and body framing at the byte level, shared by the gateway and loadtest.
+        .target(
+            name: "HTTP1Wire",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+        ),
         // The gateway's data plane: config model -> listener -> router -> policies -> cluster -> upstream.
         .target(
             name: "GatewayCore",
             dependencies: [
+                "HTTP1Wire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -51,6 +58,7 @@ let package = Package(
         .target(
             name: "LoadTestCore",
             dependencies: [
+                "HTTP1Wire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -88,6 +96,7 @@ let package = Package(
             name: "GatewayCoreTests",
             dependencies: [
                 "GatewayCore",
+                "HTTP1Wire",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
@@ -101,7 +110,16 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),
-        .testTarget(name: "LoadTestTests", dependencies: ["LoadTestCore"]),
+        .testTarget(
+            name: "LoadTestTests",
+            dependencies: [
+                "LoadTestCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
         .testTarget(
             name: "MaskShopTests",
             dependencies: [

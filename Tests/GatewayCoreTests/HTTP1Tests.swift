@@ -1,3 +1,4 @@
+import HTTP1Wire
 import NIOCore
 import XCTest
 @testable import GatewayCore

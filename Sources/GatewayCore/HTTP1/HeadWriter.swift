@@ -1,3 +1,4 @@
+import HTTP1Wire
 import NIOCore
 
 /// Writes a head onward: header lines the proxy does not change go out as they came (in one copy

@@ -1,3 +1,4 @@
+import HTTP1Wire
 import NIOCore
 
 /// One client connection: frames HTTP/1.1 requests from the raw bytes, hands each to a

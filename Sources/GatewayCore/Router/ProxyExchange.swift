@@ -1,3 +1,4 @@
+import HTTP1Wire
 import NIOCore
 
 /// One downstream request on its way through the route's policies to an upstream and back

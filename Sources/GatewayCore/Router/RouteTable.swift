@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import HTTP1Wire
 import Glibc
 #endif
 import Atomics

@@ -1,3 +1,4 @@
+import HTTP1Wire
 import NIOCore
 
 /// What an upstream connection reports to the request it is serving.

@@ -58,10 +58,10 @@ public struct MessageHead: Sendable {
     }
 }
 
-@inline(__always) func lowercased(_ b: UInt8) -> UInt8 { (b >= 65 && b <= 90) ? b | 0x20 : b }
+@inline(__always) public func lowercased(_ b: UInt8) -> UInt8 { (b >= 65 && b <= 90) ? b | 0x20 : b }
 
 /// RFC 9110 token characters (method and header names).
-@inline(__always) func isTokenChar(_ b: UInt8) -> Bool {
+@inline(__always) public func isTokenChar(_ b: UInt8) -> Bool {
     switch b {
     case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
     case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
@@ -74,7 +74,7 @@ public struct MessageHead: Sendable {
 
 /// Case-insensitive comparison of `bytes[range]` with a lower-case ASCII literal.
 @inline(__always)
-func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
+public func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
     guard range.count == literal.utf8CodeUnitCount else { return false }
     let lit = literal.utf8Start
     var i = 0
@@ -87,7 +87,7 @@ func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lit
 
 /// Header names that are hop-by-hop (RFC 9110 §7.6.1) and never forwarded.
 @inline(__always)
-func isHopByHop(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+public func isHopByHop(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
     switch name.count {
     case 2: return equalsLowercase(bytes, name, "te")
     case 7: return equalsLowercase(bytes, name, "upgrade") || equalsLowercase(bytes, name, "trailer")
@@ -101,7 +101,7 @@ public enum HeadParser {
     /// Envoy's default `max_request_headers_kb` is 60.
     public static let maxHeadBytes = 60 * 1024
 
-    public enum Kind { case request, response }
+    public enum Kind: Sendable { case request, response }
 
     /// Parses a complete head at the start of `bytes`. Returns nil when the blank line has not
     /// arrived yet (and the head is still within the size limit).
@@ -362,7 +362,7 @@ extension MessageHead {
 extension ByteBuffer {
     /// Parses a head at the reader index without moving it.
     @inline(__always)
-    func parseHead(_ kind: HeadParser.Kind) -> Result<MessageHead?, HTTPParseError> {
+    public func parseHead(_ kind: HeadParser.Kind) -> Result<MessageHead?, HTTPParseError> {
         withUnsafeReadableBytes { raw in
             do throws(HTTPParseError) { return .success(try HeadParser.parse(raw, kind: kind)) } catch { return .failure(error) }
         }
@@ -370,7 +370,7 @@ extension ByteBuffer {
 
     /// Feeds readable bytes to `decoder`; returns how many belong to the body.
     @inline(__always)
-    func consumeBody(_ decoder: inout BodyDecoder) -> Result<Int, HTTPParseError> {
+    public func consumeBody(_ decoder: inout BodyDecoder) -> Result<Int, HTTPParseError> {
         withUnsafeReadableBytes { raw in
             do throws(HTTPParseError) { return .success(try decoder.consume(raw)) } catch { return .failure(error) }
         }

@@ -1,0 +1,169 @@
+import Atomics
+import Foundation
+import NIOCore
+import NIOPosix
+import XCTest
+@testable import LoadTestCore
+
+final class OptionParsingTests: XCTestCase {
+    func testDurationsHeadersAndURLs() throws {
+        XCTAssertEqual(try LoadOptions.parseDuration("10S"), .seconds(10))
+        XCTAssertEqual(try LoadOptions.parseDuration("2m"), .minutes(2))
+        XCTAssertEqual(try LoadOptions.parseDuration("1H"), .hours(1))
+        XCTAssertEqual(try LoadOptions.parseDuration("3"), .seconds(3))
+        XCTAssertThrowsError(try LoadOptions.parseDuration("10X"))
+        XCTAssertThrowsError(try LoadOptions.parseDuration("-1S"))
+        XCTAssertTrue(try LoadOptions.parseHeader("X-Test:  a b ") == ("X-Test", "a b"))
+        XCTAssertThrowsError(try LoadOptions.parseHeader("nocolon"))
+        XCTAssertEqual(try Target.parseURL("http://127.0.0.1:8080/orders?x=1"), Target(host: "127.0.0.1", port: 8080, path: "/orders?x=1"))
+        XCTAssertEqual(try Target.parseURL("localhost"), Target(host: "localhost", port: 80, path: "/"))
+        XCTAssertThrowsError(try Target.parseURL("https://x/"))
+        XCTAssertThrowsError(try Target.parseURL("http://x:99999/"))
+    }
+
+    func testURLFileLines() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try "{\"qty\":1}".write(to: dir.appendingPathComponent("body.json"), atomically: true, encoding: .utf8)
+        let file = dir.appendingPathComponent("urls.txt")
+        try """
+            # the shop
+            http://127.0.0.1:8080/orders POST {"orderId":1,"productId":2,"qty":3}
+            http://127.0.0.1:8080/deliveries
+            http://127.0.0.1:8080/orders POST < body.json
+            """.write(to: file, atomically: true, encoding: .utf8)
+        let targets = try Target.parseFile(file.path)
+        XCTAssertEqual(targets.count, 3)
+        XCTAssertEqual(targets[0].method, "POST")
+        XCTAssertEqual(targets[0].body.map { String(decoding: $0, as: UTF8.self) }, "{\"orderId\":1,\"productId\":2,\"qty\":3}")
+        XCTAssertEqual(targets[1].method, "GET")
+        XCTAssertEqual(targets[2].body.map { String(decoding: $0, as: UTF8.self) }, "{\"qty\":1}")
+        XCTAssertThrowsError(try Target.parseLine("http://x/ FETCH"))
+        XCTAssertThrowsError(try Target.parseFile(dir.appendingPathComponent("missing").path))
+    }
+
+    func testEncodedRequest() {
+        var o = LoadOptions()
+        o.targets = [Target(method: "POST", host: "h", port: 8080, path: "/o", body: Array("{}".utf8))]
+        o.headers = [("X-A", "1")]
+        o.connection = .close
+        let text = String(buffer: o.encodedRequests()[0])
+        XCTAssertEqual(text, "POST /o HTTP/1.1\r\nHost: h:8080\r\nUser-Agent: loadtest\r\nAccept: */*\r\nConnection: close\r\nX-A: 1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    }
+}
+
+final class SummaryTests: XCTestCase {
+    /// A recorded run: 8 × 200 (10 ms), 1 × 503 (20 ms), 1 × 404 (30 ms), 2 socket failures, 4 s.
+    func testSiegeArithmetic() {
+        var r = Recorder()
+        for _ in 0..<8 { r.recordResponse(status: 200, bodyBytes: 1_048_576 / 8, latencyMicros: 10_000, second: 0) }
+        r.recordResponse(status: 503, bodyBytes: 0, latencyMicros: 20_000, second: 1)
+        r.recordResponse(status: 404, bodyBytes: 0, latencyMicros: 30_000, second: 2)
+        r.recordSocketFailure(second: 3)
+        r.recordSocketFailure(second: 3)
+        let s = Summary(r, elapsed: 4)
+        XCTAssertEqual(s.transactions, 10)
+        XCTAssertEqual(s.successful, 8)
+        XCTAssertEqual(s.failed, 4)
+        XCTAssertEqual(s.availability, 100 * 8 / 12, accuracy: 1e-9)
+        XCTAssertEqual(s.megabytes, 1, accuracy: 1e-9)
+        XCTAssertEqual(s.responseTime, 0.013, accuracy: 1e-9)
+        XCTAssertEqual(s.transactionRate, 2.5, accuracy: 1e-9)
+        XCTAssertEqual(s.throughput, 0.25, accuracy: 1e-9)
+        XCTAssertEqual(s.concurrency, 0.13 / 4, accuracy: 1e-9)
+        XCTAssertEqual(s.longest, 0.03, accuracy: 1e-9)
+        XCTAssertEqual(s.shortest, 0.01, accuracy: 1e-9)
+        XCTAssertEqual(s.statusCounts, [200: 8, 503: 1, 404: 1])
+        XCTAssertEqual(s.percentiles.first { $0.0 == "p50" }?.1 ?? 0, 10, accuracy: 0.02)
+        let text = Report.text(s)
+        XCTAssertTrue(text.contains("Transactions:                       10 hits"), text)
+        XCTAssertTrue(text.contains("Availability:                    66.67 %"), text)
+        XCTAssertTrue(text.contains("Failed transactions:                 4"), text)
+        let json = try! JSONSerialization.jsonObject(with: Data(Report.json(s).utf8)) as! [String: Any]
+        XCTAssertEqual(json["transactions"] as? Int, 10)
+        XCTAssertEqual((json["status_codes"] as? [String: Int])?["503"], 1)
+        let html = Report.html(s, r, title: "t")
+        XCTAssertTrue(html.contains("<svg id=\"latency\""))
+        XCTAssertFalse(html.contains("http://") && html.contains("src="), "no external fetches")
+    }
+}
+
+final class EngineTests: XCTestCase {
+    func run(_ o: LoadOptions) async throws -> (Summary, Recorder) {
+        let r = try await LoadEngine.run(o, group: MultiThreadedEventLoopGroup.singleton, live: nil, stop: ManagedAtomic(false))
+        return (Summary(r.recorder, elapsed: r.elapsed), r.recorder)
+    }
+
+    func testRepetitionsAreCountedHonestly() async throws {
+        let server = try CountingServer()
+        defer { server.close() }
+        var o = LoadOptions()
+        o.concurrency = 4
+        o.repetitions = 50
+        o.targets = [try Target.parseURL(server.url)]
+        let (s, _) = try await run(o)
+        XCTAssertEqual(s.transactions, 200)
+        XCTAssertEqual(server.requests.load(ordering: .relaxed), 200, "the server saw exactly the transactions")
+        XCTAssertEqual(s.failed, 0)
+    }
+
+    func testPostBodiesArriveAsPosts() async throws {
+        let server = try CountingServer()
+        defer { server.close() }
+        var o = LoadOptions()
+        o.concurrency = 2
+        o.repetitions = 5
+        o.connection = .close
+        o.targets = [try Target.parseLine("\(server.url)orders POST {\"qty\":10}")!]
+        let (s, _) = try await run(o)
+        XCTAssertEqual(s.transactions, 10)
+        XCTAssertEqual(server.posts.load(ordering: .relaxed), 10)
+        XCTAssertEqual(Set(server.seenBodies), ["{\"qty\":10}"])
+    }
+
+    func testServerClosingMidResponseCountsAsFailedNotAHang() async throws {
+        let server = try CountingServer(mode: .closeMidResponse)
+        defer { server.close() }
+        var o = LoadOptions()
+        o.concurrency = 2
+        o.repetitions = 3
+        o.targets = [try Target.parseURL(server.url)]
+        let (s, _) = try await run(o)
+        XCTAssertEqual(s.transactions, 0)
+        XCTAssertEqual(s.failed, 6)
+        XCTAssertEqual(s.availability, 0)
+    }
+
+    func testDurationEndsOnTime() async throws {
+        let server = try CountingServer()
+        defer { server.close() }
+        var o = LoadOptions()
+        o.concurrency = 3
+        o.duration = .seconds(1)
+        o.targets = [try Target.parseURL(server.url)]
+        let started = Date()
+        let (s, _) = try await run(o)
+        XCTAssertEqual(Date().timeIntervalSince(started), 1, accuracy: 0.3)
+        XCTAssertEqual(s.elapsed, 1, accuracy: 0.05)
+        XCTAssertGreaterThan(s.transactions, 10)
+    }
+
+    /// wrk2's coordinated-omission correction: at a fixed rate, one 400 ms stall delays every
+    /// request scheduled behind it, and their latency counts from when they were due.
+    func testRateModeCountsLatencyFromTheIntendedSendTime() async throws {
+        let server = try CountingServer()
+        defer { server.close() }
+        server.delay(request: 20, by: .milliseconds(400))
+        var o = LoadOptions()
+        o.concurrency = 1
+        o.rate = 100
+        o.duration = .milliseconds(1500)
+        o.targets = [try Target.parseURL(server.url)]
+        let (s, r) = try await run(o)
+        // ~40 requests were due during the stall: a naive recorder would show only one slow one.
+        let slow = r.histogram.totalCount - r.histogram.count(within: 0...100_000)
+        XCTAssertGreaterThan(slow, 20, "requests queued behind the stall carry its delay")
+        XCTAssertGreaterThan(s.percentiles.first { $0.0 == "p90" }?.1 ?? 0, 100)
+        XCTAssertEqual(s.transactionRate, 100, accuracy: 25, "the rate holds")
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class LoadTestTestsPlaceholder: XCTestCase { func testPlaceholder() { XCTAssertTrue(true) } }
