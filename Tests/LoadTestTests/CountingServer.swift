@@ -12,11 +12,14 @@ final class CountingServer: @unchecked Sendable {
     let posts = ManagedAtomic(0)
     private let bodies = NIOLockedValueBox<[String]>([])
     private let delays = NIOLockedValueBox<[Int: TimeAmount]>([:])
+    /// Every answer waits this long (a slow upstream).
+    let everyDelay: TimeAmount
     let mode: Mode
     var channel: Channel!
 
-    init(mode: Mode = .ok) throws {
+    init(mode: Mode = .ok, delay: TimeAmount = .zero) throws {
         self.mode = mode
+        everyDelay = delay
         channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] ch in
@@ -78,7 +81,7 @@ final class CountingServer: @unchecked Sendable {
                         context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
                     }
                 }
-                if let d = server.delays.withLockedValue({ $0[n] }) {
+                if let d = server.delays.withLockedValue({ $0[n] }) ?? (server.everyDelay > .zero ? server.everyDelay : nil) {
                     context.eventLoop.assumeIsolated().scheduleTask(in: d) { answer() }
                 } else {
                     answer()

@@ -1,0 +1,80 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import XCTest
+
+/// The seed's siege test with the real binaries: loadtest against the gateway running the
+/// seed's DestinationRule (maxConnections 1, http1MaxPendingRequests 1, maxRequestsPerConnection 1).
+final class BreakerThroughGatewayTests: XCTestCase {
+    func executable(_ name: String) throws -> URL {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
+        let url = dir.appendingPathComponent(name)
+        guard FileManager.default.isExecutableFile(atPath: url.path) else {
+            throw XCTSkip("\(name) is not built next to the tests; run `swift build` before `swift test`")
+        }
+        return url
+    }
+
+    func run(_ exe: URL, _ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func testFailedTransactionsEqualTheGatewaysOverflowCounter() throws {
+        let upstream = try CountingServer(delay: .milliseconds(50))
+        defer { upstream.close() }
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("cb-\(UUID().uuidString).json")
+        try """
+            {"serviceEntries":[{"host":"delivery","endpoints":[{"address":"127.0.0.1","port":\(upstream.port)}]}],
+             "virtualServices":[{"http":[{"match":[{"uri":{"prefix":"/deliveries"}}],"route":[{"destination":{"host":"delivery"}}]}]}],
+             "destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"maxConnections":1},
+               "http":{"http1MaxPendingRequests":1,"maxRequestsPerConnection":1}}}}]}
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let gw = Process()
+        gw.executableURL = try executable("gateway")
+        // One event loop: the breaker's arithmetic is then exactly the seed's single sidecar worker.
+        gw.arguments = ["--config", config.path, "--port", "0", "--admin-port", "0", "--address", "127.0.0.1",
+                        "--access-log", "off", "--threads", "1"]
+        let out = Pipe()
+        gw.standardOutput = out
+        gw.standardError = FileHandle.nullDevice
+        try gw.run()
+        defer { kill(gw.processIdentifier, SIGKILL); gw.waitUntilExit() }
+        var line = Data()
+        while let b = try out.fileHandleForReading.read(upToCount: 1), !b.isEmpty, b[0] != 10 { line.append(b) }
+        let ports = String(decoding: line, as: UTF8.self).split(separator: " ").compactMap { w -> Int? in
+            guard w.hasPrefix("http://"), let c = w.lastIndex(of: ":") else { return nil }
+            return Int(w[w.index(after: c)...])
+        }
+        XCTAssertEqual(ports.count, 2)
+        let url = "http://127.0.0.1:\(ports[0])/deliveries"
+        let loadtest = try executable("loadtest")
+
+        func overflow() -> Int {
+            let stats = try? String(contentsOf: URL(string: "http://127.0.0.1:\(ports[1])/stats")!, encoding: .utf8)
+            let line = stats?.split(separator: "\n").first { $0.hasPrefix("cluster.delivery.upstream_rq_pending_overflow:") }
+            return Int(line?.split(separator: " ").last ?? "") ?? -1
+        }
+
+        let one = try JSONSerialization.jsonObject(with: Data(try run(loadtest, ["-c", "1", "-t", "2S", "-q", "--json", url]).utf8)) as? [String: Any]
+        XCTAssertEqual(one?["failed_transactions"] as? Int, 0, "one user at a time is never shed")
+        XCTAssertGreaterThan(one?["transactions"] as? Int ?? 0, 5)
+        XCTAssertEqual(overflow(), 0)
+
+        let four = try JSONSerialization.jsonObject(with: Data(try run(loadtest, ["-c", "4", "-t", "2S", "-q", "--json", url]).utf8)) as? [String: Any]
+        let failed = four?["failed_transactions"] as? Int ?? 0
+        XCTAssertGreaterThan(failed, 0)
+        XCTAssertEqual(failed, overflow(), "every failure is a 503 UO the gateway counted")
+        XCTAssertEqual((four?["status_codes"] as? [String: Int])?["503"], failed)
+    }
+}
