@@ -14,14 +14,56 @@ public struct Recorder: Sendable {
     public var totalResponseTimeMicros: UInt64 = 0
     public var longestMicros: UInt64 = 0
     public var shortestMicros: UInt64 = .max
-    public var statusCounts: [Int: Int] = [:]
+    /// Responses per status code, indexed by the code (updated in place: no hashing per response).
+    var statusTable = [Int](repeating: 0, count: 600)
     /// Per elapsed second: responses, failures, and counts per status class.
-    public var perSecond: [Int: SecondBucket] = [:]
+    public var perSecond: [SecondBucket] = []
 
     public struct SecondBucket: Sendable, Equatable {
         public var responses = 0
         public var failures = 0
-        public var byClass: [Int] = [0, 0, 0, 0, 0, 0]
+        /// 1xx...5xx in slots 1...5 (slot 0: codes outside 100...599).
+        public var byClass: (Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0)
+
+        public static func == (a: Self, b: Self) -> Bool {
+            a.responses == b.responses && a.failures == b.failures && a.classCount(1) == b.classCount(1)
+                && a.classCount(2) == b.classCount(2) && a.classCount(3) == b.classCount(3)
+                && a.classCount(4) == b.classCount(4) && a.classCount(5) == b.classCount(5)
+        }
+
+        public func classCount(_ c: Int) -> Int {
+            switch c {
+            case 1: return byClass.1
+            case 2: return byClass.2
+            case 3: return byClass.3
+            case 4: return byClass.4
+            case 5: return byClass.5
+            default: return byClass.0
+            }
+        }
+
+        mutating func addClass(_ c: Int, _ n: Int = 1) {
+            switch c {
+            case 1: byClass.1 += n
+            case 2: byClass.2 += n
+            case 3: byClass.3 += n
+            case 4: byClass.4 += n
+            case 5: byClass.5 += n
+            default: byClass.0 += n
+            }
+        }
+    }
+
+    public var statusCounts: [Int: Int] {
+        var d: [Int: Int] = [:]
+        for (code, n) in statusTable.enumerated() where n > 0 { d[code] = n }
+        return d
+    }
+
+    @inline(__always) mutating func bucket(_ second: Int) -> Int {
+        let i = max(0, second)
+        while perSecond.count <= i { perSecond.append(SecondBucket()) }
+        return i
     }
 
     public init() {}
@@ -30,18 +72,17 @@ public struct Recorder: Sendable {
         transactions += 1
         if status < 400 { successful += 1 } else { httpFailures += 1 }
         self.bodyBytes += bodyBytes
-        statusCounts[status, default: 0] += 1
+        statusTable[min(599, max(0, status))] += 1
         recordLatency(latencyMicros)
-        var b = perSecond[second] ?? SecondBucket()
-        b.responses += 1
-        if status >= 400 { b.failures += 1 }
-        b.byClass[min(5, max(0, status / 100))] += 1
-        perSecond[second] = b
+        let i = bucket(second)
+        perSecond[i].responses += 1
+        if status >= 400 { perSecond[i].failures += 1 }
+        perSecond[i].addClass(status / 100)
     }
 
     public mutating func recordSocketFailure(second: Int) {
         socketFailures += 1
-        perSecond[second, default: SecondBucket()].failures += 1
+        perSecond[bucket(second)].failures += 1
     }
 
     mutating func recordLatency(_ micros: UInt64) {
@@ -61,13 +102,12 @@ public struct Recorder: Sendable {
         totalResponseTimeMicros += o.totalResponseTimeMicros
         longestMicros = max(longestMicros, o.longestMicros)
         shortestMicros = min(shortestMicros, o.shortestMicros)
-        for (k, v) in o.statusCounts { statusCounts[k, default: 0] += v }
-        for (k, v) in o.perSecond {
-            var b = perSecond[k] ?? SecondBucket()
-            b.responses += v.responses
-            b.failures += v.failures
-            for i in 0..<6 { b.byClass[i] += v.byClass[i] }
-            perSecond[k] = b
+        for (code, n) in o.statusTable.enumerated() { statusTable[code] += n }
+        for (k, v) in o.perSecond.enumerated() {
+            let i = bucket(k)
+            perSecond[i].responses += v.responses
+            perSecond[i].failures += v.failures
+            for c in 0...5 { perSecond[i].addClass(c, v.classCount(c)) }
         }
     }
 }

@@ -63,8 +63,7 @@ public enum Report {
             }
             while let last = bars.last, last.1 == 0 { bars.removeLast() }
         }
-        let seconds = (r.perSecond.keys.max() ?? -1) + 1
-        let series = (0..<seconds).map { r.perSecond[$0] ?? Recorder.SecondBucket() }
+        let series = r.perSecond
         let rows = Report.text(s).split(separator: "\n").map { "<tr><td><pre>\(escape(String($0)))</pre></td></tr>" }.joined()
         return """
             <!doctype html><html><head><meta charset="utf-8"><title>\(escape(title))</title>
@@ -106,7 +105,7 @@ public enum Report {
 
     static func stackedChart(_ series: [Recorder.SecondBucket]) -> String {
         let w = 900.0, h = 300.0, pad = 50.0
-        let totals = series.map { $0.responses + max(0, $0.failures - $0.byClass[4] - $0.byClass[5]) }
+        let totals = series.map { $0.responses + max(0, $0.failures - $0.classCount(4) - $0.classCount(5)) }
         let maxV = Double(max(1, totals.max() ?? 1))
         let bw = series.isEmpty ? 0 : (w - 2 * pad) / Double(series.count)
         let colors = [(2, "#2a9d8f"), (3, "#457b9d"), (4, "#e9c46a"), (5, "#e63946")]
@@ -114,8 +113,8 @@ public enum Report {
         for (i, b) in series.enumerated() {
             var y = h
             let x = pad + Double(i) * bw
-            var parts = colors.map { ($0.1, b.byClass[$0.0]) }
-            parts.append(("#555", max(0, b.failures - b.byClass[4] - b.byClass[5])))
+            var parts = colors.map { ($0.1, b.classCount($0.0)) }
+            parts.append(("#555", max(0, b.failures - b.classCount(4) - b.classCount(5))))
             for (color, n) in parts where n > 0 {
                 let bh = (h - pad) * Double(n) / maxV
                 y -= bh
