@@ -2,13 +2,7 @@ import NIOCore
 
 /// The checked config as JSON, for `/config_dump`: every default filled in, durations as Istio strings.
 enum ConfigJSON {
-    static func duration(_ t: TimeAmount?) -> String {
-        guard let t else { return "null" }
-        let ns = t.nanoseconds
-        if ns % 1_000_000_000 == 0 { return "\"\(ns / 1_000_000_000)s\"" }
-        if ns % 1_000_000 == 0 { return "\"\(ns / 1_000_000)ms\"" }
-        return "\"\(ns / 1000)us\""
-    }
+    static func duration(_ t: TimeAmount?) -> String { t.map { "\"\(ConfigReport.duration($0))\"" } ?? "null" }
 
     static func match(_ m: StringMatch) -> String {
         switch m {

@@ -200,10 +200,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
                 status: 503, body: "upstream connect error or disconnect/reset before headers. reset reason: overflow",
                 headers: [("x-envoy-overloaded", "true"), ("retry-after", "1")])
         case .connectFailure, .connectTimeout:
-            if let host = lastHost {
-                host.errorRequests.wrappingIncrement(ordering: .relaxed)
-                cluster.cluster.outlier.record(.connectFailure, host: host, settings: cluster.policy.outlierDetection, now: .now())
-            }
+            recordFailedTry(.connectFailure)
             if scheduleRetry(.connectFailure) { return }
             flags.insert(.upstreamConnectFailure)
             finishLocally(
@@ -235,6 +232,13 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         let delay = retry.nextBackoff(random: &worker.random)
         backoffTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { self.tryOnce() }
         return true
+    }
+
+    /// A try that ended without an answer: the host's error count and its outlier detector learn of it.
+    private func recordFailedTry(_ result: OutlierDetector.Result) {
+        guard let host = lastHost else { return }
+        host.errorRequests.wrappingIncrement(ordering: .relaxed)
+        cluster.cluster.outlier.record(result, host: host, settings: cluster.policy.outlierDetection, now: .now())
     }
 
     private func releaseRetryBudget() {
@@ -314,10 +318,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
             return
         }
         stats.inc(.upstream_rq_rx_reset)
-        if let host = lastHost {
-            host.errorRequests.wrappingIncrement(ordering: .relaxed)
-            cluster.cluster.outlier.record(.reset, host: host, settings: cluster.policy.outlierDetection, now: .now())
-        }
+        recordFailedTry(.reset)
         if scheduleRetry(.reset) { return }
         flags.insert(.upstreamTermination)
         finishLocally(
@@ -333,9 +334,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         let connection = upstream
         upstream = nil
         connection?.abandon()
-        if let host = lastHost {
-            cluster.cluster.outlier.record(.timeout, host: host, settings: cluster.policy.outlierDetection, now: .now())
-        }
+        recordFailedTry(.timeout)
         if scheduleRetry(.perTryTimeout) { return }
         flags.insert(.upstreamTimeout)
         finishLocally(status: 504, body: "upstream request timeout")
@@ -349,9 +348,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         if let connection = upstream {
             upstream = nil
             connection.abandon()
-            if let host = lastHost {
-                cluster.cluster.outlier.record(.timeout, host: host, settings: cluster.policy.outlierDetection, now: .now())
-            }
+            recordFailedTry(.timeout)
         }
         if responseStarted {
             finish(close: true)
