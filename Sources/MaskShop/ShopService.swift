@@ -23,6 +23,8 @@ public struct ServiceOptions: Sendable {
     public var host = "127.0.0.1"
     public var port: Int
     public var dataDir = "data"
+    /// `PRAGMA synchronous`: FULL (fsync per group commit) unless asked otherwise.
+    public var durability = Durability.full
     /// order → delivery (through the gateway by default, so delivery's DestinationRule applies).
     public var deliveryURL = "http://127.0.0.1:8080"
     /// Event feeds, read from the producers directly.
@@ -34,10 +36,18 @@ public struct ServiceOptions: Sendable {
 
 /// Runs one service until SIGTERM/SIGINT: its database, its routes, its event consumers.
 public func runShopService(_ kind: ShopService, _ options: ServiceOptions) async throws {
+    try await makeShopApplication(kind, options).runService()
+}
+
+/// One service as a Hummingbird application: its database, its routes and (unless
+/// `consumers` is false, as in handler tests) its event consumers and reconciler.
+public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, consumers: Bool = true) throws
+    -> Application<RouterResponder<BasicRequestContext>>
+{
     var logger = Logger(label: kind.rawValue)
     logger.logLevel = .info
     try FileManager.default.createDirectory(atPath: options.dataDir, withIntermediateDirectories: true)
-    let store = try Store(path: "\(options.dataDir)/\(kind.rawValue).sqlite") { m in
+    let store = try Store(path: "\(options.dataDir)/\(kind.rawValue).sqlite", durability: options.durability) { m in
         switch kind {
         case .order: OrderService.migrations(&m)
         case .delivery: DeliveryService.migrations(&m)
@@ -76,14 +86,13 @@ public func runShopService(_ kind: ShopService, _ options: ServiceOptions) async
                                       apply: MypageService.applyDeliveryEvent))
     }
     let name = kind.rawValue
-    let app = Application(
+    return Application(
         router: router,
         configuration: .init(address: .hostname(options.host, port: options.port), serverName: name),
-        services: services,
+        services: consumers ? services : [],
         onServerRunning: { channel in
             print("\(name) listening on http://\(options.host):\(channel.localAddress?.port ?? options.port)")
             fflush(nil)
         },
         logger: logger)
-    try await app.runService()
 }

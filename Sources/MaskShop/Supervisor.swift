@@ -59,20 +59,70 @@ public final class Supervisor: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Where everything listens, read from the gateway config so the services come up exactly
+    /// where the gateway routes to them: the listener and admin ports, and each service's port
+    /// from the `serviceEntries` endpoint of its host (SPEC defaults where the file is silent).
+    struct Layout {
+        var listener = 8080
+        var admin = 9901
+        var services: [ShopService: Int] = Dictionary(uniqueKeysWithValues: ShopService.allCases.map { ($0, $0.defaultPort) })
+
+        init() {}
+
+        init(config path: String) throws {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw SupervisorError("cannot read gateway config \(path)")
+            }
+            guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw SupervisorError("gateway config \(path) is not a JSON object")
+            }
+            if let p = ((root["listener"] as? [String: Any])?["port"] as? NSNumber)?.intValue { listener = p }
+            if let p = ((root["admin"] as? [String: Any])?["port"] as? NSNumber)?.intValue { admin = p }
+            for entry in root["serviceEntries"] as? [[String: Any]] ?? [] {
+                let spec = entry["spec"] as? [String: Any] ?? entry
+                let hosts = (spec["host"] as? String).map { [$0] } ?? (spec["hosts"] as? [String] ?? [])
+                let port = ((spec["endpoints"] as? [[String: Any]])?.first?["port"] as? NSNumber)?.intValue
+                for host in hosts {
+                    if let kind = ShopService(rawValue: host.split(separator: ".").first.map(String.init) ?? host), let port {
+                        services[kind] = port
+                    }
+                }
+            }
+        }
+
+        func url(_ port: Int) -> String { "http://127.0.0.1:\(port)" }
+
+        func arguments(_ s: ShopService) -> [String] {
+            var a = [s.rawValue, "--port", String(services[s]!)]
+            switch s {
+            case .order: a += ["--delivery-url", url(listener)]
+            case .delivery: a += ["--order-url", url(services[.order]!)]
+            case .inventory: a += ["--delivery-url", url(services[.delivery]!)]
+            case .mypage: a += ["--order-url", url(services[.order]!), "--delivery-url", url(services[.delivery]!)]
+            }
+            return a
+        }
+    }
+
     /// Starts everything, waits until each answers its health check; returns false (after
     /// stopping what started) when one does not.
     public func up() throws -> Bool {
         let gateway = Self.sibling("gateway")
         guard FileManager.default.isExecutableFile(atPath: gateway.path) else {
-            throw SupervisorError("gateway executable not found at \(gateway.path): build it (swift build -c release)")
+            throw SupervisorError("gateway executable not found at \(gateway.path): build it (swift build --product gateway)")
+        }
+        let layout = try Layout(config: config)
+        for port in [layout.listener, layout.admin] + ShopService.allCases.map({ layout.services[$0]! }) where portInUse(port) {
+            throw SupervisorError("port \(port) is already in use (another maskshop up or gateway?)")
         }
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         let me = Self.sibling("maskshop")
         try start("gateway", gateway, ["--config", config])
         for s in ShopService.allCases {
-            try start(s.rawValue, me, [s.rawValue, "--data-dir", dataDir])
+            try start(s.rawValue, me, layout.arguments(s) + ["--data-dir", dataDir])
         }
-        let checks: [(String, Int, String)] = [("gateway", 9901, "/ready")] + ShopService.allCases.map { ($0.rawValue, $0.defaultPort, "/health") }
+        let checks: [(String, Int, String)] = [("gateway", layout.admin, "/ready")]
+            + ShopService.allCases.map { ($0.rawValue, layout.services[$0]!, "/health") }
         for (name, port, path) in checks {
             guard waitHealthy(port: port, path: path, timeout: 30) else {
                 FileHandle.standardError.write(Data("maskshop up: \(name) did not become healthy on port \(port)\n".utf8))
@@ -80,7 +130,7 @@ public final class Supervisor: @unchecked Sendable {
                 return false
             }
         }
-        print("maskshop up: all healthy; shop on http://127.0.0.1:8080, gateway admin on http://127.0.0.1:9901 (Ctrl-C stops)")
+        print("maskshop up: all healthy; shop on http://127.0.0.1:\(layout.listener), gateway admin on http://127.0.0.1:\(layout.admin) (Ctrl-C stops)")
         fflush(nil)
         return true
     }
@@ -145,6 +195,20 @@ public final class Supervisor: @unchecked Sendable {
 public struct SupervisorError: Error, CustomStringConvertible {
     public var description: String
     init(_ d: String) { description = d }
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+func portInUse(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
 }
 
 /// A health probe without any HTTP machinery: one GET over a blocking socket.

@@ -14,15 +14,19 @@ struct ServiceFlags: ParsableArguments {
     @Option(help: "Port (0 picks a free one; the first output line names it).") var port: Int?
     @Option(help: "Address to bind.") var host = "127.0.0.1"
     @Option(name: .customLong("data-dir"), help: "Folder for the service's SQLite file.") var dataDir = "data"
+    @Option(help: "Commit durability: full (fsync per group commit, survives power loss) or normal (survives a killed process).")
+    var durability = "full"
 
     func validate() throws {
         if let port, !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535") }
+        if Durability(rawValue: durability) == nil { throw ValidationError("--durability must be full or normal, got '\(durability)'") }
     }
 
     func options(_ kind: ShopService) -> ServiceOptions {
         var o = ServiceOptions(port: port ?? kind.defaultPort)
         o.host = host
         o.dataDir = dataDir
+        o.durability = Durability(rawValue: durability) ?? .full
         return o
     }
 }

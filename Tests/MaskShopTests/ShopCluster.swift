@@ -1,14 +1,53 @@
 import Foundation
 import XCTest
 
-/// The built executables next to the test bundle (`swift build` first).
-func shopExecutable(_ name: String) throws -> URL {
-    if let override = ProcessInfo.processInfo.environment["\(name.uppercased())_BIN"] { return URL(fileURLWithPath: override) }
+/// The package root (this file is Tests/MaskShopTests/ShopCluster.swift).
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The folder holding the test bundle's build products (`.build*/debug`).
+func productsDirectory() -> URL {
+    for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+        return bundle.bundleURL.deletingLastPathComponent()
+    }
     var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-    let url = dir.appendingPathComponent(name)
+    return dir
+}
+
+/// `maskshop`, built with the tests (`$MASKSHOP_BIN` overrides). Missing is a failure, not a skip.
+func maskshopExecutable() throws -> URL {
+    if let override = ProcessInfo.processInfo.environment["MASKSHOP_BIN"] { return URL(fileURLWithPath: override) }
+    let url = productsDirectory().appendingPathComponent("maskshop")
     guard FileManager.default.isExecutableFile(atPath: url.path) else {
-        throw XCTSkip("\(name) is not built next to the tests; run `swift build` before `swift test`")
+        throw NSError(domain: "shop", code: 2, userInfo: [NSLocalizedDescriptionKey:
+            "maskshop is not built at \(url.path): `swift build --product maskshop` first, or set MASKSHOP_BIN"])
+    }
+    return url
+}
+
+/// The gateway next to maskshop (`$GATEWAY_BIN` overrides), if it is built and runs; nil otherwise.
+func gatewayExecutable() -> URL? {
+    let url: URL
+    if let override = ProcessInfo.processInfo.environment["GATEWAY_BIN"] {
+        url = URL(fileURLWithPath: override)
+    } else {
+        url = productsDirectory().appendingPathComponent("gateway")
+    }
+    guard FileManager.default.isExecutableFile(atPath: url.path) else { return nil }
+    let p = Process()
+    p.executableURL = url
+    p.arguments = ["--help"]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { return nil }
+    p.waitUntilExit()
+    return p.terminationStatus == 0 ? url : nil
+}
+
+/// The gateway, or an XCTSkip saying it is not built yet (the only reason a shop test skips).
+func requireGateway() throws -> URL {
+    guard let url = gatewayExecutable() else {
+        throw XCTSkip("the gateway binary is not built next to the tests (or does not run); build it to run the gateway variant")
     }
     return url
 }
@@ -81,56 +120,81 @@ func call(_ method: String, _ port: Int, _ path: String, _ body: Any? = nil, hea
     return HTTPResult(status: status, json: json)
 }
 
-/// The gateway and the four services as real processes on free ports, each restartable.
+/// The four services (and, with `viaGateway`, the gateway in front of them) as real processes
+/// on free ports, each restartable. Without the gateway, order calls delivery directly and the
+/// test client talks to each service on its own port; the sync-call semantics are the same.
 final class ShopCluster {
     let dir: URL
     var ports: [String: Int] = [:]
     var processes: [String: Process] = [:]
     let adminPort = freePort()
+    let gatewayBinary: URL?
+    let extraFlags: [String]
 
-    init(breaker: Bool = false) throws {
+    init(viaGateway: Bool = false, flags: [String] = []) throws {
+        gatewayBinary = viaGateway ? try requireGateway() : nil
+        extraFlags = flags
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("shop-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         for name in ["gateway", "order", "delivery", "inventory", "mypage"] { ports[name] = freePort() }
-        let hosts = ["order", "delivery", "inventory", "mypage"]
-        let entries = hosts.map { "{\"host\":\"\($0)\",\"endpoints\":[{\"address\":\"127.0.0.1\",\"port\":\(ports[$0]!)}]}" }
-        let routes = [("/orders", "order"), ("/deliveries", "delivery"), ("/inventories", "inventory"), ("/mypages", "mypage")]
-            .map { "{\"match\":[{\"uri\":{\"prefix\":\"\($0.0)\"}}],\"route\":[{\"destination\":{\"host\":\"\($0.1)\"}}],\"timeout\":\"5s\"}" }
-        let config = "{\"listener\":{\"address\":\"127.0.0.1\",\"port\":\(ports["gateway"]!)},\"admin\":{\"address\":\"127.0.0.1\",\"port\":\(adminPort)},"
-            + "\"serviceEntries\":[\(entries.joined(separator: ","))],\"virtualServices\":[{\"http\":[\(routes.joined(separator: ","))]}]}"
-        try config.write(to: dir.appendingPathComponent("gateway.json"), atomically: true, encoding: .utf8)
-        for name in ["gateway", "delivery", "order", "inventory", "mypage"] { try start(name) }
+        if viaGateway {
+            let hosts = ["order", "delivery", "inventory", "mypage"]
+            let entries = hosts.map { "{\"host\":\"\($0)\",\"endpoints\":[{\"address\":\"127.0.0.1\",\"port\":\(ports[$0]!)}]}" }
+            let routes = [("/orders", "order"), ("/deliveries", "delivery"), ("/inventories", "inventory"), ("/mypages", "mypage")]
+                .map { "{\"match\":[{\"uri\":{\"prefix\":\"\($0.0)\"}}],\"route\":[{\"destination\":{\"host\":\"\($0.1)\"}}],\"timeout\":\"5s\"}" }
+            let config = "{\"listener\":{\"address\":\"127.0.0.1\",\"port\":\(ports["gateway"]!)},\"admin\":{\"address\":\"127.0.0.1\",\"port\":\(adminPort)},"
+                + "\"serviceEntries\":[\(entries.joined(separator: ","))],\"virtualServices\":[{\"http\":[\(routes.joined(separator: ","))]}]}"
+            try config.write(to: dir.appendingPathComponent("gateway.json"), atomically: true, encoding: .utf8)
+            try start("gateway")
+        }
+        for name in ["delivery", "order", "inventory", "mypage"] { try start(name) }
     }
 
-    var gateway: Int { ports["gateway"]! }
+    var viaGateway: Bool { gatewayBinary != nil }
+
+    /// Where a request for `path` goes: the gateway, or the service that owns the path.
+    func port(for path: String) -> Int {
+        if viaGateway { return ports["gateway"]! }
+        for (prefix, name) in [("/orders", "order"), ("/deliveries", "delivery"), ("/inventories", "inventory"), ("/mypages", "mypage")]
+        where path.hasPrefix(prefix) {
+            return ports[name]!
+        }
+        return ports["order"]!
+    }
+
+    func call(_ method: String, _ path: String, _ body: Any? = nil, headers: [String: String] = [:]) -> HTTPResult? {
+        MaskShopTests.call(method, port(for: path), path, body, headers: headers)
+    }
 
     func arguments(_ name: String) -> [String] {
         let url = { (n: String) in "http://127.0.0.1:\(self.ports[n]!)" }
+        let common = ["--port", "\(ports[name]!)", "--data-dir", dir.path] + extraFlags
         switch name {
         case "gateway": return ["--config", dir.appendingPathComponent("gateway.json").path, "--access-log", "off"]
-        case "order": return ["order", "--port", "\(ports[name]!)", "--data-dir", dir.path, "--delivery-url", url("gateway")]
-        case "delivery": return ["delivery", "--port", "\(ports[name]!)", "--data-dir", dir.path, "--order-url", url("order")]
-        case "inventory": return ["inventory", "--port", "\(ports[name]!)", "--data-dir", dir.path, "--delivery-url", url("delivery")]
-        default: return ["mypage", "--port", "\(ports[name]!)", "--data-dir", dir.path, "--order-url", url("order"), "--delivery-url", url("delivery")]
+        case "order": return ["order"] + common + ["--delivery-url", url(viaGateway ? "gateway" : "delivery")]
+        case "delivery": return ["delivery"] + common + ["--order-url", url("order")]
+        case "inventory": return ["inventory"] + common + ["--delivery-url", url("delivery")]
+        default: return ["mypage"] + common + ["--order-url", url("order"), "--delivery-url", url("delivery")]
         }
     }
 
     func start(_ name: String) throws {
         let p = Process()
-        p.executableURL = try shopExecutable(name == "gateway" ? "gateway" : "maskshop")
+        p.executableURL = name == "gateway" ? gatewayBinary! : try maskshopExecutable()
         p.arguments = arguments(name)
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
         processes[name] = p
-        let path = name == "gateway" ? "/deliveries/0" : "/health"
-        let port = name == "gateway" ? gateway : ports[name]!
+        let path = name == "gateway" ? "/ready" : "/health"
+        let port = name == "gateway" ? adminPort : ports[name]!
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
-            if let r = call("GET", port, path), name != "gateway" ? r.status == 200 : r.status > 0 { return }
+            if let r = MaskShopTests.call("GET", port, path), r.status == 200 { return }
+            if !p.isRunning { break }
             usleep(50_000)
         }
-        throw NSError(domain: "shop", code: 1, userInfo: [NSLocalizedDescriptionKey: "\(name) did not start"])
+        throw NSError(domain: "shop", code: 1, userInfo: [NSLocalizedDescriptionKey: "\(name) did not start: \(p.arguments ?? [])"])
     }
 
     func kill9(_ name: String) {
@@ -150,7 +214,7 @@ final class ShopCluster {
     }
 
     func stock(_ product: Int) -> Int? {
-        (call("GET", gateway, "/inventories/\(product)")?.json as? [String: Any])?["stock"] as? Int
+        (call("GET", "/inventories/\(product)")?.json as? [String: Any])?["stock"] as? Int
     }
 
     deinit {

@@ -62,7 +62,10 @@ enum MypageService {
         guard let id = payload.int("id") else { return }
         switch type {
         case "OrderPlaced": try upsert(db, orderId: id, payload, column: "orderStatus", value: "ordered")
-        case "OrderCancelled": try upsert(db, orderId: id, payload, column: "orderStatus", value: "cancelled")
+        case "OrderCancelled":
+            // A compensating cancel (delivery failed while the order was placed) ends a failed order.
+            let value = payload["reason"] as? String == "delivery-failed" ? "failed" : "cancelled"
+            try upsert(db, orderId: id, payload, column: "orderStatus", value: value)
         default: return
         }
     }

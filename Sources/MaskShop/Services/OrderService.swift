@@ -3,22 +3,28 @@ import GRDB
 import Hummingbird
 import HTTPTypes
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 /// Orders. `POST /orders` calls delivery synchronously before it answers: an order not assigned
 /// to a delivery must not exist (the seed's transaction requirement).
 ///
-/// Crash windows and how they close:
-/// 1. The order row is first committed as `pending` (no event), then delivery is called.
+/// Crash windows and how they close — both a compensating cancel and reconciliation on start:
+/// 1. The order row is first committed as `pending` (no event, never visible as `ordered`),
+///    then delivery is called (`POST /deliveries`, idempotent per order `id`).
 /// 2. Delivery answers 200/201 → one transaction: status `ordered` + `OrderPlaced`.
-/// 3. Delivery refuses or is unreachable → status `failed`, 5xx to the client.
-///    If the outcome is ambiguous (timeout, reset, a 5xx from delivery itself: the delivery may
-///    exist), the same transaction emits a compensating `OrderCancelled`, which delivery consumes
-///    to cancel (or tombstone) the delivery for that order.
-/// 4. Crash between 1 and 2/3 → a **reconciliation on start** (and every 5 s for rows older than
-///    60 s) asks delivery `GET /deliveries?orderId=` and completes the order (`ordered` +
-///    `OrderPlaced`) if the delivery exists, else marks it `failed`. While delivery is down the
-///    order stays `pending` (never `ordered`) and reconciliation retries.
+/// 3. Delivery clearly never saw the request (connection refused, or the gateway shed it with
+///    429 / 503 `x-envoy-overloaded`) or refused it (4xx) → status `failed`, 5xx to the client.
+/// 4. The outcome is ambiguous (timeout, reset, any other 5xx — a delivery may have been
+///    created) → status `failed` and, in the same transaction, a **compensating
+///    `OrderCancelled`** (`reason: delivery-failed`). Delivery consumes it: it cancels that
+///    order's delivery (→ `DeliveryCancelled`, stock comes back) or, if none exists yet, writes a
+///    cancelled tombstone so a late-arriving create cannot resurrect it.
+/// 5. The process dies between 1 and 2/3/4 → **reconciliation on start** (and every 5 s for
+///    rows pending longer than 60 s): order asks delivery `GET /deliveries?orderId=` and
+///    completes the order (`ordered` + `OrderPlaced`) if a live delivery exists, else marks it
+///    `failed`. While delivery is down the row stays `pending` (never `ordered`) and
+///    reconciliation retries.
 enum OrderService {
     static func migrations(_ m: inout DatabaseMigrator) {
         m.registerMigration("orders") { db in
@@ -43,6 +49,9 @@ enum OrderService {
         p.removeValue(forKey: "status")
         return p
     }
+
+    /// How long order waits for delivery before it gives up (and compensates).
+    static let deliveryTimeout: TimeAmount = .seconds(5)
 
     static func register(_ router: Router<BasicRequestContext>, store: Store, deliveryURL: String, logger: Logger) {
         router.post("/orders") { request, _ in
@@ -123,18 +132,24 @@ enum OrderService {
         var failure: (HTTPResponse.Status, String, ambiguous: Bool)? = nil
         do {
             let r = try await PeerClient.send(.POST, deliveryURL, "/deliveries",
-                                              json: ["orderId": id, "productId": productId, "qty": qty], timeout: .seconds(5))
+                                              json: ["orderId": id, "productId": productId, "qty": qty], timeout: deliveryTimeout)
+            let text = String(decoding: r.body.prefix(200), as: UTF8.self)
             switch r.status {
             case 200, 201: break
-            case 503, 429:
-                // The gateway shed it (overflow, no healthy upstream, rate limit): delivery never saw it.
-                failure = (.serviceUnavailable, "delivery unavailable (\(r.status)): \(String(decoding: r.body.prefix(200), as: UTF8.self))", false)
+            case 429:
+                failure = (.serviceUnavailable, "delivery rate limited (429): \(text)", false)
+            case 503 where r.headers["x-envoy-overloaded"].first == "true":
+                // Shed by the gateway (circuit breaker overflow, rate limit): delivery never saw it.
+                failure = (.serviceUnavailable, "delivery unavailable (\(r.status)): \(text)", false)
             case 400..<500:
-                failure = (.badGateway, "delivery refused the order (\(r.status)): \(String(decoding: r.body.prefix(200), as: UTF8.self))", false)
+                failure = (.badGateway, "delivery refused the order (\(r.status)): \(text)", false)
             default:
-                failure = (.badGateway, "delivery failed (\(r.status))", true)
+                // Any other 5xx (a gateway's reset/timeout/no-healthy-upstream answer, or delivery's
+                // own) may hide a delivery that was created: compensate.
+                failure = (r.status == 504 ? .gatewayTimeout : .serviceUnavailable,
+                           "delivery failed (\(r.status)): \(text)", true)
             }
-        } catch let e as PeerError where e.description.hasPrefix("cannot connect") {
+        } catch let e as PeerError where e.kind == .connect {
             failure = (.serviceUnavailable, "delivery unreachable: \(e.description)", false)
         } catch {
             failure = (.gatewayTimeout, "delivery did not answer: \(error)", true)
@@ -171,6 +186,12 @@ enum OrderService {
         let logger: Logger
 
         func run() async throws {
+            do {
+                try await cancelWhenGracefulShutdown { try await loop() }
+            } catch is CancellationError {}
+        }
+
+        func loop() async throws {
             var minAge: Double = 0  // at start every pending order is orphaned
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 let cutoff = Date().timeIntervalSince1970 - minAge
@@ -190,6 +211,10 @@ enum OrderService {
                         } else {
                             try db.execute(sql: "UPDATE orders SET status = 'failed' WHERE id = ?", arguments: [id])
                             try db.execute(sql: "DELETE FROM idempotency WHERE orderRowId = ?", arguments: [id])
+                            // A tombstone at delivery, in case a create for it is still on its way.
+                            var payload = event(row)
+                            payload["reason"] = "delivery-failed"
+                            try Store.append(db, type: "OrderCancelled", payload: payload)
                         }
                     }
                     logger.info("reconciled pending order \(id): \(exists ? "ordered" : "failed")")

@@ -25,6 +25,12 @@ public struct EventConsumer: Service {
     }
 
     public func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown { try await follow() }
+        } catch is CancellationError {}
+    }
+
+    func follow() async throws {
         var backoff: UInt64 = 100_000_000
         var offset = try await store.pool.read { db in try Store.offset(db, feed: feed) }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
@@ -33,18 +39,21 @@ public struct EventConsumer: Service {
                 guard r.status == 200, let events = r.json as? [[String: Any]] else {
                     throw PeerError(description: "feed \(feed) answered \(r.status)")
                 }
-                for event in events {
-                    guard let seq = event["seq"] as? Int, let type = event["type"] as? String else { continue }
-                    let payload = Record(value: event["payload"] as? [String: Any] ?? [:])
-                    let feed = self.feed
-                    let apply = self.apply
-                    // Re-check the offset inside the transaction: an event below it was already applied.
-                    try await store.write { db in
-                        guard try Store.offset(db, feed: feed) < seq else { return }
-                        try apply(db, type, payload.value)
-                        try Store.setOffset(db, feed: feed, seq: seq)
+                // The whole page in one transaction with the new offset (one commit per page);
+                // each event is re-checked against the stored offset, so nothing applies twice.
+                if events.isEmpty { continue }
+                let page = Rows(value: events)
+                let feed = self.feed
+                let apply = self.apply
+                offset = try await store.write { db -> Int in
+                    var stored = try Store.offset(db, feed: feed)
+                    for event in page.value {
+                        guard let seq = event["seq"] as? Int, seq > stored, let type = event["type"] as? String else { continue }
+                        try apply(db, type, event["payload"] as? [String: Any] ?? [:])
+                        stored = seq
                     }
-                    offset = seq
+                    try Store.setOffset(db, feed: feed, seq: stored)
+                    return stored
                 }
                 backoff = 100_000_000
             } catch {

@@ -2,20 +2,34 @@ import Atomics
 import Foundation
 import GRDB
 
+/// How hard a commit is pushed to disk (SQLite's `PRAGMA synchronous` in WAL mode).
+public enum Durability: String, Sendable, CaseIterable {
+    /// fsync of the WAL at every commit: a commit answered to a client survives a power loss.
+    case full
+    /// No fsync per commit (only at checkpoints): survives the process being killed, may lose
+    /// the last commits on an OS crash or power loss.
+    case normal
+}
+
 /// One service's SQLite database (WAL) with the transactional outbox and consumer offsets.
 ///
-/// Durability: WAL with `synchronous = NORMAL`: a committed transaction survives the process
-/// being killed (SIGKILL), which is what the consistency guarantees here rest on; only an OS crash
-/// or power loss could lose the last commits.
+/// Durability: WAL with `synchronous = FULL` by default, so every answered write is on disk.
+/// Writes are **group-committed**: the writes that arrive while a commit is being synced are
+/// run together in the next transaction, each in its own savepoint (one failing write rolls back
+/// only itself), and all of them are answered after that one fsync. Under 16 concurrent clients
+/// that is several orders per fsync instead of one.
 public final class Store: Sendable {
     public let pool: DatabasePool
     /// Highest outbox seq committed, so long-polling readers wait without querying.
     let lastSeq = ManagedAtomic<Int>(0)
+    private let group: GroupCommit
 
-    public init(path: String, migrations: @escaping @Sendable (inout DatabaseMigrator) -> Void) throws {
+    public init(path: String, durability: Durability = .full,
+                migrations: @escaping @Sendable (inout DatabaseMigrator) -> Void) throws {
         var config = Configuration()
+        let sync = durability == .full ? "FULL" : "NORMAL"
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            try db.execute(sql: "PRAGMA synchronous = \(sync)")
             try db.execute(sql: "PRAGMA busy_timeout = 5000")
         }
         pool = try DatabasePool(path: path, configuration: config)
@@ -31,6 +45,14 @@ public final class Store: Sendable {
         try migrator.migrate(pool)
         let max = try pool.read { db in try Int.fetchOne(db, sql: "SELECT MAX(seq) FROM events") } ?? 0
         lastSeq.store(max, ordering: .relaxed)
+        group = GroupCommit(pool: pool, lastSeq: lastSeq)
+    }
+
+    /// Runs `body` in a transaction (shared with concurrent writers, in its own savepoint) and
+    /// returns once it is committed; then wakes long-polling readers. A thrown error rolls back
+    /// `body`'s writes only.
+    public func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await group.submit(body)
     }
 
     /// Appends an event inside the caller's transaction (the state change's own).
@@ -39,16 +61,6 @@ public final class Store: Sendable {
         try db.execute(
             sql: "INSERT INTO events (id, type, occurredAt, payload) VALUES (?, ?, ?, ?)",
             arguments: [UUID().uuidString.lowercased(), type, rfc3339(Date()), String(decoding: data, as: UTF8.self)])
-    }
-
-    /// Writes and, once committed, wakes long-polling readers.
-    public func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        let result = try await pool.write { db in
-            let r = try body(db)
-            return (r, try Int.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0)
-        }
-        if result.1 > lastSeq.load(ordering: .relaxed) { lastSeq.store(result.1, ordering: .relaxed) }
-        return result.0
     }
 
     /// `GET /events?after=&limit=&wait=`: oldest first, waiting up to `wait` seconds when empty.
@@ -82,4 +94,93 @@ func rfc3339(_ date: Date) -> String {
     let f = ISO8601DateFormatter()
     f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     return f.string(from: date)
+}
+
+/// One write's outcome, filled on the commit queue and read after the commit.
+private final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, Error>?
+}
+
+/// Batches concurrent writes into one transaction (one commit, one fsync), each write in a
+/// savepoint. Commits run on one serial queue, off Swift's cooperative threads.
+final class GroupCommit: @unchecked Sendable {
+    private struct Job {
+        /// Runs the write in a savepoint; remembers its own result or error.
+        let run: (Database) -> Void
+        /// Answers the caller once the transaction's fate is known.
+        let finish: (Error?) -> Void
+    }
+
+    private let pool: DatabasePool
+    private let lastSeq: ManagedAtomic<Int>
+    private let lock = NSLock()
+    private var queue: [Job] = []
+    private var running = false
+    private let committer = DispatchQueue(label: "maskshop.group-commit")
+    /// Most writes folded into one transaction (bounds the latency of the first in a batch).
+    private let maxBatch = 256
+
+    init(pool: DatabasePool, lastSeq: ManagedAtomic<Int>) {
+        self.pool = pool
+        self.lastSeq = lastSeq
+    }
+
+    func submit<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
+            let box = ResultBox<T>()
+            let job = Job(
+                run: { db in
+                    do {
+                        try db.inSavepoint {
+                            box.result = .success(try body(db))
+                            return .commit
+                        }
+                    } catch {
+                        box.result = .failure(error)
+                    }
+                },
+                finish: { commitError in
+                    if let commitError {
+                        cont.resume(throwing: commitError)
+                    } else {
+                        cont.resume(with: box.result ?? .failure(PeerError(description: "write did not run")))
+                    }
+                })
+            lock.lock()
+            queue.append(job)
+            let start = !running
+            running = true
+            lock.unlock()
+            if start { committer.async { self.drain() } }
+        }
+    }
+
+    private func drain() {
+        while true {
+            lock.lock()
+            if queue.isEmpty {
+                running = false
+                lock.unlock()
+                return
+            }
+            let batch = Array(queue.prefix(maxBatch))
+            queue.removeFirst(batch.count)
+            lock.unlock()
+            do {
+                let seq = try pool.writeWithoutTransaction { db -> Int in
+                    var seq = 0
+                    try db.inTransaction {
+                        for job in batch { job.run(db) }
+                        seq = try Int.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0
+                        return .commit
+                    }
+                    return seq
+                }
+                if seq > lastSeq.load(ordering: .relaxed) { lastSeq.store(seq, ordering: .relaxed) }
+                for job in batch { job.finish(nil) }
+            } catch {
+                for job in batch { job.finish(error) }
+            }
+        }
+    }
 }
