@@ -36,18 +36,22 @@ echo "--- keep-alive, 64 connections, ${DURATION}s"
 W=$(cpu wrk -t1 -c64 -d"${DURATION}s" "$URL")
 WR=$(awk '/Requests\/sec/ {print $2}' <<<"$W"); WN=$(awk '/requests in/ {print $1}' <<<"$W")
 WC=$(awk '/^CPU/ {print $2 + $3}' <<<"$W")
-L=$(cpu .build/release/loadtest -b -c 64 -t "${DURATION}S" -q --json "$URL")
+# One event loop, as wrk -t1 has one thread (the default, one loop per core, is also shown).
+L=$(cpu .build/release/loadtest -b -c 64 -t "${DURATION}S" -q --json --threads 1 "$URL")
 LR=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1].splitlines()[0])["transaction_rate"])' "$L")
 LN=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1].splitlines()[0])["transactions"])' "$L")
 LC=$(awk '/^CPU/ {print $2 + $3}' <<<"$L")
 printf "wrk -t1 -c64        %10s req/s   CPU %5.2fs = %5.2f us/request\n" "$WR" "$WC" "$(python3 -c "print($WC*1e6/$WN)")"
-printf "loadtest -b -c64    %10s req/s   CPU %5.2fs = %5.2f us/request   ratio %.2f\n" "$LR" "$LC" "$(python3 -c "print($LC*1e6/$LN)")" "$(python3 -c "print($LR/$WR)")"
+printf "loadtest -b -c64 --threads 1 %10s req/s   CPU %5.2fs = %5.2f us/request   ratio %.2f\n" "$LR" "$LC" "$(python3 -c "print($LC*1e6/$LN)")" "$(python3 -c "print($LR/$WR)")"
+D=$(.build/release/loadtest -b -c 64 -t "${DURATION}S" -q --json "$URL")
+DR=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["transaction_rate"])' "$D")
+printf "loadtest -b -c64 (loop per core) %10s req/s   ratio %.2f\n" "$DR" "$(python3 -c "print($DR/$WR)")"
 
 echo "--- connection close, 16 users, ${DURATION}s"
 S=$(cpu siege -b -c 16 -t "${DURATION}S" -q "$URL" 2>&1 || true)
 SR=$(awk -F: '/Transaction rate/ {print $2}' <<<"$S" | awk '{print $1}')
 [ -z "$SR" ] && SR=$(grep -o '"transaction_rate":[^,]*' <<<"$S" | cut -d: -f2)
-C=$(cpu .build/release/loadtest -b -c 16 -t "${DURATION}S" -q --json --connection close "$URL")
+C=$(cpu .build/release/loadtest -b -c 16 -t "${DURATION}S" -q --json --connection close --threads 1 "$URL")
 CR=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1].splitlines()[0])["transaction_rate"])' "$C")
 printf "siege -b -c16 (close)        %10s trans/s\n" "$SR"
-printf "loadtest -b -c16 --conn close %10s trans/s   ratio %.2f\n" "$CR" "$(python3 -c "print($CR/float('$SR'))")"
+printf "loadtest -b -c16 --conn close --threads 1 %10s trans/s   ratio %.2f\n" "$CR" "$(python3 -c "print($CR/float('$SR'))")"
