@@ -67,6 +67,7 @@ final class HostPool {
         // http2MaxRequests bounds active requests on HTTP/1.1 too; Envoy counts its overflow as pending overflow.
         guard resources.requests.canCreate() else {
             stats.inc(.upstream_rq_pending_overflow)
+            connection.idleSince = NIODeadline.now()
             idle.append(connection)
             waiter.poolFailed(.overflow)
             return
