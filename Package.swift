@@ -21,6 +21,11 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
+        // One-line CLI errors for the three executables.
+        .target(
+            name: "CLISupport",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // HTTP/1.1 heads and body framing at the byte level, shared by the gateway and loadtest.
         .target(
             name: "HTTP1Wire",
@@ -49,6 +54,7 @@ let package = Package(
         .executableTarget(
             name: "gateway",
             dependencies: [
+                "CLISupport",
                 "GatewayCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -68,6 +74,7 @@ let package = Package(
         .executableTarget(
             name: "loadtest",
             dependencies: [
+                "CLISupport",
                 "LoadTestCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -88,6 +95,7 @@ let package = Package(
         .executableTarget(
             name: "maskshop",
             dependencies: [
+                "CLISupport",
                 "MaskShop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

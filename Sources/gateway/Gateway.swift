@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import Foundation
 import GatewayCore
 import Logging
@@ -8,6 +9,10 @@ import ServiceLifecycle
 import UnixSignals
 
 @main
+enum GatewayMain {
+    static func main() async { await CommandRunner.main(Gateway.self) }
+}
+
 struct Gateway: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",

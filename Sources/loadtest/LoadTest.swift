@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import Atomics
 import Foundation
 import LoadTestCore
@@ -8,6 +9,10 @@ import NIOPosix
 /// siege's command line. Failed transactions follow siege's manual: responses with status >= 400
 /// plus socket failures (connect errors, resets, timeouts, responses cut off).
 @main
+enum LoadTestMain {
+    static func main() async { await CommandRunner.main(LoadTest.self) }
+}
+
 struct LoadTest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loadtest",
