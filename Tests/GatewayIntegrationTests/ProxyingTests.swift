@@ -85,4 +85,19 @@ final class ProxyingTests: XCTestCase {
         stuckHead.send("GET /orders HTTP/1.1\r\nHost: x\r\n")
         for _ in 0..<5 { XCTAssertEqual(httpRequest(port: gw.port, path: "/orders", timeout: 2)?.status, 200) }
     }
+
+    /// An upstream that answers before the request body is all sent must not get its
+    /// connection back into the pool: the rest of the body would be read as the next request.
+    func testEarlyAnswerDoesNotPoisonThePooledConnection() throws {
+        upstream.set { $0.answerBeforeBody = true }
+        let c = try RawConnection(port: gw.port, timeout: 3)
+        c.send("POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nonly ten b")
+        let early = c.readResponse()
+        XCTAssertEqual(early?.status, 200)
+        XCTAssertEqual(early?.body, "early")
+        upstream.set { $0.answerBeforeBody = false }
+        for _ in 0..<3 {
+            XCTAssertEqual(httpRequest(port: gw.port, path: "/orders", timeout: 3)?.status, 200)
+        }
+    }
 }

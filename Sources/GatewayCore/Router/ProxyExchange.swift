@@ -302,6 +302,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
 
     func upstreamResponseEnd() {
         guard !done else { return }
+        if !downstream.requestComplete { upstream?.mustClose = true }
         upstream = nil
         stats.inc(.upstream_rq_completed)
         finish(close: closeAfterResponse)

@@ -26,6 +26,9 @@ final class UpstreamConnection: ChannelInboundHandler {
     var connected = false
     /// Whether a request on this connection counts against `http2MaxRequests` right now.
     var hasActiveRequest = false
+    /// Set when the response ended before the request body was all sent: the rest of that body
+    /// would be read as the next request, so the connection must not be reused.
+    var mustClose = false
 
     private var pending: ByteBuffer?
     private var body: BodyDecoder?
@@ -115,8 +118,8 @@ final class UpstreamConnection: ChannelInboundHandler {
         let sink = self.sink
         self.sink = nil
         body = nil
-        let reusable = responseKeepAlive
         sink?.upstreamResponseEnd()
+        let reusable = responseKeepAlive && !mustClose
         pool.released(self, reusable: reusable)
     }
 

@@ -12,6 +12,8 @@ final class TestUpstream: @unchecked Sendable {
         var status: Int = 200
         var delay: TimeAmount = .zero
         var body: String = "{\"ok\":true}"
+        /// Answer as soon as the head arrives, without reading the body (as nginx's `return` does).
+        var answerBeforeBody = false
     }
 
     struct Seen: Sendable {
@@ -65,6 +67,15 @@ final class TestUpstream: @unchecked Sendable {
             case .head(let h):
                 head = h
                 body = ""
+                if upstream.behaviour.withLockedValue({ $0.answerBeforeBody }) {
+                    upstream.requests.wrappingIncrement(ordering: .relaxed)
+                    var headers = HTTPHeaders()
+                    headers.add(name: "content-length", value: "5")
+                    context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                    context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "early")))), promise: nil)
+                    context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+                    self.head = nil
+                }
             case .body(let b):
                 body += String(buffer: b)
             case .end:
