@@ -65,6 +65,7 @@ public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, 
             return JSON.response(.ok, try await store.events(after: after, limit: limit, wait: wait))
         }
     }
+    var consumerList: [EventConsumer] = []
     var services: [any Service] = []
     switch kind {
     case .order:
@@ -72,18 +73,28 @@ public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, 
         services.append(OrderService.Reconciler(store: store, deliveryURL: options.deliveryURL, logger: logger))
     case .delivery:
         DeliveryService.register(router, store: store)
-        services.append(EventConsumer(feed: "order", producerURL: options.orderFeedURL, store: store, logger: logger,
-                                      apply: DeliveryService.applyOrderEvent))
+        consumerList.append(EventConsumer(feed: "order", producerURL: options.orderFeedURL, store: store, logger: logger,
+                                          apply: DeliveryService.applyOrderEvent))
     case .inventory:
         InventoryService.register(router, store: store)
-        services.append(EventConsumer(feed: "delivery", producerURL: options.deliveryFeedURL, store: store, logger: logger,
-                                      apply: InventoryService.applyDeliveryEvent))
+        consumerList.append(EventConsumer(feed: "delivery", producerURL: options.deliveryFeedURL, store: store, logger: logger,
+                                          apply: InventoryService.applyDeliveryEvent))
     case .mypage:
         MypageService.register(router, store: store)
-        services.append(EventConsumer(feed: "order", producerURL: options.orderFeedURL, store: store, logger: logger,
-                                      apply: MypageService.applyOrderEvent))
-        services.append(EventConsumer(feed: "delivery", producerURL: options.deliveryFeedURL, store: store, logger: logger,
-                                      apply: MypageService.applyDeliveryEvent))
+        consumerList.append(EventConsumer(feed: "order", producerURL: options.orderFeedURL, store: store, logger: logger,
+                                          apply: MypageService.applyOrderEvent))
+        consumerList.append(EventConsumer(feed: "delivery", producerURL: options.deliveryFeedURL, store: store, logger: logger,
+                                          apply: MypageService.applyDeliveryEvent))
+    }
+    services += consumerList as [any Service]
+    // Event lag per feed (occurredAt at the producer → committed here), for benchmarks.
+    let lags = consumerList.map { ($0.feed, $0.lag) }
+    router.get("/stats/lag") { _, _ in
+        JSON.response(.ok, Dictionary(uniqueKeysWithValues: lags.map { ($0.0, $0.1.summary()) }))
+    }
+    router.delete("/stats/lag") { _, _ in
+        for (_, l) in lags { l.reset() }
+        return JSON.response(.ok, [String: Any]())
     }
     let name = kind.rawValue
     return Application(

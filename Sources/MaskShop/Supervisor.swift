@@ -14,9 +14,15 @@ public final class Supervisor: @unchecked Sendable {
     private let lock = NSLock()
     private let output = NSLock()
 
-    public init(dataDir: String, config: String) {
+    /// Extra flags: the gateway's (`--access-log ...`) and every service's (`--durability ...`).
+    let gatewayFlags: [String]
+    let serviceFlags: [String]
+
+    public init(dataDir: String, config: String, gatewayFlags: [String] = [], serviceFlags: [String] = []) {
         self.dataDir = dataDir
         self.config = config
+        self.gatewayFlags = gatewayFlags
+        self.serviceFlags = serviceFlags
     }
 
     /// The executables built next to this one.
@@ -117,9 +123,9 @@ public final class Supervisor: @unchecked Sendable {
         }
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         let me = Self.sibling("maskshop")
-        try start("gateway", gateway, ["--config", config])
+        try start("gateway", gateway, ["--config", config] + gatewayFlags)
         for s in ShopService.allCases {
-            try start(s.rawValue, me, layout.arguments(s) + ["--data-dir", dataDir])
+            try start(s.rawValue, me, layout.arguments(s) + ["--data-dir", dataDir] + serviceFlags)
         }
         let checks: [(String, Int, String)] = [("gateway", layout.admin, "/ready")]
             + ShopService.allCases.map { ($0.rawValue, layout.services[$0]!, "/health") }
@@ -151,26 +157,23 @@ public final class Supervisor: @unchecked Sendable {
         return children.contains { !$0.process.isRunning }
     }
 
-    /// Blocks until a signal arrives or a child dies, then stops everything.
+    /// Blocks until SIGINT/SIGTERM arrives or a child dies, then stops everything.
+    ///
+    /// A plain signal handler that only sets a flag (async-signal-safe), polled here: libdispatch
+    /// signal sources did not fire when `up` ran as a background job of a script.
     public func wait() -> Int32 {
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let sem = DispatchSemaphore(value: 0)
-        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { sem.signal() }
-            s.resume()
-            return s
-        }
+        stopSignal = 0
+        signal(SIGINT) { _ in stopSignal = 1 }
+        signal(SIGTERM) { _ in stopSignal = 1 }
         var code: Int32 = 0
-        while sem.wait(timeout: .now() + 0.5) == .timedOut {
+        while stopSignal == 0 {
             if anyExited() {
                 FileHandle.standardError.write(Data("maskshop up: a child process exited; stopping the others\n".utf8))
                 code = 1
                 break
             }
+            usleep(100_000)
         }
-        _ = sources
         stop()
         return code
     }
@@ -191,6 +194,9 @@ public final class Supervisor: @unchecked Sendable {
         }
     }
 }
+
+/// Set by the SIGINT/SIGTERM handler; read by `Supervisor.wait()`.
+nonisolated(unsafe) var stopSignal: sig_atomic_t = 0
 
 public struct SupervisorError: Error, CustomStringConvertible {
     public var description: String

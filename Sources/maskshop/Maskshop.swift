@@ -1,8 +1,13 @@
 import ArgumentParser
+import CLISupport
 import Foundation
 import MaskShop
 
 @main
+enum MaskshopMain {
+    static func main() async { await CommandRunner.main(Maskshop.self) }
+}
+
 struct Maskshop: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "maskshop",
@@ -81,10 +86,17 @@ struct Mypage: AsyncParsableCommand {
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the gateway and the four services; Ctrl-C stops them all.")
     @Option(name: .customLong("data-dir"), help: "One SQLite file per service here.") var dataDir = "data"
-    @Option(help: "Gateway config.") var config = "config/gateway.json"
+    @Option(help: "Gateway config; the services listen on the ports its serviceEntries route to.") var config = "config/gateway.json"
+    @Option(name: .customLong("access-log"), help: "Gateway access log: '-' (stdout, prefixed), 'off', or a file.") var accessLog = "-"
+    @Option(help: "Services' commit durability: full or normal.") var durability = "full"
+
+    func validate() throws {
+        if Durability(rawValue: durability) == nil { throw ValidationError("--durability must be full or normal, got '\(durability)'") }
+    }
 
     func run() async throws {
-        let supervisor = Supervisor(dataDir: dataDir, config: config)
+        let supervisor = Supervisor(dataDir: dataDir, config: config, gatewayFlags: ["--access-log", accessLog],
+                                    serviceFlags: ["--durability", durability])
         do {
             guard try supervisor.up() else { throw ExitCode(1) }
         } catch let e as SupervisorError {

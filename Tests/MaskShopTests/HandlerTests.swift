@@ -101,6 +101,14 @@ final class HandlerTests: XCTestCase {
         }
     }
 
+    func testTimestampsRoundTrip() throws {
+        let date = Date(timeIntervalSince1970: 1_764_057_017.123)
+        let text = rfc3339(date)
+        XCTAssertEqual(text, "2025-11-25T07:50:17.123Z")
+        XCTAssertEqual(try XCTUnwrap(parseRFC3339(text)), 1_764_057_017.123, accuracy: 0.0005)
+        XCTAssertNil(parseRFC3339("yesterday"))
+    }
+
     /// Group commit: one failing write in a batch rolls back only itself.
     func testGroupCommitIsolatesAFailingWrite() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")

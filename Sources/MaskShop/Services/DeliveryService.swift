@@ -28,12 +28,12 @@ enum DeliveryService {
                 let productId = try JSON.required(body, "productId")
                 let qty = try JSON.required(body, "qty", min: 1)
                 let (row, created): (Record, Bool) = try await store.write { db in
-                    if let existing = try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE orderId = ?", arguments: [orderId]) {
+                    if let existing = try db.one(sql: "SELECT * FROM deliveries WHERE orderId = ?", arguments: [orderId]) {
                         return (Record(value: json(existing)), false)
                     }
                     try db.execute(sql: "INSERT INTO deliveries (orderId, productId, qty, status) VALUES (?, ?, ?, 'ordered')",
                                    arguments: [orderId, productId, qty])
-                    let row = try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [db.lastInsertedRowID])!
+                    let row = try db.one(sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [db.lastInsertedRowID])!
                     var payload = json(row)
                     payload.removeValue(forKey: "status")
                     try Store.append(db, type: "DeliveryRegistered", payload: payload)
@@ -58,7 +58,7 @@ enum DeliveryService {
             await handle {
                 let id = try context.intParameter("id")
                 guard let row = try await store.pool.read({ db in
-                    try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [id]).map { Record(value: json($0)) }
+                    try db.one(sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [id]).map { Record(value: json($0)) }
                 }) else { throw APIError(.notFound, "no delivery \(id)") }
                 return JSON.response(.ok, row.value)
             }
@@ -69,9 +69,9 @@ enum DeliveryService {
     /// delivery yet leaves a cancelled tombstone so a late create cannot resurrect it.
     static func applyOrderEvent(_ db: Database, _ type: String, _ payload: [String: Any]) throws {
         guard type == "OrderCancelled", let orderId = payload.int("id") else { return }
-        if let row = try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE orderId = ?", arguments: [orderId]) {
+        if let row = try db.one(sql: "SELECT * FROM deliveries WHERE orderId = ?", arguments: [orderId]) {
             guard (row["status"] as String) != "cancelled" else { return }
-            try db.execute(sql: "UPDATE deliveries SET status = 'cancelled' WHERE orderId = ?", arguments: [orderId])
+            try db.run(sql: "UPDATE deliveries SET status = 'cancelled' WHERE orderId = ?", arguments: [orderId])
             var p = json(row)
             p.removeValue(forKey: "status")
             try Store.append(db, type: "DeliveryCancelled", payload: p)

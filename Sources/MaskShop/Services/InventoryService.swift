@@ -35,7 +35,7 @@ enum InventoryService {
             await handle {
                 let id = try context.intParameter("productId")
                 guard let row = try await store.pool.read({ db in
-                    try Row.fetchOne(db, sql: "SELECT * FROM inventories WHERE productId = ?", arguments: [id]).map { Record(value: json($0)) }
+                    try db.one(sql: "SELECT * FROM inventories WHERE productId = ?", arguments: [id]).map { Record(value: json($0)) }
                 }) else { throw APIError(.notFound, "no inventory for product \(id)") }
                 return JSON.response(.ok, row.value)
             }

@@ -42,7 +42,7 @@ enum MypageService {
             await handle {
                 let id = try context.intParameter("orderId")
                 guard let row = try await store.pool.read({ db in
-                    try Row.fetchOne(db, sql: "SELECT * FROM mypages WHERE orderId = ?", arguments: [id]).map { Record(value: json($0)) }
+                    try db.one(sql: "SELECT * FROM mypages WHERE orderId = ?", arguments: [id]).map { Record(value: json($0)) }
                 }) else { throw APIError(.notFound, "no mypage row for order \(id)") }
                 return JSON.response(.ok, row.value)
             }

@@ -64,7 +64,7 @@ enum OrderService {
                 guard let type = body["type"] as? String else { throw APIError(.badRequest, "missing field 'type' (\"cancel\")") }
                 guard type == "cancel" else { throw APIError(.badRequest, "unknown type '\(type)': only \"cancel\" is supported") }
                 let row: Record = try await store.write { db in
-                    guard let row = try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]) else {
+                    guard let row = try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]) else {
                         throw APIError(.notFound, "no order \(id)")
                     }
                     let status: String = row["status"]
@@ -72,9 +72,9 @@ enum OrderService {
                     guard status == "ordered" else {
                         throw APIError(.conflict, "order \(id) is \(status); only an ordered order can be cancelled")
                     }
-                    try db.execute(sql: "UPDATE orders SET status = 'cancelled' WHERE id = ?", arguments: [id])
+                    try db.run(sql: "UPDATE orders SET status = 'cancelled' WHERE id = ?", arguments: [id])
                     try Store.append(db, type: "OrderCancelled", payload: event(row))
-                    return Record(value: json(try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!))
+                    return Record(value: json(try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!))
                 }
                 return JSON.response(.ok, row.value)
             }
@@ -89,7 +89,7 @@ enum OrderService {
             await handle {
                 let id = try context.intParameter("id")
                 guard let row = try await store.pool.read({ db in
-                    try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]).map { Record(value: json($0)) }
+                    try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]).map { Record(value: json($0)) }
                 }) else { throw APIError(.notFound, "no order \(id)") }
                 return JSON.response(.ok, row.value)
             }
@@ -108,12 +108,12 @@ enum OrderService {
         enum Start: Sendable { case new(Int), replay(Record) }
         let start: Start = try await store.write { db in
             if let key, let existing = try Int.fetchOne(db, sql: "SELECT orderRowId FROM idempotency WHERE key = ?", arguments: [key]) {
-                return .replay(Record(value: json(try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [existing])!)))
+                return .replay(Record(value: json(try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [existing])!)))
             }
             try db.execute(sql: "INSERT INTO orders (orderId, productId, qty, customerId, status, createdAt) VALUES (?, ?, ?, ?, 'pending', ?)",
                            arguments: [orderId, productId, qty, customerId, Date().timeIntervalSince1970])
             let id = Int(db.lastInsertedRowID)
-            if let key { try db.execute(sql: "INSERT INTO idempotency (key, orderRowId) VALUES (?, ?)", arguments: [key, id]) }
+            if let key { try db.run(sql: "INSERT INTO idempotency (key, orderRowId) VALUES (?, ?)", arguments: [key, id]) }
             return .new(id)
         }
         let id: Int
@@ -158,10 +158,10 @@ enum OrderService {
         // 3. commit the outcome with its event
         if let failure {
             try await store.write { db in
-                try db.execute(sql: "UPDATE orders SET status = 'failed' WHERE id = ?", arguments: [id])
-                if let key { try db.execute(sql: "DELETE FROM idempotency WHERE key = ?", arguments: [key]) }
+                try db.run(sql: "UPDATE orders SET status = 'failed' WHERE id = ?", arguments: [id])
+                if let key { try db.run(sql: "DELETE FROM idempotency WHERE key = ?", arguments: [key]) }
                 if failure.ambiguous {
-                    let row = try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!
+                    let row = try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!
                     var payload = event(row)
                     payload["reason"] = "delivery-failed"
                     try Store.append(db, type: "OrderCancelled", payload: payload)
@@ -171,8 +171,8 @@ enum OrderService {
             throw APIError(failure.0, "order not placed: \(failure.1)")
         }
         let row: Record = try await store.write { db in
-            try db.execute(sql: "UPDATE orders SET status = 'ordered' WHERE id = ?", arguments: [id])
-            let row = try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!
+            try db.run(sql: "UPDATE orders SET status = 'ordered' WHERE id = ?", arguments: [id])
+            let row = try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!
             try Store.append(db, type: "OrderPlaced", payload: event(row))
             return Record(value: json(row))
         }
@@ -204,13 +204,13 @@ enum OrderService {
                     else { continue }  // delivery down: stay pending, try again later
                     let exists = list.contains { ($0["status"] as? String) != "cancelled" }
                     try await store.write { db in
-                        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ? AND status = 'pending'", arguments: [id]) else { return }
+                        guard let row = try db.one(sql: "SELECT * FROM orders WHERE id = ? AND status = 'pending'", arguments: [id]) else { return }
                         if exists {
-                            try db.execute(sql: "UPDATE orders SET status = 'ordered' WHERE id = ?", arguments: [id])
+                            try db.run(sql: "UPDATE orders SET status = 'ordered' WHERE id = ?", arguments: [id])
                             try Store.append(db, type: "OrderPlaced", payload: event(row))
                         } else {
-                            try db.execute(sql: "UPDATE orders SET status = 'failed' WHERE id = ?", arguments: [id])
-                            try db.execute(sql: "DELETE FROM idempotency WHERE orderRowId = ?", arguments: [id])
+                            try db.run(sql: "UPDATE orders SET status = 'failed' WHERE id = ?", arguments: [id])
+                            try db.run(sql: "DELETE FROM idempotency WHERE orderRowId = ?", arguments: [id])
                             // A tombstone at delivery, in case a create for it is still on its way.
                             var payload = event(row)
                             payload["reason"] = "delivery-failed"

@@ -12,11 +12,14 @@ public struct EventConsumer: Service {
     public let producerURL: String
     let store: Store
     let logger: Logger
+    /// How long applied events took from their `occurredAt` to this consumer's commit.
+    let lag: LagRecorder
     /// Applies one event inside the transaction that also stores the offset.
     let apply: @Sendable (Database, _ type: String, _ payload: [String: Any]) throws -> Void
 
-    public init(feed: String, producerURL: String, store: Store, logger: Logger,
+    public init(feed: String, producerURL: String, store: Store, logger: Logger, lag: LagRecorder = LagRecorder(),
                 apply: @escaping @Sendable (Database, String, [String: Any]) throws -> Void) {
+        self.lag = lag
         self.feed = feed
         self.producerURL = producerURL
         self.store = store
@@ -45,6 +48,7 @@ public struct EventConsumer: Service {
                 let page = Rows(value: events)
                 let feed = self.feed
                 let apply = self.apply
+                let before = offset
                 offset = try await store.write { db -> Int in
                     var stored = try Store.offset(db, feed: feed)
                     for event in page.value {
@@ -54,6 +58,12 @@ public struct EventConsumer: Service {
                     }
                     try Store.setOffset(db, feed: feed, seq: stored)
                     return stored
+                }
+                let now = Date().timeIntervalSince1970
+                for event in events {
+                    guard let seq = event["seq"] as? Int, seq > before, seq <= offset,
+                          let at = (event["occurredAt"] as? String).flatMap(parseRFC3339) else { continue }
+                    lag.record(ms: (now - at) * 1000)
                 }
                 backoff = 100_000_000
             } catch {
@@ -69,4 +79,42 @@ public struct EventConsumer: Service {
 /// Payload accessors that tolerate JSON numbers of any Swift numeric bridging.
 extension Dictionary where Key == String, Value == Any {
     func int(_ key: String) -> Int? { (self[key] as? NSNumber)?.intValue }
+}
+
+/// Event lag samples (milliseconds, the latest 200,000) for `GET /stats/lag`.
+public final class LagRecorder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var samples: [Double] = []
+    private var next = 0
+    private let capacity = 200_000
+
+    public init() {}
+
+    func record(ms: Double) {
+        lock.lock()
+        if samples.count < capacity {
+            samples.append(ms)
+        } else {
+            samples[next] = ms
+            next = (next + 1) % capacity
+        }
+        lock.unlock()
+    }
+
+    func reset() {
+        lock.lock()
+        samples = []
+        next = 0
+        lock.unlock()
+    }
+
+    /// count, p50, p90, p99, max in milliseconds.
+    func summary() -> [String: Any] {
+        lock.lock()
+        let sorted = samples.sorted()
+        lock.unlock()
+        guard !sorted.isEmpty else { return ["count": 0] }
+        func p(_ q: Double) -> Double { (sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] * 10).rounded() / 10 }
+        return ["count": sorted.count, "p50": p(0.5), "p90": p(0.9), "p99": p(0.99), "max": p(1)]
+    }
 }

@@ -57,7 +57,7 @@ public final class Store: Sendable {
 
     /// Appends an event inside the caller's transaction (the state change's own).
     static func append(_ db: Database, type: String, payload: [String: Any]) throws {
-        let data = try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: payload)
         try db.execute(
             sql: "INSERT INTO events (id, type, occurredAt, payload) VALUES (?, ?, ?, ?)",
             arguments: [UUID().uuidString.lowercased(), type, rfc3339(Date()), String(decoding: data, as: UTF8.self)])
@@ -90,10 +90,53 @@ public final class Store: Sendable {
     }
 }
 
+/// `2026-11-25T07:50:17.123Z` (UTC, milliseconds), without a formatter object per call.
 func rfc3339(_ date: Date) -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return f.string(from: date)
+    let totalMs = Int64((date.timeIntervalSince1970 * 1000).rounded())
+    var secs = time_t(totalMs / 1000)
+    let ms = Int(totalMs % 1000)
+    var parts = tm()
+    gmtime_r(&secs, &parts)
+    func pad(_ n: Int, _ width: Int) -> String {
+        let s = String(n)
+        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+    }
+    return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))T"
+        + "\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2)).\(pad(ms, 3))Z"
+}
+
+/// Seconds since 1970 of an RFC 3339 UTC time as `rfc3339` writes it (`Z`, optional fraction).
+func parseRFC3339(_ text: String) -> Double? {
+    let u = Array(text.utf8)
+    guard u.count >= 20, u[4] == UInt8(ascii: "-"), u[10] == UInt8(ascii: "T") else { return nil }
+    func num(_ at: Int, _ n: Int) -> Int32? {
+        var v: Int32 = 0
+        for i in at..<(at + n) {
+            guard u[i] >= 48 && u[i] <= 57 else { return nil }
+            v = v * 10 + Int32(u[i] - 48)
+        }
+        return v
+    }
+    guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2), let s = num(17, 2)
+    else { return nil }
+    var parts = tm()
+    parts.tm_year = y - 1900
+    parts.tm_mon = mo - 1
+    parts.tm_mday = d
+    parts.tm_hour = h
+    parts.tm_min = mi
+    parts.tm_sec = s
+    var value = Double(timegm(&parts))
+    if u[19] == UInt8(ascii: ".") {
+        var scale = 0.1
+        var i = 20
+        while i < u.count, u[i] >= 48 && u[i] <= 57 {
+            value += Double(u[i] - 48) * scale
+            scale /= 10
+            i += 1
+        }
+    }
+    return value
 }
 
 /// One write's outcome, filled on the commit queue and read after the commit.
@@ -182,5 +225,17 @@ final class GroupCommit: @unchecked Sendable {
                 for job in batch { job.finish(error) }
             }
         }
+    }
+}
+
+extension Database {
+    /// Executes one statement from the connection's statement cache (parsed once).
+    func run(sql: String, arguments: StatementArguments = StatementArguments()) throws {
+        try cachedStatement(sql: sql).execute(arguments: arguments)
+    }
+
+    /// One row through the statement cache.
+    func one(sql: String, arguments: StatementArguments = StatementArguments()) throws -> Row? {
+        try Row.fetchOne(cachedStatement(sql: sql), arguments: arguments)
     }
 }
