@@ -13,9 +13,8 @@ public struct APIError: Error, Sendable {
 
 enum JSON {
     static func response(_ status: HTTPResponse.Status, _ object: Any) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8)
-        return Response(status: status, headers: [.contentType: "application/json"],
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        Response(status: status, headers: [.contentType: "application/json"],
+                 body: ResponseBody(byteBuffer: ByteBuffer(string: JSONText.encode(object))))
     }
 
     static func error(_ e: APIError) -> Response { response(e.status, ["error": e.reason]) }

@@ -34,7 +34,7 @@ public enum PeerClient {
         guard let url = URL(string: base), let host = url.host else { throw PeerError(description: "bad peer URL \(base)") }
         let port = url.port ?? 80
         var body: ByteBuffer? = nil
-        if let json { body = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: json)) }
+        if let json { body = ByteBuffer(string: JSONText.encode(json)) }
         var headers = HTTPHeaders()
         headers.add(name: "host", value: "\(host):\(port)")
         for (k, v) in extra { headers.add(name: k, value: v) }

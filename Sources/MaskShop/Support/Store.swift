@@ -57,10 +57,9 @@ public final class Store: Sendable {
 
     /// Appends an event inside the caller's transaction (the state change's own).
     static func append(_ db: Database, type: String, payload: [String: Any]) throws {
-        let data = try JSONSerialization.data(withJSONObject: payload)
-        try db.execute(
+        try db.run(
             sql: "INSERT INTO events (id, type, occurredAt, payload) VALUES (?, ?, ?, ?)",
-            arguments: [UUID().uuidString.lowercased(), type, rfc3339(Date()), String(decoding: data, as: UTF8.self)])
+            arguments: [UUID().uuidString.lowercased(), type, rfc3339(Date()), JSONText.encode(payload)])
     }
 
     /// `GET /events?after=&limit=&wait=`: oldest first, waiting up to `wait` seconds when empty.
@@ -74,7 +73,8 @@ public final class Store: Sendable {
                              arguments: [after, limit])
         }
         return rows.map { row in
-            let payload = (try? JSONSerialization.jsonObject(with: Data((row["payload"] as String).utf8))) ?? [:]
+            // The stored payload is JSON already: spliced in, not parsed and written again.
+            let payload = JSONText.Raw(text: row["payload"] as String)
             return ["seq": row["seq"] as Int, "id": row["id"] as String, "type": row["type"] as String,
                     "occurredAt": row["occurredAt"] as String, "payload": payload]
         }
