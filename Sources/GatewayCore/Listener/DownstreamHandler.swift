@@ -68,10 +68,23 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        context.flush()
+        flushIfNeeded()
+    }
+
+    /// Written but not yet flushed: a flush with nothing to send still walks the pipeline.
+    private var needsFlush = false
+
+    @inline(__always) func flushIfNeeded() {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
     }
 
     private func processInput() {
+        // Holding on to a drained buffer would keep NIO from reusing its receive buffer
+        // (it reuses one only while nobody else references it) and cost a copy per read.
+        defer { if input?.readableBytes == 0 { input = nil } }
         while let buffer = input, buffer.readableBytes > 0 {
             switch state {
             case .closed, .awaitingResponse:
@@ -150,6 +163,19 @@ final class DownstreamHandler: ChannelInboundHandler {
 
     func attach(_ exchange: ProxyExchange) { self.exchange = exchange }
 
+    /// Head buffers each request on this connection reuses: the head sent upstream and the one
+    /// sent back. An exchange takes one and gives it back when done with it; while a write
+    /// still holds the old storage, `clear` allocates anew, so reuse never touches bytes in flight.
+    var spareUpstreamHead: ByteBuffer?
+    var spareResponseHead: ByteBuffer?
+
+    @inline(__always) func reuse(_ spare: inout ByteBuffer?, capacity: Int) -> ByteBuffer {
+        guard var buffer = spare else { return context.channel.allocator.buffer(capacity: capacity) }
+        spare = nil
+        buffer.clear(minimumCapacity: capacity)
+        return buffer
+    }
+
     private func requestEnded() {
         state = .awaitingResponse
         exchange?.requestEnded()
@@ -177,8 +203,10 @@ final class DownstreamHandler: ChannelInboundHandler {
 
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool = false) {
         if flush {
+            needsFlush = false
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         } else {
+            needsFlush = true
             context.write(wrapOutboundOut(buffer), promise: nil)
         }
     }

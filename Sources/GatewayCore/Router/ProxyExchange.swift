@@ -34,6 +34,11 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
     private var status = 0
     private var bytesSent = 0
     private var upstreamServiceMs: Int?
+    /// Response bytes not yet handed to the downstream channel: the head and the body parts of
+    /// one upstream read leave as one write (one syscall) instead of one per part.
+    private var outgoing: ByteBuffer?
+    /// `outgoing` is the connection's reusable response buffer (not a slice of the upstream's).
+    private var ownsOutgoing = false
     private var routeTimer: Scheduled<Void>?
     private var tryTimer: Scheduled<Void>?
     private var backoffTimer: Scheduled<Void>?
@@ -103,7 +108,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
     private static func makeUpstreamHead(_ head: MessageHead, _ headBytes: ByteBuffer, _ downstream: DownstreamHandler)
         -> (ByteBuffer, ByteBuffer)
     {
-        var out = downstream.channel.allocator.buffer(capacity: head.length + 160)
+        var out = downstream.reuse(&downstream.spareUpstreamHead, capacity: head.length + 160)
         HeadWriter.copyWithoutHopByHop(head, from: headBytes, into: &out)
         out.writeStaticString("x-forwarded-for: ")
         if let xff = head.forwardedFor {
@@ -114,15 +119,16 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         out.writeStaticString("\r\nx-forwarded-proto: http\r\n")
         let requestID: ByteBuffer
         if let id = head.requestID {
+            out.writeStaticString("\r\n")
             requestID = headBytes.getSlice(at: headBytes.readerIndex + id.lowerBound, length: id.count)!
         } else {
             out.writeStaticString("x-request-id: ")
             let at = out.writerIndex
             downstream.worker.writeRequestID(into: &out)
-            requestID = out.getSlice(at: at, length: out.writerIndex - at)!
-            out.writeStaticString("\r\n")
+            out.writeStaticString("\r\n\r\n")
+            // Sliced only now: a slice taken before the last write would make that write copy the buffer.
+            requestID = out.getSlice(at: at, length: 36)!
         }
-        out.writeStaticString("\r\n")
         return (out, requestID)
     }
 
@@ -279,7 +285,9 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         let serviceMs = Int((now - tryStart).nanoseconds / 1_000_000)
         upstreamServiceMs = serviceMs
         closeAfterResponse = downstream.mustCloseAfterResponse(requestKeepAlive: head.keepAlive) || framing == .untilClose
-        var out = downstream.channel.allocator.buffer(capacity: bytes.readableBytes + 64)
+        // Room for a small body too: it joins the head in one write (see `upstreamResponseBody`).
+        var out = downstream.reuse(&downstream.spareResponseHead, capacity: bytes.readableBytes + 64 + 1024)
+        ownsOutgoing = true
         HeadWriter.copyWithoutHopByHop(response, from: bytes, into: &out)
         out.writeStaticString("x-envoy-upstream-service-time: ")
         out.writeDecimal(serviceMs)
@@ -291,13 +299,41 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         }
         out.writeStaticString("\r\n")
         bytesSent += out.readableBytes
-        downstream.write(out, flush: framing == .none)
+        outgoing = out
     }
+
+    /// Body parts join the head (or the parts before them) up to this size; larger ones go alone.
+    private static let coalesceBytes = 16 * 1024
 
     func upstreamResponseBody(_ part: ByteBuffer) {
         guard !done else { return }
         bytesSent += part.readableBytes
-        downstream.write(part, flush: true)
+        if outgoing == nil {
+            outgoing = part
+        } else if outgoing!.readableBytes + part.readableBytes <= Self.coalesceBytes {
+            outgoing!.writeImmutableBuffer(part)
+        } else {
+            sendOutgoing()
+            outgoing = part
+        }
+    }
+
+    /// The upstream read batch is over: what it brought goes to the client now.
+    func upstreamReadComplete() {
+        guard !done else { return }
+        sendOutgoing()
+        downstream.flushIfNeeded()
+    }
+
+    private func sendOutgoing() {
+        if let out = outgoing {
+            outgoing = nil
+            downstream.write(out, flush: false)
+            if ownsOutgoing {
+                ownsOutgoing = false
+                downstream.spareResponseHead = out
+            }
+        }
     }
 
     func upstreamResponseEnd() {
@@ -417,7 +453,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
                                     allocator: downstream.channel.allocator)
         self.status = status
         bytesSent = reply.readableBytes
-        downstream.write(reply, flush: true)
+        downstream.write(reply, flush: false)
         finish(close: close)
     }
 
@@ -436,9 +472,12 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
                  sent: bytesSent, serviceMs: upstreamServiceMs, host: lastHost?.endpoint, requestID: requestID,
                  route: route)
         if downstreamGone {
+            outgoing = nil
             worker.listenerStats.requestsActive.wrappingDecrement(ordering: .relaxed)
         } else {
-            downstream.context.flush()
+            sendOutgoing()
+            downstream.flushIfNeeded()
+            downstream.spareUpstreamHead = upstreamHead
             downstream.responseComplete(close: close)
         }
     }

@@ -6,6 +6,8 @@ protocol UpstreamResponseSink: AnyObject {
     func upstreamResponseHead(_ head: MessageHead, bytes: ByteBuffer, framing: BodyFraming)
     func upstreamResponseBody(_ body: ByteBuffer)
     func upstreamResponseEnd()
+    /// One read batch from the upstream is over: bytes held back to coalesce should go out.
+    func upstreamReadComplete()
     /// The connection failed or closed before the response was complete.
     func upstreamReset(responseStarted: Bool)
 }
@@ -66,6 +68,10 @@ final class UpstreamConnection: ChannelInboundHandler {
             pending = nil
         }
         process(&incoming, context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        sink?.upstreamReadComplete()
     }
 
     private func process(_ buffer: inout ByteBuffer, context: ChannelHandlerContext) {

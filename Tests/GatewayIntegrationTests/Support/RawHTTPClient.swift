@@ -57,6 +57,17 @@ final class RawConnection {
         return true
     }
 
+    /// Reads until `marker` has arrived (it stays buffered for `readResponse`); false on EOF or timeout.
+    func waitFor(_ marker: String) -> Bool {
+        let m = Array(marker.utf8)
+        while true {
+            if buffer.count >= m.count, (0...(buffer.count - m.count)).contains(where: { buffer[$0..<($0 + m.count)].elementsEqual(m) }) {
+                return true
+            }
+            if !fill() { return false }
+        }
+    }
+
     /// Reads one response (Content-Length or chunked or until close). nil if the connection
     /// closed (or timed out) before a response head.
     func readResponse() -> RawResponse? {

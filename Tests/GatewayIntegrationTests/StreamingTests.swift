@@ -1,0 +1,80 @@
+import Foundation
+import GatewayCore
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plain-socket upstream that answers one chunked response in two steps: a first chunk, then,
+/// once `release()` is called, a large chunk and the terminator.
+final class SteppedUpstream: @unchecked Sendable {
+    let listenFD: Int32
+    let port: Int
+    private let released = DispatchSemaphore(value: 0)
+    let largeChunk: String
+
+    init(largeChunkBytes: Int) throws {
+        largeChunk = String(repeating: "0123456789abcdef", count: largeChunkBytes / 16)
+        let listenFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.listenFD = listenFD
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listenFD, $0, len) == 0 && listen(listenFD, 8) == 0 && getsockname(listenFD, $0, &len) == 0
+            }
+        }
+        guard ok else { throw NSError(domain: "bind", code: Int(errno)) }
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        let fd = listenFD
+        let large = largeChunk
+        let released = released
+        Thread {
+            let c = accept(fd, nil, nil)
+            guard c >= 0 else { return }
+            defer { close(c) }
+            var request = [UInt8](repeating: 0, count: 4096)
+            _ = recv(c, &request, request.count, 0)
+            Self.send(c, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            released.wait()
+            Self.send(c, String(large.utf8.count, radix: 16) + "\r\n" + large + "\r\n0\r\n\r\n")
+            Thread.sleep(forTimeInterval: 1)
+        }.start()
+    }
+
+    func release() { released.signal() }
+
+    deinit { close(listenFD) }
+
+    private static func send(_ fd: Int32, _ s: String) {
+        let bytes = Array(s.utf8)
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            off += n
+        }
+    }
+}
+
+final class StreamingTests: XCTestCase {
+    /// Response bytes are coalesced per upstream read, never held until the response ends: the
+    /// first chunk reaches the client while the upstream is still silent, and a body larger than
+    /// any coalescing buffer arrives intact.
+    func testResponseIsStreamedAndArrivesIntact() async throws {
+        let upstream = try SteppedUpstream(largeChunkBytes: 300 * 1024)
+        let gw = try await InProcessGateway(TestConfig.gateway(
+            hosts: [TestConfig.host("stream", ports: [upstream.port])],
+            routes: [TestConfig.route("/stream", to: "stream")]))
+        let c = try RawConnection(port: gw.port, timeout: 5)
+        c.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertTrue(c.waitFor("first"), "the first chunk must arrive before the upstream sends the rest")
+        upstream.release()
+        let r = try XCTUnwrap(c.readResponse())
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.body, "first" + upstream.largeChunk)
+        await gw.stop()
+    }
+}
