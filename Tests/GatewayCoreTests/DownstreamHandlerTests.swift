@@ -14,7 +14,7 @@ final class DownstreamHandlerTests: XCTestCase {
         let snap = ClusterSnapshot(cluster: cluster, hosts: cluster.hosts(for: config.hosts["svc"]!), policy: TrafficPolicy())
         let compiled = try routes.map { try Route(config: $0, clusters: ["svc": snap], stats: RouteStats(name: $0.name),
                                                   rateLimiter: $0.localRateLimit.map { LocalRateLimiter(config: $0) }) }
-        let worker = Worker(eventLoop: loop, snapshot: ConfigSnapshot(version: 1, config: config, routes: RouteTable(routes: compiled),
+        let worker = Worker(index: 0, eventLoop: loop, snapshot: ConfigSnapshot(version: 1, config: config, routes: RouteTable(routes: compiled),
                                                                      clusters: ["svc": snap]),
                             listenerStats: ListenerStats(), accessLogFD: nil)
         let channel = EmbeddedChannel(handler: DownstreamHandler(worker: worker), loop: loop)

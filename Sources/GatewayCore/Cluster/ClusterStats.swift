@@ -1,5 +1,3 @@
-import Atomics
-
 /// Envoy's per-cluster counters, named as Envoy names them so `/stats` maps onto what users know.
 /// Each is bumped where the event happens (grep the case name to find the code).
 public enum ClusterCounter: Int, CaseIterable, Sendable {
@@ -72,25 +70,23 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
 }
 
 public final class ClusterStats: Sendable {
-    private let counters: [ManagedAtomic<Int>]
+    private let counters = ShardedCounters(count: ClusterCounter.allCases.count)
 
-    public init() {
-        counters = ClusterCounter.allCases.map { _ in ManagedAtomic(0) }
+    public init() {}
+
+    /// `row`: the event loop's row on the request path; the shared row elsewhere.
+    @inline(__always) public func inc(_ c: ClusterCounter, row: Int = ShardedCounters.shared) {
+        counters.increment(c.rawValue, row: row)
     }
+    public subscript(_ c: ClusterCounter) -> Int { counters[c.rawValue] }
 
-    @inline(__always) public func inc(_ c: ClusterCounter) {
-        counters[c.rawValue].wrappingIncrement(ordering: .relaxed)
-    }
-    public subscript(_ c: ClusterCounter) -> Int { counters[c.rawValue].load(ordering: .relaxed) }
-
-    @inline(__always) public func countResponse(_ status: Int) {
+    @inline(__always) public func countResponse(_ status: Int, row: Int) {
         switch status {
-        case ..<200: inc(.upstream_rq_1xx)
-        case ..<300: inc(.upstream_rq_2xx)
-        case ..<400: inc(.upstream_rq_3xx)
-        case ..<500: inc(.upstream_rq_4xx)
-        default: inc(.upstream_rq_5xx)
+        case ..<200: inc(.upstream_rq_1xx, row: row)
+        case ..<300: inc(.upstream_rq_2xx, row: row)
+        case ..<400: inc(.upstream_rq_3xx, row: row)
+        case ..<500: inc(.upstream_rq_4xx, row: row)
+        default: inc(.upstream_rq_5xx, row: row)
         }
     }
 }
-

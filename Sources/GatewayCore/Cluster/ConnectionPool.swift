@@ -44,12 +44,12 @@ final class HostPool {
             return
         }
         guard resources.pendingRequests.canCreate() else {
-            stats.inc(.upstream_rq_pending_overflow)
+            stats.inc(.upstream_rq_pending_overflow, row: owner.row)
             waiter.poolFailed(.overflow)
             return
         }
         resources.pendingRequests.inc()
-        stats.inc(.upstream_rq_pending_total)
+        stats.inc(.upstream_rq_pending_total, row: owner.row)
         pending.append(waiter)
         tryCreateConnections()
     }
@@ -59,14 +59,14 @@ final class HostPool {
         if let i = pending.firstIndex(where: { $0 === waiter }) {
             pending.remove(at: i)
             resources.pendingRequests.dec()
-            stats.inc(.upstream_rq_cancelled)
+            stats.inc(.upstream_rq_cancelled, row: owner.row)
         }
     }
 
     private func attach(_ connection: UpstreamConnection, _ waiter: PoolWaiter) {
         // http2MaxRequests bounds active requests on HTTP/1.1 too; Envoy counts its overflow as pending overflow.
         guard resources.requests.canCreate() else {
-            stats.inc(.upstream_rq_pending_overflow)
+            stats.inc(.upstream_rq_pending_overflow, row: owner.row)
             connection.idleSince = NIODeadline.now()
             idle.append(connection)
             waiter.poolFailed(.overflow)
@@ -81,7 +81,7 @@ final class HostPool {
     private func tryCreateConnections() {
         while pending.count > connecting {
             let allowed = resources.connections.canCreate()
-            if !allowed { stats.inc(.upstream_cx_overflow) }
+            if !allowed { stats.inc(.upstream_cx_overflow, row: owner.row) }
             // Envoy opens one connection anyway when this pool has none, so that requests queued
             // here are never stranded by connections other pools hold.
             guard allowed || connections == 0 else { return }
@@ -94,7 +94,7 @@ final class HostPool {
         connecting += 1
         resources.connections.inc()
         host.activeConnections.wrappingIncrement(ordering: .relaxed)
-        stats.inc(.upstream_cx_total)
+        stats.inc(.upstream_cx_total, row: owner.row)
         let connection = UpstreamConnection(pool: self)
         guard let address = host.address else {
             owner.eventLoop.execute { self.connectFailed(connection, timeout: false) }
@@ -136,8 +136,8 @@ final class HostPool {
         connections -= 1
         resources.connections.dec()
         host.activeConnections.wrappingDecrement(ordering: .relaxed)
-        stats.inc(.upstream_cx_connect_fail)
-        if timeout { stats.inc(.upstream_cx_connect_timeout) }
+        stats.inc(.upstream_cx_connect_fail, row: owner.row)
+        if timeout { stats.inc(.upstream_cx_connect_timeout, row: owner.row) }
         // The connection was opened for one waiting request: that one learns of the failure.
         if let waiter = pending.popFirst() {
             resources.pendingRequests.dec()
@@ -169,7 +169,7 @@ final class HostPool {
         requestEnded(connection)
         let max = owner.snapshot.policy.connectionPool.maxRequestsPerConnection
         if max > 0 && connection.requestsServed >= max {
-            stats.inc(.upstream_cx_max_requests)
+            stats.inc(.upstream_cx_max_requests, row: owner.row)
             connection.close()
         } else if !reusable || owner.draining {
             connection.close()
@@ -185,7 +185,7 @@ final class HostPool {
         connections -= 1
         resources.connections.dec()
         host.activeConnections.wrappingDecrement(ordering: .relaxed)
-        stats.inc(.upstream_cx_destroy)
+        stats.inc(.upstream_cx_destroy, row: owner.row)
         if let i = idle.firstIndex(where: { $0 === connection }) { idle.remove(at: i) }
         // The freed connection slot may let waiting requests, here or on other hosts, connect.
         owner.connectionFreed()
@@ -196,7 +196,7 @@ final class HostPool {
     /// Closes connections idle for longer than `idleTimeout` (or all idle ones when draining).
     func closeIdle(olderThan deadline: NIODeadline, all: Bool) {
         for connection in idle where all || connection.idleSince < deadline {
-            if !all { stats.inc(.upstream_cx_idle_timeout) }
+            if !all { stats.inc(.upstream_cx_idle_timeout, row: owner.row) }
             connection.close()
         }
     }
@@ -208,12 +208,15 @@ final class HostPool {
 final class ClusterPool {
     let cluster: Cluster
     let eventLoop: EventLoop
+    /// The event loop's row in the sharded counters.
+    let row: Int
     private(set) var snapshot: ClusterSnapshot
     private var pools: [ObjectIdentifier: HostPool] = [:]
     private var roundRobin = 0
     var draining = false
 
-    init(snapshot: ClusterSnapshot, eventLoop: EventLoop) {
+    init(snapshot: ClusterSnapshot, eventLoop: EventLoop, row: Int) {
+        self.row = row
         self.cluster = snapshot.cluster
         self.snapshot = snapshot
         self.eventLoop = eventLoop

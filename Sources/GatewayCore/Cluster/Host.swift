@@ -9,9 +9,9 @@ public final class Host: Sendable {
 
     let activeRequests = ManagedAtomic<Int>(0)
     let activeConnections = ManagedAtomic<Int>(0)
-    let totalRequests = ManagedAtomic<Int>(0)
-    let errorRequests = ManagedAtomic<Int>(0)
-    let successRequests = ManagedAtomic<Int>(0)
+    /// Requests tried on this endpoint and how they ended, for `/clusters`.
+    enum RequestCounter: Int, CaseIterable { case total, success, error }
+    private let requests = ShardedCounters(count: RequestCounter.allCases.count)
     let ejected = ManagedAtomic<Bool>(false)
     let consecutive5xx = ManagedAtomic<Int>(0)
     let consecutiveGatewayErrors = ManagedAtomic<Int>(0)
@@ -24,7 +24,8 @@ public final class Host: Sendable {
     @inline(__always) public var isEjected: Bool { ejected.load(ordering: .relaxed) }
     public var requestsActive: Int { activeRequests.load(ordering: .relaxed) }
     public var connectionsActive: Int { activeConnections.load(ordering: .relaxed) }
-    public var requestsTotal: Int { totalRequests.load(ordering: .relaxed) }
-    public var requestsError: Int { errorRequests.load(ordering: .relaxed) }
-    public var requestsSuccess: Int { successRequests.load(ordering: .relaxed) }
+    @inline(__always) func count(_ c: RequestCounter, row: Int) { requests.increment(c.rawValue, row: row) }
+    public var requestsTotal: Int { requests[RequestCounter.total.rawValue] }
+    public var requestsError: Int { requests[RequestCounter.error.rawValue] }
+    public var requestsSuccess: Int { requests[RequestCounter.success.rawValue] }
 }

@@ -35,14 +35,14 @@ final class DownstreamHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         worker.downstreams[ObjectIdentifier(self)] = self
-        worker.listenerStats.connectionsTotal.wrappingIncrement(ordering: .relaxed)
-        worker.listenerStats.connectionsActive.wrappingIncrement(ordering: .relaxed)
+        worker.listenerStats.inc(.connectionsTotal, row: worker.row)
+        worker.listenerStats.inc(.connectionsActive, row: worker.row)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         worker.downstreams[ObjectIdentifier(self)] = nil
-        worker.listenerStats.connectionsActive.wrappingDecrement(ordering: .relaxed)
+        worker.listenerStats.add(.connectionsActive, -1, row: worker.row)
         state = .closed
         if let exchange {
             self.exchange = nil
@@ -104,8 +104,8 @@ final class DownstreamHandler: ChannelInboundHandler {
                     input = buffer
                     body = BodyDecoder(HeadParser.requestFraming(head))
                     state = .body
-                    worker.listenerStats.requestsTotal.wrappingIncrement(ordering: .relaxed)
-                    worker.listenerStats.requestsActive.wrappingIncrement(ordering: .relaxed)
+                    worker.listenerStats.inc(.requestsTotal, row: worker.row)
+                    worker.listenerStats.inc(.requestsActive, row: worker.row)
                     // The body bytes already here go to the exchange before it picks a connection,
                     // so a malformed body is refused before anything reaches the upstream.
                     guard consumeBody() else { return }
@@ -184,11 +184,12 @@ final class DownstreamHandler: ChannelInboundHandler {
     /// Called by the exchange once its response is fully written.
     func responseComplete(close: Bool) {
         exchange = nil
-        worker.listenerStats.requestsActive.wrappingDecrement(ordering: .relaxed)
+        worker.listenerStats.add(.requestsActive, -1, row: worker.row)
         if close || worker.draining || state != .awaitingResponse {
             state = .closed
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                self.context.close(promise: nil)
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                channel.close(promise: nil)
             }
             return
         }
@@ -212,12 +213,13 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     private func protocolError(_ error: HTTPParseError) {
-        worker.listenerStats.protocolErrors.wrappingIncrement(ordering: .relaxed)
-        worker.listenerStats.countResponse(error.status)
+        worker.listenerStats.inc(.protocolErrors, row: worker.row)
+        worker.listenerStats.countResponse(error.status, row: worker.row)
         state = .closed
         let reply = LocalReply.make(
             status: error.status, body: error.reason, close: true, allocator: context.channel.allocator)
-        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in self.context.close(promise: nil) }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     /// Drain: a connection between requests is closed now; a busy one closes after its response.

@@ -55,7 +55,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         let now = NIODeadline.now()
         let route = headBytes.withUnsafeReadableBytes { worker.snapshot.routes.match(head, $0) }
         guard let route else {
-            worker.listenerStats.noRoute.wrappingIncrement(ordering: .relaxed)
+            worker.listenerStats.inc(.noRoute, row: worker.row)
             replyWithoutUpstream(downstream, head, headBytes, start: now, status: 404, body: "route not found", flags: .noRoute)
             return
         }
@@ -166,7 +166,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         guard !done else { return }
         guard let host = pool.pickHost(policy: cluster.policy.loadBalancer, exclude: lastHost, random: &worker.random)
         else {
-            stats.inc(.upstream_cx_none_healthy)
+            stats.inc(.upstream_cx_none_healthy, row: worker.row)
             flags.insert(.noHealthyUpstream)
             finishLocally(status: 503, body: "no healthy upstream")
             return
@@ -181,8 +181,8 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
     func poolReady(_ connection: UpstreamConnection, host: HostPool) {
         waitingForConnection = false
         upstream = connection
-        stats.inc(.upstream_rq_total)
-        host.host.totalRequests.wrappingIncrement(ordering: .relaxed)
+        stats.inc(.upstream_rq_total, row: worker.row)
+        host.host.count(.total, row: worker.row)
         tryStart = .now()
         connection.begin(sink: self, requestIsHead: isHeadRequest)
         if let body, body.readableBytes > 0 {
@@ -224,17 +224,17 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         guard retry.hasRetriesLeft, replayable else {
             if retry.policy.attempts > 0 {
                 flags.insert(.retryLimitExceeded)
-                stats.inc(.upstream_rq_retry_limit_exceeded)
+                stats.inc(.upstream_rq_retry_limit_exceeded, row: worker.row)
             }
             return false
         }
         releaseRetryBudget()
         guard cluster.cluster.resources.retries.tryAcquire() else {
-            stats.inc(.upstream_rq_retry_overflow)
+            stats.inc(.upstream_rq_retry_overflow, row: worker.row)
             return false
         }
         holdsRetryBudget = true
-        stats.inc(.upstream_rq_retry)
+        stats.inc(.upstream_rq_retry, row: worker.row)
         let delay = retry.nextBackoff(random: &worker.random)
         backoffTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { self.tryOnce() }
         return true
@@ -243,7 +243,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
     /// A try that ended without an answer: the host's error count and its outlier detector learn of it.
     private func recordFailedTry(_ result: OutlierDetector.Result) {
         guard let host = lastHost else { return }
-        host.errorRequests.wrappingIncrement(ordering: .relaxed)
+        host.count(.error, row: worker.row)
         cluster.cluster.outlier.record(result, host: host, settings: cluster.policy.outlierDetection, now: .now())
     }
 
@@ -271,15 +271,15 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         let now = NIODeadline.now()
         let code = response.status
         cluster.cluster.outlier.record(.status(code), host: host, settings: cluster.policy.outlierDetection, now: now)
-        stats.countResponse(code)
-        if code >= 500 { host.errorRequests.wrappingIncrement(ordering: .relaxed) } else { host.successRequests.wrappingIncrement(ordering: .relaxed) }
+        stats.countResponse(code, row: worker.row)
+        if code >= 500 { host.count(.error, row: worker.row) } else { host.count(.success, row: worker.row) }
         if scheduleRetry(.status(code)) {
             let connection = upstream
             upstream = nil
             connection?.abandon()
             return
         }
-        if retry.retriesDone > 0 { stats.inc(.upstream_rq_retry_success) }
+        if retry.retriesDone > 0 { stats.inc(.upstream_rq_retry_success, row: worker.row) }
         responseStarted = true
         status = code
         let serviceMs = Int((now - tryStart).nanoseconds / 1_000_000)
@@ -340,7 +340,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         guard !done else { return }
         if !downstream.requestComplete { upstream?.mustClose = true }
         upstream = nil
-        stats.inc(.upstream_rq_completed)
+        stats.inc(.upstream_rq_completed, row: worker.row)
         finish(close: closeAfterResponse)
     }
 
@@ -350,11 +350,11 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         if responseStarted {
             // Part of the answer is already with the client: all we can do is cut it off.
             flags.insert(.upstreamTermination)
-            stats.inc(.upstream_rq_rx_reset)
+            stats.inc(.upstream_rq_rx_reset, row: worker.row)
             finish(close: true)
             return
         }
-        stats.inc(.upstream_rq_rx_reset)
+        stats.inc(.upstream_rq_rx_reset, row: worker.row)
         recordFailedTry(.reset)
         if scheduleRetry(.reset) { return }
         flags.insert(.upstreamTermination)
@@ -367,7 +367,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
     private func perTryTimedOut() {
         tryTimer = nil
         guard !done, !responseStarted else { return }
-        stats.inc(.upstream_rq_per_try_timeout)
+        stats.inc(.upstream_rq_per_try_timeout, row: worker.row)
         let connection = upstream
         upstream = nil
         connection?.abandon()
@@ -380,7 +380,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
     private func routeTimedOut() {
         routeTimer = nil
         guard !done else { return }
-        stats.inc(.upstream_rq_timeout)
+        stats.inc(.upstream_rq_timeout, row: worker.row)
         flags.insert(.upstreamTimeout)
         if let connection = upstream {
             upstream = nil
@@ -418,7 +418,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
     func requestMalformed(_ error: HTTPParseError) {
         guard !done else { return }
         flags.insert(.downstreamProtocolError)
-        worker.listenerStats.protocolErrors.wrappingIncrement(ordering: .relaxed)
+        worker.listenerStats.inc(.protocolErrors, row: worker.row)
         dropUpstream()
         if responseStarted {
             finish(close: true)
@@ -467,13 +467,13 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         backoffTimer = nil
         releaseRetryBudget()
         dropUpstream()
-        worker.listenerStats.countResponse(status)
+        worker.listenerStats.countResponse(status, row: worker.row)
         Self.log(worker, head, headBytes, start: start, status: status, flags: flags, received: bytesReceived,
                  sent: bytesSent, serviceMs: upstreamServiceMs, host: lastHost?.endpoint, requestID: requestID,
                  route: route)
         if downstreamGone {
             outgoing = nil
-            worker.listenerStats.requestsActive.wrappingDecrement(ordering: .relaxed)
+            worker.listenerStats.add(.requestsActive, -1, row: worker.row)
         } else {
             sendOutgoing()
             downstream.flushIfNeeded()
@@ -490,7 +490,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         let reply = LocalReply.make(status: status, body: body, close: close, extraHeaders: headers,
                                     allocator: downstream.channel.allocator)
         downstream.write(reply, flush: true)
-        downstream.worker.listenerStats.countResponse(status)
+        downstream.worker.listenerStats.countResponse(status, row: downstream.worker.row)
         let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
         log(downstream.worker, head, headBytes, start: start, status: status, flags: flags,
             received: downstream.takeEarlyBody()?.readableBytes ?? 0, sent: reply.readableBytes, serviceMs: nil,

@@ -49,7 +49,7 @@ public final class GatewayRuntime: Sendable {
         state = NIOLockedValueBox(st)
         var workers: [Worker] = []
         for loop in group.makeIterator() {
-            workers.append(Worker(eventLoop: loop, snapshot: st.snapshot, listenerStats: listenerStats, accessLogFD: accessLogFD))
+            workers.append(Worker(index: workers.count, eventLoop: loop, snapshot: st.snapshot, listenerStats: listenerStats, accessLogFD: accessLogFD))
         }
         self.workers = workers
         workerByLoop = Dictionary(uniqueKeysWithValues: workers.map { (ObjectIdentifier($0.eventLoop), $0) })
@@ -214,7 +214,7 @@ public final class GatewayRuntime: Sendable {
             worker.eventLoop.execute { worker.startDraining() }
         }
         let deadline = NIODeadline.now() + timeout
-        while listenerStats.connectionsActive.load(ordering: .relaxed) > 0 && NIODeadline.now() < deadline {
+        while listenerStats[.connectionsActive] > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
         await flushLogs()

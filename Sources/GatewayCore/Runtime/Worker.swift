@@ -19,31 +19,45 @@ public final class ConfigSnapshot: Sendable {
 
 /// Downstream (listener) counters, Envoy's `http.ingress.*`.
 public final class ListenerStats: Sendable {
-    let connectionsTotal = ManagedAtomic<Int>(0)
-    let connectionsActive = ManagedAtomic<Int>(0)
-    let requestsTotal = ManagedAtomic<Int>(0)
-    let requestsActive = ManagedAtomic<Int>(0)
-    let responses = (0..<6).map { _ in ManagedAtomic<Int>(0) }
-    let noRoute = ManagedAtomic<Int>(0)
-    let protocolErrors = ManagedAtomic<Int>(0)
+    enum Counter: Int, CaseIterable {
+        case connectionsTotal, connectionsActive, requestsTotal, requestsActive
+        case responses1xx, responses2xx, responses3xx, responses4xx, responses5xx
+        case noRoute, protocolErrors
+    }
 
-    @inline(__always) func countResponse(_ status: Int) {
-        responses[min(5, max(0, status / 100))].wrappingIncrement(ordering: .relaxed)
+    private let values = ShardedCounters(count: Counter.allCases.count)
+
+    @inline(__always) func add(_ c: Counter, _ delta: Int, row: Int) { values.add(c.rawValue, delta, row: row) }
+    @inline(__always) func inc(_ c: Counter, row: Int) { values.increment(c.rawValue, row: row) }
+    subscript(_ c: Counter) -> Int { values[c.rawValue] }
+
+    /// `status` 0 (the client left before any answer) counts in no class, as in Envoy.
+    @inline(__always) func countResponse(_ status: Int, row: Int) {
+        let c: Counter
+        switch status {
+        case ..<100: return
+        case ..<200: c = .responses1xx
+        case ..<300: c = .responses2xx
+        case ..<400: c = .responses3xx
+        case ..<500: c = .responses4xx
+        default: c = .responses5xx
+        }
+        inc(c, row: row)
     }
 
     public var counters: [(String, Int)] {
         [
-            ("downstream_cx_total", connectionsTotal.load(ordering: .relaxed)),
-            ("downstream_cx_active", connectionsActive.load(ordering: .relaxed)),
-            ("downstream_rq_total", requestsTotal.load(ordering: .relaxed)),
-            ("downstream_rq_active", requestsActive.load(ordering: .relaxed)),
-            ("downstream_rq_1xx", responses[1].load(ordering: .relaxed)),
-            ("downstream_rq_2xx", responses[2].load(ordering: .relaxed)),
-            ("downstream_rq_3xx", responses[3].load(ordering: .relaxed)),
-            ("downstream_rq_4xx", responses[4].load(ordering: .relaxed)),
-            ("downstream_rq_5xx", responses[5].load(ordering: .relaxed)),
-            ("no_route", noRoute.load(ordering: .relaxed)),
-            ("downstream_cx_protocol_error", protocolErrors.load(ordering: .relaxed)),
+            ("downstream_cx_total", self[.connectionsTotal]),
+            ("downstream_cx_active", self[.connectionsActive]),
+            ("downstream_rq_total", self[.requestsTotal]),
+            ("downstream_rq_active", self[.requestsActive]),
+            ("downstream_rq_1xx", self[.responses1xx]),
+            ("downstream_rq_2xx", self[.responses2xx]),
+            ("downstream_rq_3xx", self[.responses3xx]),
+            ("downstream_rq_4xx", self[.responses4xx]),
+            ("downstream_rq_5xx", self[.responses5xx]),
+            ("no_route", self[.noRoute]),
+            ("downstream_cx_protocol_error", self[.protocolErrors]),
         ]
     }
 }
@@ -53,6 +67,8 @@ public final class ListenerStats: Sendable {
 final class Worker: @unchecked Sendable {
     // @unchecked: every mutable field is confined to `eventLoop`; other threads only `execute` on it.
     let eventLoop: EventLoop
+    /// This loop's row in the sharded counters.
+    let row: Int
     let listenerStats: ListenerStats
     var snapshot: ConfigSnapshot
     var random = FastRandom()
@@ -62,8 +78,9 @@ final class Worker: @unchecked Sendable {
     /// Open downstream connections, so a drain can close the idle ones.
     var downstreams: [ObjectIdentifier: DownstreamHandler] = [:]
 
-    init(eventLoop: EventLoop, snapshot: ConfigSnapshot, listenerStats: ListenerStats, accessLogFD: Int32?) {
+    init(index: Int, eventLoop: EventLoop, snapshot: ConfigSnapshot, listenerStats: ListenerStats, accessLogFD: Int32?) {
         self.eventLoop = eventLoop
+        row = ShardedCounters.row(forLoop: index)
         self.snapshot = snapshot
         self.listenerStats = listenerStats
         accessLog = AccessLog(fd: accessLogFD)
@@ -75,7 +92,7 @@ final class Worker: @unchecked Sendable {
             if p.snapshot !== cluster { p.update(cluster) }
             return p
         }
-        let p = ClusterPool(snapshot: cluster, eventLoop: eventLoop)
+        let p = ClusterPool(snapshot: cluster, eventLoop: eventLoop, row: row)
         pools[id] = p
         return p
     }
