@@ -19,6 +19,7 @@ GATEWAY=.build/release/gateway
 
 WORK=$(mktemp -d)
 NGINX_PORT=18090 HAPROXY_PORT=18091 GATEWAY_PORT=18092 ADMIN_PORT=18093 STUCK_PORT=18094
+GATEWAY1_PORT=18095 ADMIN1_PORT=18096
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; nginx -p "$WORK" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -59,6 +60,7 @@ backend be
 CONF
 haproxy -f "$WORK/haproxy.cfg" >/dev/null 2>&1 &
 pids+=($!)
+HAPROXY_PID=$!
 
 # A stuck upstream: accepts TCP, never answers, so the shedding cluster's one connection and
 # one pending slot stay taken.
@@ -83,18 +85,33 @@ cat > "$WORK/gateway.json" <<CONF
 CONF
 "$GATEWAY" --config "$WORK/gateway.json" --access-log off --threads "${GATEWAY_THREADS:-2}" >/dev/null 2>"$WORK/gateway.err" &
 pids+=($!)
+GATEWAY_PID=$!
+# The same gateway with one event loop: on two cores shared with nginx and wrk it trades a little
+# throughput for a shorter tail, so both are shown.
+sed -e "s/\"port\": $GATEWAY_PORT}/\"port\": $GATEWAY1_PORT}/" -e "s/\"port\": $ADMIN_PORT}/\"port\": $ADMIN1_PORT}/" \
+  "$WORK/gateway.json" > "$WORK/gateway1.json"
+"$GATEWAY" --config "$WORK/gateway1.json" --access-log off --threads 1 >/dev/null 2>"$WORK/gateway1.err" &
+pids+=($!)
+GATEWAY1_PID=$!
 sleep 1
 
-run() { # name url -> prints "name rps p50 p99"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run() { # name url [pid] -> prints "name rps p50 p99 non-2xx [CPU µs per request of pid]"
+  local before=0
+  [ -n "${3:-}" ] && before=$(cpu_ticks "$3")
   local out
   out=$(wrk -t1 -c64 -d"${DURATION}s" --latency "$2")
-  local rps p50 p99
+  local rps p50 p99 non2xx requests cpu=""
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  local non2xx
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  printf "%-10s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n" "$1" "$rps" "$p50" "$p99" "${non2xx:-0}"
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  if [ -n "${3:-}" ]; then
+    cpu=$(awk -v t="$(( $(cpu_ticks "$3") - before ))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+      'BEGIN {printf "cpu %.2f us/req", t * 1e6 / hz / n}')
+  fi
+  printf "%-10s %10s req/s   p50 %-8s p99 %-8s non-2xx %-4s %s\n" "$1" "$rps" "$p50" "$p99" "${non2xx:-0}" "$cpu"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
@@ -102,11 +119,12 @@ echo "wrk -t1 -c64 -d${DURATION}s, $ROUNDS interleaved rounds"
 for r in $(seq 1 "$ROUNDS"); do
   echo "-- round $r"
   run nginx "http://127.0.0.1:$NGINX_PORT/"
-  run haproxy "http://127.0.0.1:$HAPROXY_PORT/"
-  run gateway "http://127.0.0.1:$GATEWAY_PORT/"
+  run haproxy "http://127.0.0.1:$HAPROXY_PORT/" "$HAPROXY_PID"
+  run gateway "http://127.0.0.1:$GATEWAY_PORT/" "$GATEWAY_PID"
+  run gateway-1 "http://127.0.0.1:$GATEWAY1_PORT/" "$GATEWAY1_PID"
 done
 # Fill the stuck cluster's connection and pending slot, then measure the 503 UO path.
 (curl -s -m 600 "http://127.0.0.1:$GATEWAY_PORT/shed" >/dev/null &) ; sleep 0.3
 (curl -s -m 600 "http://127.0.0.1:$GATEWAY_PORT/shed" >/dev/null &) ; sleep 0.3
-run "shed(UO)" "http://127.0.0.1:$GATEWAY_PORT/shed"
+run "shed(UO)" "http://127.0.0.1:$GATEWAY_PORT/shed" "$GATEWAY_PID"
 echo "overflow counter: $(curl -s "http://127.0.0.1:$ADMIN_PORT/stats" | grep 'cluster.stuck.upstream_rq_pending_overflow')"

@@ -21,7 +21,12 @@ protocol PoolWaiter: AnyObject {
 /// `ResourceManager`; the pool never counts on its own.
 final class HostPool {
     let host: Host
-    unowned let owner: ClusterPool
+    // unowned(unsafe): the cluster pool owns its host pools and outlives them; a checked
+    // unowned reference costs a strong retain and release on every access.
+    unowned(unsafe) let owner: ClusterPool
+    private let resources: ResourceManager
+    private let stats: ClusterStats
+    private let row: Int
     private var idle: [UpstreamConnection] = []
     private(set) var pending = Deque<PoolWaiter>()
     private var connecting = 0
@@ -30,10 +35,10 @@ final class HostPool {
     init(host: Host, owner: ClusterPool) {
         self.host = host
         self.owner = owner
+        resources = owner.cluster.resources
+        stats = owner.cluster.stats
+        row = owner.row
     }
-
-    private var resources: ResourceManager { owner.cluster.resources }
-    private var stats: ClusterStats { owner.cluster.stats }
 
     /// Envoy's `newStream`: a ready connection if there is one, else wait within
     /// `http1MaxPendingRequests` and open a connection within `maxConnections`.
@@ -44,12 +49,12 @@ final class HostPool {
             return
         }
         guard resources.pendingRequests.canCreate() else {
-            stats.inc(.upstream_rq_pending_overflow, row: owner.row)
+            stats.inc(.upstream_rq_pending_overflow, row: row)
             waiter.poolFailed(.overflow)
             return
         }
         resources.pendingRequests.inc()
-        stats.inc(.upstream_rq_pending_total, row: owner.row)
+        stats.inc(.upstream_rq_pending_total, row: row)
         pending.append(waiter)
         tryCreateConnections()
     }
@@ -59,14 +64,14 @@ final class HostPool {
         if let i = pending.firstIndex(where: { $0 === waiter }) {
             pending.remove(at: i)
             resources.pendingRequests.dec()
-            stats.inc(.upstream_rq_cancelled, row: owner.row)
+            stats.inc(.upstream_rq_cancelled, row: row)
         }
     }
 
     private func attach(_ connection: UpstreamConnection, _ waiter: PoolWaiter) {
         // http2MaxRequests bounds active requests on HTTP/1.1 too; Envoy counts its overflow as pending overflow.
         guard resources.requests.canCreate() else {
-            stats.inc(.upstream_rq_pending_overflow, row: owner.row)
+            stats.inc(.upstream_rq_pending_overflow, row: row)
             connection.idleSince = NIODeadline.now()
             idle.append(connection)
             waiter.poolFailed(.overflow)
@@ -81,7 +86,7 @@ final class HostPool {
     private func tryCreateConnections() {
         while pending.count > connecting {
             let allowed = resources.connections.canCreate()
-            if !allowed { stats.inc(.upstream_cx_overflow, row: owner.row) }
+            if !allowed { stats.inc(.upstream_cx_overflow, row: row) }
             // Envoy opens one connection anyway when this pool has none, so that requests queued
             // here are never stranded by connections other pools hold.
             guard allowed || connections == 0 else { return }
@@ -94,7 +99,7 @@ final class HostPool {
         connecting += 1
         resources.connections.inc()
         host.activeConnections.wrappingIncrement(ordering: .relaxed)
-        stats.inc(.upstream_cx_total, row: owner.row)
+        stats.inc(.upstream_cx_total, row: row)
         let connection = UpstreamConnection(pool: self)
         guard let address = host.address else {
             owner.eventLoop.execute { self.connectFailed(connection, timeout: false) }
@@ -136,8 +141,8 @@ final class HostPool {
         connections -= 1
         resources.connections.dec()
         host.activeConnections.wrappingDecrement(ordering: .relaxed)
-        stats.inc(.upstream_cx_connect_fail, row: owner.row)
-        if timeout { stats.inc(.upstream_cx_connect_timeout, row: owner.row) }
+        stats.inc(.upstream_cx_connect_fail, row: row)
+        if timeout { stats.inc(.upstream_cx_connect_timeout, row: row) }
         // The connection was opened for one waiting request: that one learns of the failure.
         if let waiter = pending.popFirst() {
             resources.pendingRequests.dec()
@@ -167,9 +172,9 @@ final class HostPool {
     /// A response finished; the connection may serve the next request.
     func released(_ connection: UpstreamConnection, reusable: Bool) {
         requestEnded(connection)
-        let max = owner.snapshot.policy.connectionPool.maxRequestsPerConnection
+        let max = owner.maxRequestsPerConnection
         if max > 0 && connection.requestsServed >= max {
-            stats.inc(.upstream_cx_max_requests, row: owner.row)
+            stats.inc(.upstream_cx_max_requests, row: row)
             connection.close()
         } else if !reusable || owner.draining {
             connection.close()
@@ -185,7 +190,7 @@ final class HostPool {
         connections -= 1
         resources.connections.dec()
         host.activeConnections.wrappingDecrement(ordering: .relaxed)
-        stats.inc(.upstream_cx_destroy, row: owner.row)
+        stats.inc(.upstream_cx_destroy, row: row)
         if let i = idle.firstIndex(where: { $0 === connection }) { idle.remove(at: i) }
         // The freed connection slot may let waiting requests, here or on other hosts, connect.
         owner.connectionFreed()
@@ -196,7 +201,7 @@ final class HostPool {
     /// Closes connections idle for longer than `idleTimeout` (or all idle ones when draining).
     func closeIdle(olderThan deadline: NIODeadline, all: Bool) {
         for connection in idle where all || connection.idleSince < deadline {
-            if !all { stats.inc(.upstream_cx_idle_timeout, row: owner.row) }
+            if !all { stats.inc(.upstream_cx_idle_timeout, row: row) }
             connection.close()
         }
     }
@@ -210,7 +215,11 @@ final class ClusterPool {
     let eventLoop: EventLoop
     /// The event loop's row in the sharded counters.
     let row: Int
-    private(set) var snapshot: ClusterSnapshot
+    private(set) var snapshot: ClusterSnapshot {
+        didSet { maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection }
+    }
+    /// Read on every response; kept here rather than behind three references.
+    private(set) var maxRequestsPerConnection: Int
     private var pools: [ObjectIdentifier: HostPool] = [:]
     private var roundRobin = 0
     var draining = false
@@ -219,6 +228,7 @@ final class ClusterPool {
         self.row = row
         self.cluster = snapshot.cluster
         self.snapshot = snapshot
+        maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
         self.eventLoop = eventLoop
     }
 

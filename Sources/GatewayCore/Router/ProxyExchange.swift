@@ -45,7 +45,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
     private var holdsRetryBudget = false
     private var done = false
 
-    private var stats: ClusterStats { cluster.cluster.stats }
+    private let stats: ClusterStats
 
     // MARK: start
 
@@ -92,6 +92,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         self.route = route
         self.cluster = cluster
         pool = worker.pool(for: cluster)
+        stats = cluster.cluster.stats
         self.head = head
         self.headBytes = headBytes
         self.start = start
