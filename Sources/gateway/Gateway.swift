@@ -44,12 +44,16 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("admin-port"), help: "Admin port, overriding the config (0 picks a free port).") var adminPort: Int?
     @Option(name: .customLong("access-log"), help: "Access log: '-' for stdout, 'off', or a file path.") var accessLog = "-"
     @Option(help: "Event loop threads.") var threads = System.coreCount
+    @Option(name: .customLong("cpu-affinity"),
+            help: "'auto' pins each event loop to its own core when there is one loop per core; 'off' never pins.")
+    var cpuAffinity = "auto"
     @Option(name: .customLong("drain-timeout"), help: "Seconds SIGTERM waits for in-flight requests.") var drainTimeout = 10.0
 
     func validate() throws {
         if let port, !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535") }
         if let adminPort, !(0...65535).contains(adminPort) { throw ValidationError("--admin-port must be 0...65535") }
         if threads < 1 { throw ValidationError("--threads must be >= 1") }
+        if cpuAffinity != "auto" && cpuAffinity != "off" { throw ValidationError("--cpu-affinity must be auto or off") }
     }
 
     func run() async throws {
@@ -73,6 +77,10 @@ struct Serve: AsyncParsableCommand {
         }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        if cpuAffinity == "auto" {
+            let cpus = CPUAffinity.pinOneLoopPerCPU(group)
+            if !cpus.isEmpty { logger.info("event loops pinned to CPUs \(cpus.map(String.init).joined(separator: ","))") }
+        }
         let runtime = try GatewayRuntime(
             config: cfg, configPath: config, loadConfig: { try ConfigLoader.load(contentsOf: $0) }, group: group,
             accessLogFD: fd, logger: logger)

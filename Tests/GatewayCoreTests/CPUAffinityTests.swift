@@ -1,0 +1,27 @@
+import NIOCore
+import NIOPosix
+import XCTest
+
+@testable import GatewayCore
+
+final class CPUAffinityTests: XCTestCase {
+    func testOneLoopPerCPUIsPinnedEachToItsOwnCPU() throws {
+        let cpus = CPUAffinity.allowedCPUs()
+        try XCTSkipIf(cpus.count < 2, "needs two CPUs")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: cpus.count)
+        defer { try? group.syncShutdownGracefully() }
+        XCTAssertEqual(CPUAffinity.pinOneLoopPerCPU(group), cpus)
+        let seen = try group.makeIterator().map { loop in try loop.submit { CPUAffinity.allowedCPUs() }.wait() }
+        XCTAssertEqual(seen, cpus.map { [$0] }, "each loop runs on exactly its own CPU")
+        XCTAssertEqual(CPUAffinity.allowedCPUs(), cpus, "the calling thread is not pinned")
+    }
+
+    func testMoreLoopsThanCPUsAreLeftToTheScheduler() throws {
+        let cpus = CPUAffinity.allowedCPUs()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: cpus.count + 1)
+        defer { try? group.syncShutdownGracefully() }
+        XCTAssertEqual(CPUAffinity.pinOneLoopPerCPU(group), [])
+        let seen = try group.makeIterator().map { loop in try loop.submit { CPUAffinity.allowedCPUs() }.wait() }
+        XCTAssertEqual(seen, Array(repeating: cpus, count: cpus.count + 1))
+    }
+}
