@@ -39,7 +39,16 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     init(pool: HostPool) { self.pool = pool }
 
-    func handlerAdded(context: ChannelHandlerContext) { channel = context.channel }
+    /// Writes go through the handler's context: straight to the pipeline's head, with no
+    /// event-loop check or walk from the tail as `Channel.write` does.
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        channel = context.channel
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     /// Starts one exchange: the caller writes the request bytes itself.
     func begin(sink: UpstreamResponseSink, requestIsHead: Bool) {
@@ -51,8 +60,12 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool) {
-        guard let channel else { return }
-        if flush { channel.writeAndFlush(buffer, promise: nil) } else { channel.write(buffer, promise: nil) }
+        guard let context else { return }
+        if flush {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
