@@ -234,6 +234,7 @@ final class ClusterPool {
 
     func update(_ snapshot: ClusterSnapshot) {
         self.snapshot = snapshot
+        lastPool = nil
         let live = Set(snapshot.hosts.map(ObjectIdentifier.init))
         for (id, pool) in pools where !live.contains(id) {
             pool.closeIdle(olderThan: .distantFuture, all: true)
@@ -241,11 +242,20 @@ final class ClusterPool {
         }
     }
 
+    /// The pool handed out last: one-endpoint clusters then skip hashing on every request.
+    private var lastPool: HostPool?
+
     @inline(__always) func pool(for host: Host) -> HostPool {
+        if let last = lastPool, last.host === host { return last }
         let id = ObjectIdentifier(host)
-        if let pool = pools[id] { return pool }
-        let pool = HostPool(host: host, owner: self)
-        pools[id] = pool
+        let pool: HostPool
+        if let existing = pools[id] {
+            pool = existing
+        } else {
+            pool = HostPool(host: host, owner: self)
+            pools[id] = pool
+        }
+        lastPool = pool
         return pool
     }
 

@@ -86,7 +86,18 @@ final class Worker: @unchecked Sendable {
         accessLog = AccessLog(fd: accessLogFD)
     }
 
+    /// The pool handed out last (and for which snapshot): a run of requests to one cluster
+    /// then skips hashing.
+    private var lastPool: ClusterPool?
+
     @inline(__always) func pool(for cluster: ClusterSnapshot) -> ClusterPool {
+        if let last = lastPool, last.snapshot === cluster { return last }
+        let p = lookUpPool(for: cluster)
+        lastPool = p
+        return p
+    }
+
+    private func lookUpPool(for cluster: ClusterSnapshot) -> ClusterPool {
         let id = ObjectIdentifier(cluster.cluster)
         if let p = pools[id] {
             if p.snapshot !== cluster { p.update(cluster) }
@@ -99,6 +110,7 @@ final class Worker: @unchecked Sendable {
 
     func install(_ new: ConfigSnapshot) {
         snapshot = new
+        lastPool = nil
         for (id, pool) in pools {
             if let c = new.clusters[pool.cluster.name], c.cluster === pool.cluster {
                 pool.update(c)
