@@ -134,15 +134,20 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
     }
 
     private func begin() {
-        let loop = worker.eventLoop.assumeIsolatedUnsafeUnchecked()
-        if let timeout = route.config.timeout {
-            routeTimer = loop.scheduleTask(in: timeout) { self.routeTimedOut() }
+        if let timeout = route.timeout {
+            routeTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) { self.routeTimedOut() }
+        }
+        guard route.hasFault else {
+            tryOnce()
+            return
         }
         let fault = FaultDecision.decide(route.config.fault, random: &worker.random)
         if let delay = fault.delay {
             flags.insert(.delayInjected)
             route.stats.faultDelays.wrappingIncrement(ordering: .relaxed)
-            backoffTimer = loop.scheduleTask(in: delay) { self.afterFaultDelay(abort: fault.abortStatus) }
+            backoffTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) {
+                self.afterFaultDelay(abort: fault.abortStatus)
+            }
             return
         }
         afterFaultDelay(abort: fault.abortStatus)
@@ -193,7 +198,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
             connection.write(upstreamHead, flush: true)
         }
         if !replayable { body = nil }
-        if let perTry = route.config.retries.perTryTimeout {
+        if let perTry = route.perTryTimeout {
             tryTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: perTry) { self.perTryTimedOut() }
         }
     }

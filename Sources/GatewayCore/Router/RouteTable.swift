@@ -105,6 +105,10 @@ public final class Route: Sendable {
     let totalWeight: Int
     let rateLimiter: LocalRateLimiter?
     let stats: RouteStats
+    // Read by every request; held here so reading them copies no part of `config`.
+    let timeout: TimeAmount?
+    let perTryTimeout: TimeAmount?
+    let hasFault: Bool
 
     init(config: RouteConfig, clusters: [String: ClusterSnapshot], stats: RouteStats, rateLimiter: LocalRateLimiter?) throws {
         self.config = config
@@ -113,6 +117,9 @@ public final class Route: Sendable {
         totalWeight = destinations.reduce(0) { $0 + $1.weight }
         self.rateLimiter = rateLimiter
         self.stats = stats
+        timeout = config.timeout
+        perTryTimeout = config.retries.perTryTimeout
+        hasFault = config.fault != nil
     }
 
     @inline(__always)
