@@ -33,6 +33,15 @@ public final class Store: Sendable {
             try db.execute(sql: "PRAGMA busy_timeout = 5000")
         }
         pool = try DatabasePool(path: path, configuration: config)
+        // DatabasePool switches the writer to WAL *after* `prepareDatabase` and sets
+        // `synchronous = NORMAL` while doing so: the writer's level is set again here, and checked.
+        let level = try pool.writeWithoutTransaction { db -> Int in
+            try db.execute(sql: "PRAGMA synchronous = \(sync)")
+            return try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1
+        }
+        guard level == (durability == .full ? 2 : 1) else {
+            throw DatabaseError(message: "PRAGMA synchronous = \(sync) did not take (level \(level)) at \(path)")
+        }
         var migrator = DatabaseMigrator()
         migrator.registerMigration("outbox") { db in
             try db.execute(sql: """
