@@ -46,9 +46,22 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "durability: WAL, synchronous=$(echo "$DURABILITY" | tr a-z A-Z), group commit"
 wrk -t1 -c"$CONNECTIONS" -d2s -s "$DATA/post.lua" "$G/orders" >/dev/null   # warm-up
 curl -sf -X DELETE "http://127.0.0.1:$INVENTORY/stats/lag" >/dev/null
+# CPU time (user+system clock ticks) of the gateway and each service, to divide by the orders:
+# on a shared machine this is steadier than the rate itself.
+cpu_ticks() {
+  for pid in $(pgrep -P $UP); do
+    name=$(tr '\0' ' ' < /proc/$pid/cmdline | awk '{n=$1; sub(".*/", "", n); print (n == "maskshop" ? $2 : n)}')
+    echo "$name $(awk '{print $14 + $15}' /proc/$pid/stat)"
+  done
+}
+CPU0=$(cpu_ticks)
 echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency POST /orders through the gateway"
 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$DATA/post.lua" "$G/orders" | tee "$DATA/wrk.txt" \
   | grep -E "Requests/sec|Non-2xx|Socket errors| 50%| 90%| 99%|requests in"
+CPU1=$(cpu_ticks)
+REQS=$(awk '/requests in/ {print $1}' "$DATA/wrk.txt")
+echo "CPU per order (ms): $(join <(sort <<<"$CPU0") <(sort <<<"$CPU1") | awk -v n="$REQS" -v hz="$(getconf CLK_TCK)" \
+  '{d = ($3 - $2) * 1000 / hz / n; t += d; printf "%s %.3f, ", $1, d} END {printf "total %.3f", t}')"
 ORDERED=$(curl -s "$G/orders" | python3 -c 'import json,sys; print(sum(1 for o in json.load(sys.stdin) if o["status"]=="ordered"))')
 OTHER=$(curl -s "$G/orders" | python3 -c 'import json,sys; print(sum(1 for o in json.load(sys.stdin) if o["status"]!="ordered"))')
 DELIVERIES=$(curl -s "$G/deliveries" | python3 -c 'import json,sys; print(sum(1 for d in json.load(sys.stdin) if d["status"]=="ordered"))')

@@ -3,6 +3,7 @@ import GRDB
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 
 /// The four services of the shop and their default ports (SPEC §1).
@@ -32,6 +33,15 @@ public struct ServiceOptions: Sendable {
     public var deliveryFeedURL = "http://127.0.0.1:8082"
 
     public init(port: Int) { self.port = port }
+}
+
+/// Makes the services' event loops (NIO's singleton group, which Hummingbird serves on) Swift
+/// concurrency's global executor, so a request's handler, its awaits and its answer stay on the
+/// loop that read it instead of hopping to the cooperative pool and back. Blocking work (SQLite
+/// commits) runs on dispatch queues, never on these threads. Call once, first thing in `main`.
+@discardableResult
+public func runTasksOnEventLoops() -> Bool {
+    NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
 }
 
 /// Runs one service until SIGTERM/SIGINT: its database, its routes, its event consumers.

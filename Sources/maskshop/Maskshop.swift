@@ -5,7 +5,13 @@ import MaskShop
 
 @main
 enum MaskshopMain {
-    static func main() async { await CommandRunner.main(Maskshop.self) }
+    static func main() async {
+        // A service (not `up`, which only supervises processes) runs its tasks on its event loops.
+        if let sub = CommandLine.arguments.dropFirst().first, ShopService(rawValue: sub) != nil {
+            runTasksOnEventLoops()
+        }
+        await CommandRunner.main(Maskshop.self)
+    }
 }
 
 struct Maskshop: AsyncParsableCommand {

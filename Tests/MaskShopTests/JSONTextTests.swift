@@ -29,4 +29,16 @@ final class JSONTextTests: XCTestCase {
     func testRawIsSplicedUnchanged() {
         XCTAssertEqual(JSONText.encode(["p": JSONText.Raw(text: "{\"qty\":10}")]), "{\"p\":{\"qty\":10}}")
     }
+
+    func testValuesFromFoundationsParserKeepTheirKinds() throws {
+        let parsed = try JSONSerialization.jsonObject(with: Data(#"{"t":true,"f":false,"i":5,"d":2.5,"n":null,"a":[{"x":1}]}"#.utf8))
+        let back = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(JSONText.encode(parsed).utf8)) as? [String: Any])
+        XCTAssertEqual(back["t"] as? Bool, true)
+        XCTAssertEqual(back["f"] as? Bool, false)
+        XCTAssertEqual(back["i"] as? Int, 5)
+        XCTAssertEqual(back["d"] as? Double, 2.5)
+        XCTAssertTrue(back["n"] is NSNull)
+        XCTAssertEqual(((back["a"] as? [Any])?.first as? [String: Any])?["x"] as? Int, 1)
+        XCTAssertEqual(JSONText.encode([["a": 1], ["b": JSONText.Raw(text: "[]")]] as [[String: Any]]), #"[{"a":1},{"b":[]}]"#)
+    }
 }

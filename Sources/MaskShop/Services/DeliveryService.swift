@@ -31,8 +31,8 @@ enum DeliveryService {
                     if let existing = try db.one(sql: "SELECT * FROM deliveries WHERE orderId = ?", arguments: [orderId]) {
                         return (Record(value: json(existing)), false)
                     }
-                    try db.execute(sql: "INSERT INTO deliveries (orderId, productId, qty, status) VALUES (?, ?, ?, 'ordered')",
-                                   arguments: [orderId, productId, qty])
+                    try db.run(sql: "INSERT INTO deliveries (orderId, productId, qty, status) VALUES (?, ?, ?, 'ordered')",
+                               arguments: [orderId, productId, qty])
                     let row = try db.one(sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [db.lastInsertedRowID])!
                     var payload = json(row)
                     payload.removeValue(forKey: "status")
@@ -76,8 +76,8 @@ enum DeliveryService {
             p.removeValue(forKey: "status")
             try Store.append(db, type: "DeliveryCancelled", payload: p)
         } else {
-            try db.execute(sql: "INSERT INTO deliveries (orderId, productId, qty, status) VALUES (?, ?, ?, 'cancelled')",
-                           arguments: [orderId, payload.int("productId") ?? 0, max(1, payload.int("qty") ?? 1)])
+            try db.run(sql: "INSERT INTO deliveries (orderId, productId, qty, status) VALUES (?, ?, ?, 'cancelled')",
+                       arguments: [orderId, payload.int("productId") ?? 0, max(1, payload.int("qty") ?? 1)])
         }
     }
 }

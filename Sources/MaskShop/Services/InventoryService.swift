@@ -19,8 +19,8 @@ enum InventoryService {
                 let body = try await JSON.object(request)
                 let stock = try JSON.required(body, "stock")
                 try await store.write { db in
-                    try db.execute(sql: "INSERT INTO inventories (productId, stock) VALUES (?, ?) ON CONFLICT(productId) DO UPDATE SET stock = excluded.stock",
-                                   arguments: [productId, stock])
+                    try db.run(sql: "INSERT INTO inventories (productId, stock) VALUES (?, ?) ON CONFLICT(productId) DO UPDATE SET stock = excluded.stock",
+                               arguments: [productId, stock])
                 }
                 return JSON.response(.ok, ["productId": productId, "stock": stock])
             }
@@ -51,7 +51,7 @@ enum InventoryService {
         case "DeliveryCancelled": delta = qty
         default: return
         }
-        try db.execute(sql: "INSERT INTO inventories (productId, stock) VALUES (?, ?) ON CONFLICT(productId) DO UPDATE SET stock = stock + ?",
-                       arguments: [productId, delta, delta])
+        try db.run(sql: "INSERT INTO inventories (productId, stock) VALUES (?, ?) ON CONFLICT(productId) DO UPDATE SET stock = stock + ?",
+                   arguments: [productId, delta, delta])
     }
 }

@@ -49,13 +49,21 @@ enum MypageService {
         }
     }
 
+    /// The upsert of one feed's column (two fixed texts, so each is prepared once per connection).
+    static func upsertSQL(_ column: String) -> String {
+        """
+        INSERT INTO mypages (orderId, productId, qty, customerId, \(column)) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT(orderId) DO UPDATE SET \(column) = excluded.\(column),
+            productId = COALESCE(mypages.productId, excluded.productId), qty = COALESCE(mypages.qty, excluded.qty),
+            customerId = COALESCE(mypages.customerId, excluded.customerId)
+        """
+    }
+    static let upsertOrderStatus = upsertSQL("orderStatus")
+    static let upsertDeliveryStatus = upsertSQL("deliveryStatus")
+
     static func upsert(_ db: Database, orderId: Int, _ payload: [String: Any], column: String, value: String) throws {
-        try db.execute(sql: """
-            INSERT INTO mypages (orderId, productId, qty, customerId, \(column)) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT(orderId) DO UPDATE SET \(column) = excluded.\(column),
-                productId = COALESCE(mypages.productId, excluded.productId), qty = COALESCE(mypages.qty, excluded.qty),
-                customerId = COALESCE(mypages.customerId, excluded.customerId)
-            """, arguments: [orderId, payload.int("productId"), payload.int("qty"), payload.int("customerId"), value])
+        let sql = column == "orderStatus" ? upsertOrderStatus : column == "deliveryStatus" ? upsertDeliveryStatus : upsertSQL(column)
+        try db.run(sql: sql, arguments: [orderId, payload.int("productId"), payload.int("qty"), payload.int("customerId"), value])
     }
 
     static func applyOrderEvent(_ db: Database, _ type: String, _ payload: [String: Any]) throws {

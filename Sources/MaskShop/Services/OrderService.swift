@@ -107,11 +107,11 @@ enum OrderService {
         // 1. pending row (and the idempotency key, so a concurrent retry finds it)
         enum Start: Sendable { case new(Int), replay(Record) }
         let start: Start = try await store.write { db in
-            if let key, let existing = try Int.fetchOne(db, sql: "SELECT orderRowId FROM idempotency WHERE key = ?", arguments: [key]) {
+            if let key, let existing = try Int.fetchOne(db.cachedStatement(sql: "SELECT orderRowId FROM idempotency WHERE key = ?"), arguments: [key]) {
                 return .replay(Record(value: json(try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [existing])!)))
             }
-            try db.execute(sql: "INSERT INTO orders (orderId, productId, qty, customerId, status, createdAt) VALUES (?, ?, ?, ?, 'pending', ?)",
-                           arguments: [orderId, productId, qty, customerId, Date().timeIntervalSince1970])
+            try db.run(sql: "INSERT INTO orders (orderId, productId, qty, customerId, status, createdAt) VALUES (?, ?, ?, ?, 'pending', ?)",
+                       arguments: [orderId, productId, qty, customerId, Date().timeIntervalSince1970])
             let id = Int(db.lastInsertedRowID)
             if let key { try db.run(sql: "INSERT INTO idempotency (key, orderRowId) VALUES (?, ?)", arguments: [key, id]) }
             return .new(id)

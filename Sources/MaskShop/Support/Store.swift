@@ -33,6 +33,15 @@ public final class Store: Sendable {
             try db.execute(sql: "PRAGMA busy_timeout = 5000")
         }
         pool = try DatabasePool(path: path, configuration: config)
+        // DatabasePool switches the writer to WAL *after* `prepareDatabase` and sets
+        // `synchronous = NORMAL` while doing so: the writer's level is set again here, and checked.
+        let level = try pool.writeWithoutTransaction { db -> Int in
+            try db.execute(sql: "PRAGMA synchronous = \(sync)")
+            return try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1
+        }
+        guard level == (durability == .full ? 2 : 1) else {
+            throw DatabaseError(message: "PRAGMA synchronous = \(sync) did not take (level \(level)) at \(path)")
+        }
         var migrator = DatabaseMigrator()
         migrator.registerMigration("outbox") { db in
             try db.execute(sql: """
@@ -69,7 +78,7 @@ public final class Store: Sendable {
             try await Task.sleep(nanoseconds: 10_000_000)
         }
         let rows = try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT seq, id, type, occurredAt, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT seq, id, type, occurredAt, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
                              arguments: [after, limit])
         }
         return rows.map { row in
@@ -81,12 +90,12 @@ public final class Store: Sendable {
     }
 
     static func offset(_ db: Database, feed: String) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT seq FROM offsets WHERE feed = ?", arguments: [feed]) ?? 0
+        try Int.fetchOne(db.cachedStatement(sql: "SELECT seq FROM offsets WHERE feed = ?"), arguments: [feed]) ?? 0
     }
 
     static func setOffset(_ db: Database, feed: String, seq: Int) throws {
-        try db.execute(sql: "INSERT INTO offsets (feed, seq) VALUES (?, ?) ON CONFLICT(feed) DO UPDATE SET seq = excluded.seq",
-                       arguments: [feed, seq])
+        try db.run(sql: "INSERT INTO offsets (feed, seq) VALUES (?, ?) ON CONFLICT(feed) DO UPDATE SET seq = excluded.seq",
+                   arguments: [feed, seq])
     }
 }
 
@@ -214,7 +223,7 @@ final class GroupCommit: @unchecked Sendable {
                     var seq = 0
                     try db.inTransaction {
                         for job in batch { job.run(db) }
-                        seq = try Int.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0
+                        seq = try Int.fetchOne(db.cachedStatement(sql: "SELECT MAX(seq) FROM events")) ?? 0
                         return .commit
                     }
                     return seq
