@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # loadtest vs wrk (keep-alive) and vs siege (connection close) against the same nginx, side by
-# side in one run, with each generator's own CPU time per request.
+# side in one run, with each generator's own CPU time (user + sys) per request.
 #
 #   loadtest/bench-loadtest.sh [seconds, default 10]
+#
+# The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -10,6 +12,7 @@ for tool in nginx wrk siege; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx-light wrk siege" >&2; exit 1; }
 done
 swift build -c release --product loadtest >/dev/null 2>&1
+LOADTEST=.build/release/loadtest
 WORK=$(mktemp -d)
 PORT=18190
 cat > "$WORK/nginx.conf" <<CONF
@@ -25,33 +28,37 @@ nginx -p "$WORK" -c nginx.conf
 trap 'nginx -p "$WORK" -c nginx.conf -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
 URL="http://127.0.0.1:$PORT/"
 
-cpu() { # command... -> prints "rate cpu_us_per_request" using the child's user+sys time
-  local t0 t1 out
-  out=$( { /usr/bin/time -f "CPU %U %S" "$@" ; } 2>&1 )
-  echo "$out"
-}
+# timed command... -> its output, then "CPU user sys" of the command (children included)
+timed() { { /usr/bin/time -f "CPU %U %S" "$@"; } 2>&1; }
+cpu_of() { awk '/^CPU/ {print $2 + $3}' <<<"$1"; }
+# loadtest's and siege's JSON: one field
+field() { python3 -c 'import re,sys; print(re.search(r"\"%s\":\s*([0-9.]+)" % sys.argv[2], sys.argv[1]).group(1))' "$1" "$2"; }
+us() { python3 -c "print('%.2f' % ($1 * 1e6 / $2))"; }
+ratio() { python3 -c "print('%.2f' % (float('$1') / float('$2')))"; }
+row() { printf "%-48s %10s %-8s CPU %5.2fs = %6.2f us/request%s\n" "$@"; }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "--- keep-alive, 64 connections, ${DURATION}s"
-W=$(cpu wrk -t1 -c64 -d"${DURATION}s" "$URL")
-WR=$(awk '/Requests\/sec/ {print $2}' <<<"$W"); WN=$(awk '/requests in/ {print $1}' <<<"$W")
-WC=$(awk '/^CPU/ {print $2 + $3}' <<<"$W")
-# One event loop, as wrk -t1 has one thread (the default, one loop per core, is also shown).
-L=$(cpu .build/release/loadtest -b -c 64 -t "${DURATION}S" -q --json --threads 1 "$URL")
-LR=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1].splitlines()[0])["transaction_rate"])' "$L")
-LN=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1].splitlines()[0])["transactions"])' "$L")
-LC=$(awk '/^CPU/ {print $2 + $3}' <<<"$L")
-printf "wrk -t1 -c64        %10s req/s   CPU %5.2fs = %5.2f us/request\n" "$WR" "$WC" "$(python3 -c "print($WC*1e6/$WN)")"
-printf "loadtest -b -c64 --threads 1 %10s req/s   CPU %5.2fs = %5.2f us/request   ratio %.2f\n" "$LR" "$LC" "$(python3 -c "print($LC*1e6/$LN)")" "$(python3 -c "print($LR/$WR)")"
-D=$(.build/release/loadtest -b -c 64 -t "${DURATION}S" -q --json "$URL")
-DR=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["transaction_rate"])' "$D")
-printf "loadtest -b -c64 (loop per core) %10s req/s   ratio %.2f\n" "$DR" "$(python3 -c "print($DR/$WR)")"
+W=$(timed wrk -t1 -c64 -d"${DURATION}s" "$URL")
+WR=$(awk '/Requests\/sec/ {print $2}' <<<"$W"); WN=$(awk '/requests in/ {print $1}' <<<"$W"); WC=$(cpu_of "$W")
+row "wrk -t1 -c64" "$WR" "req/s" "$WC" "$(us "$WC" "$WN")" ""
+# The default: one event loop on 2 cores (half the cores with keep-alive), as wrk -t1 has one thread.
+L=$(timed "$LOADTEST" -b -c 64 -t "${DURATION}S" -q --json "$URL")
+LR=$(field "$L" transaction_rate); LN=$(field "$L" transactions); LC=$(cpu_of "$L")
+row "loadtest -b -c64 (default loops)" "$LR" "req/s" "$LC" "$(us "$LC" "$LN")" \
+  "   rate $(ratio "$LR" "$WR")x wrk, CPU/request $(ratio "$(us "$LC" "$LN")" "$(us "$WC" "$WN")")x wrk"
+D=$(timed "$LOADTEST" -b -c 64 -t "${DURATION}S" -q --json --threads "$(nproc)" "$URL")
+DR=$(field "$D" transaction_rate); DN=$(field "$D" transactions); DC=$(cpu_of "$D")
+row "loadtest -b -c64 --threads $(nproc) (loop per core)" "$DR" "req/s" "$DC" "$(us "$DC" "$DN")" "   rate $(ratio "$DR" "$WR")x wrk"
 
 echo "--- connection close, 16 users, ${DURATION}s"
-S=$(cpu siege -b -c 16 -t "${DURATION}S" -q "$URL" 2>&1 || true)
-SR=$(awk -F: '/Transaction rate/ {print $2}' <<<"$S" | awk '{print $1}')
-[ -z "$SR" ] && SR=$(grep -o '"transaction_rate":[^,]*' <<<"$S" | cut -d: -f2)
-C=$(cpu .build/release/loadtest -b -c 16 -t "${DURATION}S" -q --json --connection close --threads 1 "$URL")
-CR=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1].splitlines()[0])["transaction_rate"])' "$C")
-printf "siege -b -c16 (close)        %10s trans/s\n" "$SR"
-printf "loadtest -b -c16 --conn close --threads 1 %10s trans/s   ratio %.2f\n" "$CR" "$(python3 -c "print($CR/float('$SR'))")"
+S=$(timed siege -b -c 16 -t "${DURATION}S" -q "$URL" || true)
+SR=$(field "$S" transaction_rate); SN=$(field "$S" transactions); SC=$(cpu_of "$S")
+row "siege -b -c16 (close)" "$SR" "trans/s" "$SC" "$(us "$SC" "$SN")" ""
+# The default with --connection close: one event loop per core.
+C=$(timed "$LOADTEST" -b -c 16 -t "${DURATION}S" -q --json --connection close "$URL")
+CR=$(field "$C" transaction_rate); CN=$(field "$C" transactions); CC=$(cpu_of "$C")
+row "loadtest -b -c16 --connection close (default)" "$CR" "trans/s" "$CC" "$(us "$CC" "$CN")" "   rate $(ratio "$CR" "$SR")x siege"
+C1=$(timed "$LOADTEST" -b -c 16 -t "${DURATION}S" -q --json --connection close --threads 1 "$URL")
+C1R=$(field "$C1" transaction_rate); C1N=$(field "$C1" transactions); C1C=$(cpu_of "$C1")
+row "loadtest -b -c16 --connection close --threads 1" "$C1R" "trans/s" "$C1C" "$(us "$C1C" "$C1N")" "   rate $(ratio "$C1R" "$SR")x siege"

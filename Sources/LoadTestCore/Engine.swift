@@ -31,16 +31,43 @@ public enum LoadEngine {
         }
     }
 
+    /// Where each target connects. An IP literal is used as it is; a host name is resolved once,
+    /// by one connection through NIO's happy-eyeballs connector, so that the users connect straight
+    /// to that address instead of resolving the name again for every connection. nil (the name
+    /// could not be reached now): each connection resolves it, and its failure is counted.
+    static func resolve(_ targets: [Target], group: EventLoopGroup) async -> [SocketAddress?] {
+        var known: [String: SocketAddress?] = [:]
+        var out: [SocketAddress?] = []
+        for t in targets {
+            let key = "\(t.host):\(t.port)"
+            if let k = known[key] {
+                out.append(k)
+                continue
+            }
+            var address = try? SocketAddress(ipAddress: t.host, port: t.port)
+            if address == nil,
+                let ch = try? await ClientBootstrap(group: group).connectTimeout(.seconds(5)).connect(host: t.host, port: t.port).get()
+            {
+                address = ch.remoteAddress
+                try? await ch.close()
+            }
+            known[key] = address
+            out.append(address)
+        }
+        return out
+    }
+
     public static func run(_ options: LoadOptions, group: EventLoopGroup, live: LiveCounters?, stop: ManagedAtomic<Bool>) async throws -> Result {
         let requests = options.encodedRequests()
+        let addresses = await resolve(options.targets, group: group)
         let loops = Array(group.makeIterator())
         let start = NIODeadline.now()
         let deadline = options.duration.map { start + $0 }
         let runs = loops.enumerated().map { i, loop in
             // Users go round-robin over the loops: loop i gets every n-th user from i.
             let users = options.concurrency / loops.count + (i < options.concurrency % loops.count ? 1 : 0)
-            return LoopRun(loop: loop, users: users, options: options, requests: requests, start: start, deadline: deadline,
-                           live: live, stop: stop)
+            return LoopRun(loop: loop, users: users, options: options, requests: requests, addresses: addresses, start: start,
+                           deadline: deadline, live: live, stop: stop)
         }
         for i in 0..<options.concurrency {
             let run = runs[i % runs.count]
@@ -57,14 +84,25 @@ public enum LoadEngine {
     }
 }
 
-/// The users of one event loop and what they recorded.
+/// The users of one event loop and what they recorded. The options a user needs per request are
+/// copied into plain stored properties here, so the hot path never copies `LoadOptions`.
 final class LoopRun: @unchecked Sendable {
     // @unchecked: everything mutable is touched only on `loop`.
     let loop: EventLoop
     let options: LoadOptions
     let requests: [ByteBuffer]
+    /// Per target: the resolved address (nil: resolve per connection) and whether it is a HEAD.
+    let addresses: [SocketAddress?]
+    let isHead: [Bool]
+    let bootstrap: ClientBootstrap
+    let keepAliveMode: Bool
+    let repetitions: Int
+    let timeout: TimeAmount
+    /// `-R`: the time between two sends of one user; `-d`: the longest random delay.
+    let rateInterval: TimeAmount?
+    let delay: Double
     let start: NIODeadline
-    let deadline: NIODeadline?
+    let deadline: NIODeadline
     let live: LiveCounters?
     let stop: ManagedAtomic<Bool>
     let finished: EventLoopPromise<Recorder>
@@ -77,14 +115,23 @@ final class LoopRun: @unchecked Sendable {
 
     let expectedUsers: Int
 
-    init(loop: EventLoop, users: Int, options: LoadOptions, requests: [ByteBuffer], start: NIODeadline, deadline: NIODeadline?,
-         live: LiveCounters?, stop: ManagedAtomic<Bool>) {
+    init(loop: EventLoop, users: Int, options: LoadOptions, requests: [ByteBuffer], addresses: [SocketAddress?], start: NIODeadline,
+         deadline: NIODeadline?, live: LiveCounters?, stop: ManagedAtomic<Bool>) {
         self.loop = loop
         expectedUsers = users
         self.options = options
         self.requests = requests
+        self.addresses = addresses
+        isHead = options.targets.map { $0.method == "HEAD" }
+        // TCP_NODELAY is ClientBootstrap's default.
+        bootstrap = ClientBootstrap(group: loop).connectTimeout(options.timeout)
+        keepAliveMode = options.connection == .keepAlive
+        repetitions = options.repetitions ?? .max
+        timeout = options.timeout
+        rateInterval = options.rate.map { .nanoseconds(Int64(Double(options.concurrency) / $0 * 1e9)) }
+        delay = options.delay
         self.start = start
-        self.deadline = deadline
+        self.deadline = deadline ?? .distantFuture
         self.live = live
         self.stop = stop
         finished = loop.makePromise()
@@ -101,13 +148,11 @@ final class LoopRun: @unchecked Sendable {
         u.begin()
     }
 
-    var shouldStop: Bool {
-        if stop.load(ordering: .relaxed) { return true }
-        if let deadline, NIODeadline.now() >= deadline { return true }
-        return false
+    @inline(__always) func shouldStop(_ now: NIODeadline) -> Bool {
+        stop.load(ordering: .relaxed) || now >= deadline
     }
 
-    func second(_ now: NIODeadline) -> Int { Int((now - start).nanoseconds / 1_000_000_000) }
+    @inline(__always) func second(_ now: NIODeadline) -> Int { Int((now - start).nanoseconds / 1_000_000_000) }
 
     func userDone() {
         running -= 1
@@ -120,25 +165,27 @@ final class LoopRun: @unchecked Sendable {
         completed = true
         sweeper?.cancel()
         finished.succeed(recorder)
+        // The users point back at this run: let them go.
+        users.removeAll()
     }
 
     func sweep() {
         let now = NIODeadline.now()
-        let stopping = shouldStop
+        let stopping = shouldStop(now)
         for u in users { u.check(now: now, stopping: stopping) }
     }
 }
 
 /// One simulated user: sends, reads one response, records it, and goes again.
 final class User {
-    unowned let run: LoopRun
+    let run: LoopRun
     let index: Int
-    var channel: Channel?
-    var connecting = false
+    /// The handler of the current connection (nil: none open).
+    var handler: UserHandler?
     var sent = 0
     var targetIndex: Int
     var inFlight = false
-    var requestStart = NIODeadline.now()
+    var requestStart = NIODeadline.uptimeNanoseconds(0)
     var intended: NIODeadline?
     var nextSend: Scheduled<Void>?
     var done = false
@@ -158,22 +205,21 @@ final class User {
     var options: LoadOptions { run.options }
 
     func begin() {
-        if let rate = options.rate {
+        if let interval = run.rateInterval {
             // Spread the users' first sends over one interval so the rate is even from the start.
-            let interval = Double(options.concurrency) / rate
-            let offset = interval * Double(index) / Double(options.concurrency)
-            intended = run.start + .nanoseconds(Int64(offset * 1e9))
+            intended = run.start + .nanoseconds(interval.nanoseconds * Int64(index) / Int64(options.concurrency))
             schedule(at: intended!)
         } else {
-            sendNext()
+            sendNext(now: .now())
         }
     }
 
     func schedule(at when: NIODeadline) {
-        if when <= NIODeadline.now() {
-            sendNext()
+        let now = NIODeadline.now()
+        if when <= now {
+            sendNext(now: now)
         } else {
-            nextSend = run.loop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: when) { self.sendNext() }
+            nextSend = run.loop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: when) { self.sendNext(now: .now()) }
         }
     }
 
@@ -181,65 +227,80 @@ final class User {
         guard !done else { return }
         done = true
         nextSend?.cancel()
-        channel?.close(promise: nil)
-        channel = nil
+        closeConnection()
         run.userDone()
     }
 
-    func sendNext() {
+    @inline(__always) func closeConnection() {
+        if let h = handler {
+            handler = nil
+            h.close()
+        }
+    }
+
+    /// `now`: the time just read by the caller (one clock read per request).
+    func sendNext(now: NIODeadline) {
         nextSend = nil
         guard !done else { return }
-        if run.shouldStop || (options.repetitions.map { sent >= $0 } ?? false) {
+        if sent >= run.repetitions || run.shouldStop(now) {
             finish()
             return
         }
         sent += 1
         inFlight = true
-        requestStart = NIODeadline.now()
-        if let channel, channel.isActive {
-            write(channel)
+        requestStart = now
+        if let handler {
+            write(handler)
         } else {
             connect()
         }
     }
 
     func connect() {
-        connecting = true
-        let t = options.targets[targetIndex]
-        let handler = UserHandler(user: self)
-        ClientBootstrap(group: run.loop)
-            .connectTimeout(options.timeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
-            .connect(host: t.host, port: t.port)
-            .assumeIsolatedUnsafeUnchecked()
-            .whenComplete { result in
-                self.connecting = false
-                switch result {
-                case .success(let ch):
-                    if self.done { ch.close(promise: nil); return }
-                    self.channel = ch
-                    self.write(ch)
-                case .failure:
-                    self.failed()
+        let future: EventLoopFuture<Channel>
+        if let address = run.addresses[targetIndex] {
+            future = run.bootstrap.connect(to: address)
+        } else {
+            let t = options.targets[targetIndex]
+            future = run.bootstrap.connect(host: t.host, port: t.port)
+        }
+        future.assumeIsolatedUnsafeUnchecked().whenComplete { result in
+            switch result {
+            case .success(let ch):
+                if self.done {
+                    ch.close(promise: nil)
+                    return
                 }
+                let h = UserHandler(user: self)
+                do {
+                    try ch.pipeline.syncOperations.addHandler(h)
+                } catch {
+                    ch.close(promise: nil)
+                    self.failed()
+                    return
+                }
+                self.handler = h
+                self.write(h)
+            case .failure:
+                self.failed()
             }
+        }
     }
 
-    func write(_ channel: Channel) {
+    @inline(__always) func write(_ h: UserHandler) {
         buffer = nil
         head = nil
         bodyBytes = 0
-        channel.writeAndFlush(run.requests[targetIndex], promise: nil)
+        h.write(run.requests[targetIndex])
     }
 
     func read(_ data: ByteBuffer) {
         guard inFlight else { return }
         var data = data
-        if var b = buffer {
+        if buffer != nil {
+            var b = buffer.take()!
             b.writeBuffer(&data)
             data = b
-            buffer = nil
         }
         if head == nil {
             switch data.parseHead(.response) {
@@ -253,8 +314,8 @@ final class User {
                 data.moveReaderIndex(forwardBy: h.length)
                 if h.status < 200 { read(data); return }
                 head = h
-                keepAlive = h.keepAlive && options.connection == .keepAlive
-                let framing = HeadParser.responseFraming(h, requestWasHead: options.targets[targetIndex].method == "HEAD")
+                keepAlive = h.keepAlive && run.keepAliveMode
+                let framing = HeadParser.responseFraming(h, requestWasHead: run.isHead[targetIndex])
                 if framing == .untilClose { keepAlive = false }
                 body = BodyDecoder(framing, errorStatus: 502)
             }
@@ -269,10 +330,10 @@ final class User {
     }
 
     /// The peer closed: the end of an until-close body, or a failure mid-response.
-    func closed(_ ch: Channel) {
+    func closed(_ h: UserHandler) {
         // Only the current connection matters; one this user closed itself is already forgotten.
-        guard channel === ch else { return }
-        channel = nil
+        guard handler === h else { return }
+        handler = nil
         guard inFlight else { return }
         if head != nil && body.endsAtClose {
             completed()
@@ -293,34 +354,31 @@ final class User {
             if status >= 400 { live.failures.wrappingIncrement(ordering: .relaxed) }
             live.latencyMicros.wrappingIncrement(by: Int(micros), ordering: .relaxed)
         }
-        if !keepAlive {
-            channel?.close(promise: nil)
-            channel = nil
-        }
-        advance()
+        if !keepAlive { closeConnection() }
+        advance(now)
     }
 
     func failed() {
         guard inFlight else { return }
         inFlight = false
-        run.recorder.recordSocketFailure(second: run.second(.now()))
+        let now = NIODeadline.now()
+        run.recorder.recordSocketFailure(second: run.second(now))
         run.live?.failures.wrappingIncrement(ordering: .relaxed)
-        channel?.close(promise: nil)
-        channel = nil
-        advance()
+        closeConnection()
+        advance(now)
     }
 
-    private func advance() {
-        targetIndex = (targetIndex + 1) % run.requests.count
-        if let rate = options.rate {
-            let interval = Double(options.concurrency) / rate
-            intended = intended! + .nanoseconds(Int64(interval * 1e9))
+    private func advance(_ now: NIODeadline) {
+        targetIndex += 1
+        if targetIndex == run.requests.count { targetIndex = 0 }
+        if let interval = run.rateInterval {
+            intended = intended! + interval
             schedule(at: intended!)
-        } else if options.delay > 0 {
-            let d = Double.random(in: 0...options.delay, using: &run.random)
-            schedule(at: .now() + .nanoseconds(Int64(d * 1e9)))
+        } else if run.delay > 0 {
+            let d = Double.random(in: 0...run.delay, using: &run.random)
+            schedule(at: now + .nanoseconds(Int64(d * 1e9)))
         } else {
-            sendNext()
+            sendNext(now: now)
         }
     }
 
@@ -333,21 +391,35 @@ final class User {
             finish()
             return
         }
-        if inFlight && now - requestStart > options.timeout { failed() }
+        if inFlight && now - requestStart > run.timeout { failed() }
     }
 }
 
+/// One connection of a user. Requests are written through this handler's context, straight to
+/// the head of the pipeline.
 final class UserHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
     let user: User
+    var context: ChannelHandlerContext?
     init(user: User) { self.user = user }
 
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    @inline(__always) func write(_ request: ByteBuffer) {
+        context?.writeAndFlush(wrapOutboundOut(request), promise: nil)
+    }
+
+    func close() { context?.close(promise: nil) }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard user.channel === context.channel else { return }
+        guard user.handler === self else { return }
         user.read(unwrapInboundIn(data))
     }
 
-    func channelInactive(context: ChannelHandlerContext) { user.closed(context.channel) }
+    func channelInactive(context: ChannelHandlerContext) { user.closed(self) }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 }

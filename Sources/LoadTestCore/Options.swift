@@ -101,6 +101,18 @@ public struct LoadOptions: Sendable {
 
     public init() {}
 
+    /// Event loops when `--threads` is not given. Keep-alive: half the cores, at least one: a
+    /// request on an open connection costs the client little next to the server that shares the
+    /// machine, and on 2 cores one loop out-runs two (loadtest/bench-loadtest.sh). Connection
+    /// close: one per core: connecting and closing are kernel work done on the client's thread,
+    /// which a second loop spreads over the second core.
+    public static func defaultEventLoops(_ connection: ConnectionMode, cores: Int) -> Int {
+        switch connection {
+        case .keepAlive: return max(1, cores / 2)
+        case .close: return max(1, cores)
+        }
+    }
+
     /// siege's `-t` units: `10S`, `2M`, `1H` (a bare number is seconds).
     public static func parseDuration(_ s: String) throws -> TimeAmount {
         let upper = s.uppercased()

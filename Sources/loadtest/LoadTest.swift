@@ -33,7 +33,7 @@ struct LoadTest: AsyncParsableCommand {
     @Option(help: "Seconds before a request counts as failed.") var timeout = 30.0
     @Option(name: .customShort("R"), help: "Constant total request rate; latency counted from the intended send time.") var rate: Double?
     @Option(help: "Write an HTML report to FILE.") var html: String?
-    @Option(help: "Event loops (default: one per core).") var threads = System.coreCount
+    @Option(help: "Event loops (default: half the cores with keep-alive, one per core with --connection close).") var threads: Int?
     @Argument(help: "URL (unless -f).") var url: String?
 
     func makeOptions() throws -> LoadOptions {
@@ -73,11 +73,12 @@ struct LoadTest: AsyncParsableCommand {
             FileHandle.standardError.write(Data("loadtest: \(e.description)\n".utf8))
             throw ExitCode(2)
         }
-        guard threads >= 1 else {
+        let loops = threads ?? LoadOptions.defaultEventLoops(options.connection, cores: System.coreCount)
+        guard loops >= 1 else {
             FileHandle.standardError.write(Data("loadtest: --threads must be >= 1\n".utf8))
             throw ExitCode(2)
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
         do {
             try await LoadEngine.preflight(options, group: group)
         } catch let e as OptionError {

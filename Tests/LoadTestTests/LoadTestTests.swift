@@ -42,6 +42,14 @@ final class OptionParsingTests: XCTestCase {
         XCTAssertThrowsError(try Target.parseFile(dir.appendingPathComponent("missing").path))
     }
 
+    func testDefaultEventLoopsFollowTheConnectionMode() {
+        XCTAssertEqual(LoadOptions.defaultEventLoops(.keepAlive, cores: 2), 1)
+        XCTAssertEqual(LoadOptions.defaultEventLoops(.keepAlive, cores: 1), 1)
+        XCTAssertEqual(LoadOptions.defaultEventLoops(.keepAlive, cores: 8), 4)
+        XCTAssertEqual(LoadOptions.defaultEventLoops(.close, cores: 2), 2)
+        XCTAssertEqual(LoadOptions.defaultEventLoops(.close, cores: 1), 1)
+    }
+
     func testEncodedRequest() {
         var o = LoadOptions()
         o.targets = [Target(method: "POST", host: "h", port: 8080, path: "/o", body: Array("{}".utf8))]
