@@ -94,6 +94,9 @@ final class LoopRun: @unchecked Sendable {
     /// Per target: the resolved address (nil: resolve per connection) and whether it is a HEAD.
     let addresses: [SocketAddress?]
     let isHead: [Bool]
+    /// Per target: whether users make and connect their sockets themselves (see `DirectSocket`);
+    /// turned off for a target whose handshake does not finish at once.
+    var connectsDirectly: [Bool]
     let bootstrap: ClientBootstrap
     let keepAliveMode: Bool
     let repetitions: Int
@@ -123,6 +126,7 @@ final class LoopRun: @unchecked Sendable {
         self.requests = requests
         self.addresses = addresses
         isHead = options.targets.map { $0.method == "HEAD" }
+        connectsDirectly = addresses.map { $0 != nil }
         // TCP_NODELAY is ClientBootstrap's default.
         bootstrap = ClientBootstrap(group: loop).connectTimeout(options.timeout)
         keepAliveMode = options.connection == .keepAlive
@@ -258,8 +262,20 @@ final class User {
 
     func connect() {
         let future: EventLoopFuture<Channel>
+        var fd: CInt = -1
         if let address = run.addresses[targetIndex] {
-            future = run.bootstrap.connect(to: address)
+            if run.connectsDirectly[targetIndex] {
+                switch DirectSocket.connect(to: address) {
+                case .connected(let s):
+                    fd = s
+                case .failed:
+                    failed()
+                    return
+                case .notImmediate:
+                    run.connectsDirectly[targetIndex] = false
+                }
+            }
+            future = fd >= 0 ? run.bootstrap.withConnectedSocket(fd) : run.bootstrap.connect(to: address)
         } else {
             let t = options.targets[targetIndex]
             future = run.bootstrap.connect(host: t.host, port: t.port)
@@ -271,7 +287,7 @@ final class User {
                     ch.close(promise: nil)
                     return
                 }
-                let h = UserHandler(user: self)
+                let h = UserHandler(user: self, descriptor: fd)
                 do {
                     try ch.pipeline.syncOperations.addHandler(h)
                 } catch {
@@ -395,21 +411,44 @@ final class User {
     }
 }
 
-/// One connection of a user. Requests are written through this handler's context, straight to
-/// the head of the pipeline.
+/// One connection of a user. A request goes out with one `send(2)` on the socket's descriptor when
+/// loadtest connected the socket itself (`DirectSocket`) and NIO has nothing of this connection
+/// left to write; whatever that send could not write, NIO writes.
 final class UserHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     let user: User
+    /// The socket's descriptor, -1 when NIO connected it.
+    let descriptor: CInt
+    /// NIO is still writing (part of) a request: a direct send now would overtake it.
+    var nioWriting = false
     var context: ChannelHandlerContext?
-    init(user: User) { self.user = user }
+    init(user: User, descriptor: CInt) {
+        self.user = user
+        self.descriptor = descriptor
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     @inline(__always) func write(_ request: ByteBuffer) {
-        context?.writeAndFlush(wrapOutboundOut(request), promise: nil)
+        guard let context else { return }
+        guard descriptor >= 0 else {
+            context.writeAndFlush(wrapOutboundOut(request), promise: nil)
+            return
+        }
+        var rest = request
+        // A closed channel has closed its descriptor, and the number may already name another socket.
+        if !nioWriting && context.channel.isActive {
+            let sent = DirectSocket.send(descriptor, request)
+            if sent == request.readableBytes { return }
+            rest.moveReaderIndex(forwardBy: sent)
+        }
+        nioWriting = true
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolatedUnsafeUnchecked().whenComplete { _ in self.nioWriting = false }
+        context.writeAndFlush(wrapOutboundOut(rest), promise: written)
     }
 
     func close() { context?.close(promise: nil) }

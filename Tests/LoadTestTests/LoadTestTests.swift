@@ -129,6 +129,29 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(Set(server.seenBodies), ["{\"qty\":10}"])
     }
 
+    /// A body larger than the socket buffers: the first send of each request writes only part of
+    /// it and NIO writes the rest; every request must still arrive whole and in order.
+    func testRequestsLargerThanTheSocketBufferArriveWhole() async throws {
+        let server = try CountingServer()
+        defer { server.close() }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let body = String(repeating: "0123456789abcdef", count: 1 << 20)  // 16 MiB
+        try body.write(to: dir.appendingPathComponent("big.json"), atomically: true, encoding: .utf8)
+        var o = LoadOptions()
+        o.concurrency = 2
+        o.repetitions = 3
+        o.timeout = .seconds(30)
+        o.targets = [try Target.parseLine("\(server.url)orders POST < big.json", relativeTo: dir.path)!]
+        let (s, _) = try await run(o)
+        XCTAssertEqual(s.transactions, 6)
+        XCTAssertEqual(s.failed, 0)
+        XCTAssertEqual(server.posts.load(ordering: .relaxed), 6)
+        XCTAssertEqual(server.seenBodies.map(\.count), Array(repeating: body.utf8.count, count: 6))
+        XCTAssertTrue(server.seenBodies.allSatisfy { $0 == body }, "no byte lost, doubled or reordered")
+    }
+
     func testServerClosingMidResponseCountsAsFailedNotAHang() async throws {
         let server = try CountingServer(mode: .closeMidResponse)
         defer { server.close() }
