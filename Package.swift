@@ -32,11 +32,18 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
+        // Sending on a connection's socket directly when NIO has nothing queued for it.
+        .target(
+            name: "DirectIO",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+        ),
         // The gateway's data plane: config model -> listener -> router -> policies -> cluster -> upstream.
         .target(
             name: "GatewayCore",
             dependencies: [
                 "HTTP1Wire",
+                "DirectIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -65,6 +72,7 @@ let package = Package(
             name: "LoadTestCore",
             dependencies: [
                 "HTTP1Wire",
+                "DirectIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -113,7 +121,10 @@ let package = Package(
             name: "GatewayIntegrationTests",
             dependencies: [
                 "GatewayCore",
+                "DirectIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),

@@ -2,12 +2,16 @@
 # loadtest vs wrk (keep-alive) and vs siege (connection close) against the same nginx, side by
 # side in one run, with each generator's own CPU time (user + sys) per request.
 #
-#   loadtest/bench-loadtest.sh [seconds, default 10]
+#   loadtest/bench-loadtest.sh [seconds, default 10] [rounds, default 1]
+#
+# With several rounds, wrk and loadtest alternate round by round (keep-alive) and the means of the
+# rates and their ratio come last: on a shared machine one pair of runs says little.
 #
 # The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
+ROUNDS=${2:-1}
 for tool in nginx wrk siege; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx-light wrk siege" >&2; exit 1; }
 done
@@ -38,15 +42,22 @@ ratio() { python3 -c "print('%.2f' % (float('$1') / float('$2')))"; }
 row() { printf "%-48s %10s %-8s CPU %5.2fs = %6.2f us/request%s\n" "$@"; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "--- keep-alive, 64 connections, ${DURATION}s"
-W=$(timed wrk -t1 -c64 -d"${DURATION}s" "$URL")
-WR=$(awk '/Requests\/sec/ {print $2}' <<<"$W"); WN=$(awk '/requests in/ {print $1}' <<<"$W"); WC=$(cpu_of "$W")
-row "wrk -t1 -c64" "$WR" "req/s" "$WC" "$(us "$WC" "$WN")" ""
-# The default: one event loop on 2 cores (half the cores with keep-alive), as wrk -t1 has one thread.
-L=$(timed "$LOADTEST" -b -c 64 -t "${DURATION}S" -q --json "$URL")
-LR=$(field "$L" transaction_rate); LN=$(field "$L" transactions); LC=$(cpu_of "$L")
-row "loadtest -b -c64 (default loops)" "$LR" "req/s" "$LC" "$(us "$LC" "$LN")" \
-  "   rate $(ratio "$LR" "$WR")x wrk, CPU/request $(ratio "$(us "$LC" "$LN")" "$(us "$WC" "$WN")")x wrk"
+echo "--- keep-alive, 64 connections, ${DURATION}s, $ROUNDS round(s)"
+RATIOS=()
+for round in $(seq "$ROUNDS"); do
+  W=$(timed wrk -t1 -c64 -d"${DURATION}s" "$URL")
+  WR=$(awk '/Requests\/sec/ {print $2}' <<<"$W"); WN=$(awk '/requests in/ {print $1}' <<<"$W"); WC=$(cpu_of "$W")
+  row "wrk -t1 -c64" "$WR" "req/s" "$WC" "$(us "$WC" "$WN")" ""
+  # The default: one event loop on 2 cores (half the cores with keep-alive), as wrk -t1 has one thread.
+  L=$(timed "$LOADTEST" -b -c 64 -t "${DURATION}S" -q --json "$URL")
+  LR=$(field "$L" transaction_rate); LN=$(field "$L" transactions); LC=$(cpu_of "$L")
+  row "loadtest -b -c64 (default loops)" "$LR" "req/s" "$LC" "$(us "$LC" "$LN")" \
+    "   rate $(ratio "$LR" "$WR")x wrk, CPU/request $(ratio "$(us "$LC" "$LN")" "$(us "$WC" "$WN")")x wrk"
+  RATIOS+=("$(ratio "$LR" "$WR")")
+done
+if [ "$ROUNDS" -gt 1 ]; then
+  python3 -c "import sys; r=[float(x) for x in sys.argv[1:]]; print('loadtest/wrk per round: %s; mean %.2fx' % (' '.join(sys.argv[1:]), sum(r)/len(r)))" "${RATIOS[@]}"
+fi
 D=$(timed "$LOADTEST" -b -c 64 -t "${DURATION}S" -q --json --threads "$(nproc)" "$URL")
 DR=$(field "$D" transaction_rate); DN=$(field "$D" transactions); DC=$(cpu_of "$D")
 row "loadtest -b -c64 --threads $(nproc) (loop per core)" "$DR" "req/s" "$DC" "$(us "$DC" "$DN")" "   rate $(ratio "$DR" "$WR")x wrk"

@@ -1,4 +1,5 @@
 import Atomics
+import DirectIO
 import HTTP1Wire
 import NIOCore
 import NIOPosix
@@ -411,21 +412,17 @@ final class User {
     }
 }
 
-/// One connection of a user. A request goes out with one `send(2)` on the socket's descriptor when
-/// loadtest connected the socket itself (`DirectSocket`) and NIO has nothing of this connection
-/// left to write; whatever that send could not write, NIO writes.
+/// One connection of a user. Requests go out through a `DirectWriter` on the socket's descriptor
+/// when loadtest connected the socket itself (`DirectSocket.connect`).
 final class UserHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     let user: User
-    /// The socket's descriptor, -1 when NIO connected it.
-    let descriptor: CInt
-    /// NIO is still writing (part of) a request: a direct send now would overtake it.
-    var nioWriting = false
+    let writer: DirectWriter
     var context: ChannelHandlerContext?
     init(user: User, descriptor: CInt) {
         self.user = user
-        self.descriptor = descriptor
+        writer = DirectWriter(descriptor: descriptor)
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -434,21 +431,7 @@ final class UserHandler: ChannelInboundHandler {
 
     @inline(__always) func write(_ request: ByteBuffer) {
         guard let context else { return }
-        guard descriptor >= 0 else {
-            context.writeAndFlush(wrapOutboundOut(request), promise: nil)
-            return
-        }
-        var rest = request
-        // A closed channel has closed its descriptor, and the number may already name another socket.
-        if !nioWriting && context.channel.isActive {
-            let sent = DirectSocket.send(descriptor, request)
-            if sent == request.readableBytes { return }
-            rest.moveReaderIndex(forwardBy: sent)
-        }
-        nioWriting = true
-        let written = context.eventLoop.makePromise(of: Void.self)
-        written.futureResult.assumeIsolatedUnsafeUnchecked().whenComplete { _ in self.nioWriting = false }
-        context.writeAndFlush(wrapOutboundOut(rest), promise: written)
+        writer.writeAndFlush(request, context: context)
     }
 
     func close() { context?.close(promise: nil) }

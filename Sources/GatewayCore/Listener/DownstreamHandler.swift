@@ -1,3 +1,4 @@
+import DirectIO
 import HTTP1Wire
 import NIOCore
 
@@ -24,6 +25,9 @@ final class DownstreamHandler: ChannelInboundHandler {
     /// The client's address as X-Forwarded-For and the per-client rate limit see it.
     private(set) lazy var clientAddress: String = context.channel.remoteAddress?.ipAddress ?? "unknown"
 
+    /// Responses go out with one send(2) on the client's socket when NIO has nothing queued for it.
+    private let writer = DirectWriter()
+
     init(worker: Worker) { self.worker = worker }
 
     var requestComplete: Bool { state == .awaitingResponse }
@@ -37,6 +41,7 @@ final class DownstreamHandler: ChannelInboundHandler {
         worker.downstreams[ObjectIdentifier(self)] = self
         worker.listenerStats.inc(.connectionsTotal, row: worker.row)
         worker.listenerStats.inc(.connectionsActive, row: worker.row)
+        writer.attach(context.channel)
         context.fireChannelActive()
     }
 
@@ -71,14 +76,9 @@ final class DownstreamHandler: ChannelInboundHandler {
         flushIfNeeded()
     }
 
-    /// Written but not yet flushed: a flush with nothing to send still walks the pipeline.
-    private var needsFlush = false
-
+    /// Sends what was written; a flush with nothing to send does not walk the pipeline.
     @inline(__always) func flushIfNeeded() {
-        if needsFlush {
-            needsFlush = false
-            context.flush()
-        }
+        if writer.needsFlush { writer.flush(context: context) }
     }
 
     private func processInput() {
@@ -187,7 +187,9 @@ final class DownstreamHandler: ChannelInboundHandler {
         worker.listenerStats.add(.requestsActive, -1, row: worker.row)
         if close || worker.draining || state != .awaitingResponse {
             state = .closed
+            flushIfNeeded()
             let channel = context.channel
+            // Behind everything written before it: closes once the response is out.
             context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
                 channel.close(promise: nil)
             }
@@ -203,13 +205,8 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool = false) {
-        if flush {
-            needsFlush = false
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        } else {
-            needsFlush = true
-            context.write(wrapOutboundOut(buffer), promise: nil)
-        }
+        writer.write(buffer, context: context)
+        if flush { writer.flush(context: context) }
     }
 
     private func protocolError(_ error: HTTPParseError) {
@@ -218,6 +215,7 @@ final class DownstreamHandler: ChannelInboundHandler {
         state = .closed
         let reply = LocalReply.make(
             status: error.status, body: error.reason, close: true, allocator: context.channel.allocator)
+        flushIfNeeded()  // a response before it, still held, goes first
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
     }

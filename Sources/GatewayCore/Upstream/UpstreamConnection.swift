@@ -1,3 +1,4 @@
+import DirectIO
 import HTTP1Wire
 import NIOCore
 
@@ -43,9 +44,18 @@ final class UpstreamConnection: ChannelInboundHandler {
     /// event-loop check or walk from the tail as `Channel.write` does.
     private var context: ChannelHandlerContext?
 
+    /// Requests go out with one send(2) on the socket when NIO has nothing queued for it.
+    private let writer = DirectWriter()
+
     func handlerAdded(context: ChannelHandlerContext) {
         channel = context.channel
         self.context = context
+        if context.channel.isActive { writer.attach(context.channel) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        writer.attach(context.channel)
+        context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -61,11 +71,8 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool) {
         guard let context else { return }
-        if flush {
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        } else {
-            context.write(wrapOutboundOut(buffer), promise: nil)
-        }
+        writer.write(buffer, context: context)
+        if flush { writer.flush(context: context) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -1,0 +1,75 @@
+import NIOCore
+
+/// A connection's outbound bytes, sent with one `send(2)` on its descriptor when nothing of the
+/// connection is queued in NIO, else written through NIO behind what is queued there. Only the
+/// handler that owns the connection writes through it, on the connection's event loop.
+///
+/// The fast case of a request or a response is one buffer written and then flushed: it is held
+/// until the flush and sent directly; what the kernel does not take at once (a full socket
+/// buffer), and every write while NIO still has bytes queued, goes through NIO, which keeps the
+/// order and reports errors by closing the channel as usual.
+public final class DirectWriter {
+    /// -1: everything goes through NIO (no descriptor, or not on Linux).
+    public private(set) var descriptor: CInt
+    /// The one buffer written since the last flush, while NIO has nothing queued.
+    private var held: ByteBuffer?
+    /// NIO writes not finished yet: later bytes must queue behind them.
+    private var queuedInNIO = 0
+    /// Bytes handed to NIO and not flushed.
+    private var unflushedInNIO = false
+
+    public init(descriptor: CInt = -1) { self.descriptor = descriptor }
+
+    /// Looks the descriptor up once the channel is connected (see `DirectSocket.descriptor(of:)`).
+    public func attach(_ channel: Channel) {
+        if descriptor < 0, let fd = DirectSocket.descriptor(of: channel) { descriptor = fd }
+    }
+
+    /// Something to flush: held bytes or bytes in NIO.
+    public var needsFlush: Bool { held != nil || unflushedInNIO }
+
+    @inline(__always) public func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        if descriptor >= 0 && held == nil && queuedInNIO == 0 {
+            held = buffer
+            return
+        }
+        if let first = held {
+            held = nil
+            writeThroughNIO(first, context: context)
+        }
+        writeThroughNIO(buffer, context: context)
+    }
+
+    @inline(__always) public func flush(context: ChannelHandlerContext) {
+        if let bytes = held {
+            held = nil
+            // A closed channel has closed its descriptor, whose number may already be another socket's.
+            let sent = context.channel.isActive ? DirectSocket.send(descriptor, bytes) : 0
+            if sent == bytes.readableBytes { return }
+            var rest = bytes
+            rest.moveReaderIndex(forwardBy: sent)
+            writeThroughNIO(rest, context: context)
+        }
+        if unflushedInNIO {
+            unflushedInNIO = false
+            context.flush()
+        }
+    }
+
+    @inline(__always) public func writeAndFlush(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        write(buffer, context: context)
+        flush(context: context)
+    }
+
+    private func writeThroughNIO(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        unflushedInNIO = true
+        guard descriptor >= 0 else {
+            context.write(NIOAny(buffer), promise: nil)
+            return
+        }
+        queuedInNIO += 1
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolatedUnsafeUnchecked().whenComplete { _ in self.queuedInNIO -= 1 }
+        context.write(NIOAny(buffer), promise: written)
+    }
+}
