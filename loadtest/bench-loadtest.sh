@@ -31,6 +31,9 @@ CONF
 nginx -p "$WORK" -c nginx.conf
 trap 'nginx -p "$WORK" -c nginx.conf -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
 URL="http://127.0.0.1:$PORT/"
+# nginx's one worker: how busy the server is shows whether it or the generator sets the rate.
+WORKER=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
+worker_ticks() { awk '{print $14 + $15}' "/proc/$WORKER/stat"; }
 
 # timed command... -> its output, then "CPU user sys" of the command (children included)
 timed() { { /usr/bin/time -f "CPU %U %S" "$@"; } 2>&1; }
@@ -39,24 +42,33 @@ cpu_of() { awk '/^CPU/ {print $2 + $3}' <<<"$1"; }
 field() { python3 -c 'import re,sys; print(re.search(r"\"%s\":\s*([0-9.]+)" % sys.argv[2], sys.argv[1]).group(1))' "$1" "$2"; }
 us() { python3 -c "print('%.2f' % ($1 * 1e6 / $2))"; }
 ratio() { python3 -c "print('%.2f' % (float('$1') / float('$2')))"; }
+# nginx worker ticks before and after a run -> percent of one core over the run
+busy() { python3 -c "print('%.0f' % (($2 - $1) * 100 / $(getconf CLK_TCK) / $DURATION))"; }
 row() { printf "%-48s %10s %-8s CPU %5.2fs = %6.2f us/request%s\n" "$@"; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "--- keep-alive, 64 connections, ${DURATION}s, $ROUNDS round(s)"
 RATIOS=()
+BUSY_W=() BUSY_L=()
 for round in $(seq "$ROUNDS"); do
+  T0=$(worker_ticks)
   W=$(timed wrk -t1 -c64 -d"${DURATION}s" "$URL")
   WR=$(awk '/Requests\/sec/ {print $2}' <<<"$W"); WN=$(awk '/requests in/ {print $1}' <<<"$W"); WC=$(cpu_of "$W")
-  row "wrk -t1 -c64" "$WR" "req/s" "$WC" "$(us "$WC" "$WN")" ""
+  T1=$(worker_ticks)
+  row "wrk -t1 -c64" "$WR" "req/s" "$WC" "$(us "$WC" "$WN")" "   nginx busy $(busy "$T0" "$T1")%"
+  BUSY_W+=("$(busy "$T0" "$T1")")
   # The default: one event loop on 2 cores (half the cores with keep-alive), as wrk -t1 has one thread.
   L=$(timed "$LOADTEST" -b -c 64 -t "${DURATION}S" -q --json "$URL")
+  T2=$(worker_ticks)
   LR=$(field "$L" transaction_rate); LN=$(field "$L" transactions); LC=$(cpu_of "$L")
   row "loadtest -b -c64 (default loops)" "$LR" "req/s" "$LC" "$(us "$LC" "$LN")" \
-    "   rate $(ratio "$LR" "$WR")x wrk, CPU/request $(ratio "$(us "$LC" "$LN")" "$(us "$WC" "$WN")")x wrk"
+    "   nginx busy $(busy "$T1" "$T2")%, rate $(ratio "$LR" "$WR")x wrk, CPU/request $(ratio "$(us "$LC" "$LN")" "$(us "$WC" "$WN")")x wrk"
+  BUSY_L+=("$(busy "$T1" "$T2")")
   RATIOS+=("$(ratio "$LR" "$WR")")
 done
 if [ "$ROUNDS" -gt 1 ]; then
   python3 -c "import sys; r=[float(x) for x in sys.argv[1:]]; print('loadtest/wrk per round: %s; mean %.2fx' % (' '.join(sys.argv[1:]), sum(r)/len(r)))" "${RATIOS[@]}"
+  echo "nginx busy with wrk: ${BUSY_W[*]} %; with loadtest: ${BUSY_L[*]} %"
 fi
 D=$(timed "$LOADTEST" -b -c 64 -t "${DURATION}S" -q --json --threads "$(nproc)" "$URL")
 DR=$(field "$D" transaction_rate); DN=$(field "$D" transactions); DC=$(cpu_of "$D")
