@@ -26,6 +26,8 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case upstream_cx_max_requests
     case upstream_cx_idle_timeout
     case upstream_cx_none_healthy
+    case upstream_flow_control_paused_reading_total
+    case upstream_flow_control_resumed_reading_total
     case outlier_detection_ejections_enforced_total
     case outlier_detection_ejections_total
     case outlier_detection_ejections_overflow
@@ -60,11 +62,13 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
         case .upstream_cx_max_requests: return "upstream_cx_max_requests"
         case .upstream_cx_idle_timeout: return "upstream_cx_idle_timeout"
         case .upstream_cx_none_healthy: return "upstream_cx_none_healthy"
+        case .upstream_flow_control_paused_reading_total: return "upstream_flow_control_paused_reading_total"
+        case .upstream_flow_control_resumed_reading_total: return "upstream_flow_control_resumed_reading_total"
         case .outlier_detection_ejections_enforced_total: return "outlier_detection.ejections_enforced_total"
         case .outlier_detection_ejections_total: return "outlier_detection.ejections_total"
         case .outlier_detection_ejections_overflow: return "outlier_detection.ejections_overflow"
         case .outlier_detection_ejections_enforced_consecutive_5xx: return "outlier_detection.ejections_enforced_consecutive_5xx"
-        case .outlier_detection_ejections_enforced_consecutive_gateway_failure: return "outlier_detection_ejections_enforced_consecutive_gateway_failure"
+        case .outlier_detection_ejections_enforced_consecutive_gateway_failure: return "outlier_detection.ejections_enforced_consecutive_gateway_failure"
         }
     }
 }

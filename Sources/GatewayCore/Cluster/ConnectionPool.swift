@@ -196,6 +196,11 @@ final class HostPool {
         owner.connectionFreed()
     }
 
+    /// A connection of this pool stopped or resumed reading for flow control.
+    func countFlowControl(paused: Bool) {
+        stats.inc(paused ? .upstream_flow_control_paused_reading_total : .upstream_flow_control_resumed_reading_total, row: row)
+    }
+
     func retryPending() { if !pending.isEmpty { tryCreateConnections() } }
 
     /// Closes connections idle for longer than `idleTimeout` (or all idle ones when draining).

@@ -76,6 +76,33 @@ final class DownstreamHandler: ChannelInboundHandler {
         flushIfNeeded()
     }
 
+    /// Whether NIO's outbound buffer for the client is under its high watermark. While it is
+    /// not, the exchange stops reading its upstream (Envoy's flow control).
+    private(set) var writable = true
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        writable = context.channel.isWritable
+        exchange?.downstreamWritabilityChanged(writable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Not reading the client while the upstream takes the request body slower than it comes.
+    private var readingPaused = false
+
+    func pauseReading() {
+        guard !readingPaused else { return }
+        readingPaused = true
+        worker.listenerStats.inc(.flowControlPausedReading, row: worker.row)
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+    }
+
+    func resumeReading() {
+        guard readingPaused else { return }
+        readingPaused = false
+        worker.listenerStats.inc(.flowControlResumedReading, row: worker.row)
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+    }
+
     /// Sends what was written; a flush with nothing to send does not walk the pipeline.
     @inline(__always) func flushIfNeeded() {
         if writer.needsFlush { writer.flush(context: context) }
@@ -184,6 +211,7 @@ final class DownstreamHandler: ChannelInboundHandler {
     /// Called by the exchange once its response is fully written.
     func responseComplete(close: Bool) {
         exchange = nil
+        resumeReading()
         worker.listenerStats.add(.requestsActive, -1, row: worker.row)
         if close || worker.draining || state != .awaitingResponse {
             state = .closed

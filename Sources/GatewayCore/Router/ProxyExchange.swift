@@ -191,6 +191,9 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         host.host.count(.total, row: worker.row)
         tryStart = .now()
         connection.begin(sink: self, requestIsHead: isHeadRequest)
+        // Reads paused for an earlier try, or while waiting for this connection, go on: this
+        // connection reports its own watermarks.
+        downstream.resumeReading()
         if let body, body.readableBytes > 0 {
             connection.write(upstreamHead, flush: false)
             connection.write(body, flush: true)
@@ -335,6 +338,8 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         if let out = outgoing {
             outgoing = nil
             downstream.write(out, flush: false)
+            // The client may have fallen behind before this exchange began (no transition to see).
+            if !downstream.writable { upstream?.pauseReading() }
             if ownsOutgoing {
                 ownsOutgoing = false
                 downstream.spareResponseHead = out
@@ -417,9 +422,23 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
             replayable = false
             if upstream != nil { body = nil }
         }
+        // Waiting for a connection with more body than a retry would keep: hold the client off
+        // until there is somewhere to send it.
+        if upstream == nil && body!.readableBytes > Self.maxReplayBytes { downstream.pauseReading() }
     }
 
     func requestEnded() {}
+
+    // MARK: flow control (Envoy's watermarks: the side that cannot keep up stops the other's reads)
+
+    func downstreamWritabilityChanged(_ writable: Bool) {
+        if writable { upstream?.resumeReading() } else { upstream?.pauseReading() }
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        guard !done else { return }
+        if writable { downstream.resumeReading() } else { downstream.pauseReading() }
+    }
 
     func requestMalformed(_ error: HTTPParseError) {
         guard !done else { return }

@@ -23,6 +23,7 @@ public final class ListenerStats: Sendable {
         case connectionsTotal, connectionsActive, requestsTotal, requestsActive
         case responses1xx, responses2xx, responses3xx, responses4xx, responses5xx
         case noRoute, protocolErrors
+        case flowControlPausedReading, flowControlResumedReading
     }
 
     private let values = ShardedCounters(count: Counter.allCases.count)
@@ -58,6 +59,8 @@ public final class ListenerStats: Sendable {
             ("downstream_rq_5xx", self[.responses5xx]),
             ("no_route", self[.noRoute]),
             ("downstream_cx_protocol_error", self[.protocolErrors]),
+            ("downstream_flow_control_paused_reading_total", self[.flowControlPausedReading]),
+            ("downstream_flow_control_resumed_reading_total", self[.flowControlResumedReading]),
         ]
     }
 }

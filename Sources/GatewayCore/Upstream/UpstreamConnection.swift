@@ -11,6 +11,8 @@ protocol UpstreamResponseSink: AnyObject {
     func upstreamReadComplete()
     /// The connection failed or closed before the response was complete.
     func upstreamReset(responseStarted: Bool)
+    /// The connection's outbound buffer crossed a watermark: stop or resume reading the request body.
+    func upstreamWritabilityChanged(_ writable: Bool)
 }
 
 /// One pooled HTTP/1.1 connection to an upstream host. Confined to its event loop.
@@ -58,10 +60,34 @@ final class UpstreamConnection: ChannelInboundHandler {
         context.fireChannelActive()
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        sink?.upstreamWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Not reading because the client takes the response slower than the upstream sends it
+    /// (Envoy's flow control): what is unread waits in the kernel, and TCP slows the upstream.
+    private(set) var readingPaused = false
+
+    func pauseReading() {
+        guard !readingPaused, let context else { return }
+        readingPaused = true
+        pool.countFlowControl(paused: true)
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+    }
+
+    func resumeReading() {
+        guard readingPaused, let context else { return }
+        readingPaused = false
+        pool.countFlowControl(paused: false)
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     /// Starts one exchange: the caller writes the request bytes itself.
     func begin(sink: UpstreamResponseSink, requestIsHead: Bool) {
+        resumeReading()
         self.sink = sink
         requestWasHead = requestIsHead
         requestsServed += 1
@@ -145,6 +171,8 @@ final class UpstreamConnection: ChannelInboundHandler {
         self.sink = nil
         body = nil
         sink?.upstreamResponseEnd()
+        // An idle pooled connection must read, or it would not notice the upstream closing it.
+        resumeReading()
         let reusable = responseKeepAlive && !mustClose
         pool.released(self, reusable: reusable)
     }
