@@ -42,7 +42,7 @@ final class DirectWriterTests: XCTestCase {
         let (usedDescriptor, expected) = try channel.eventLoop.submit { () -> (Bool, [UInt8]) in
             var expected: [UInt8] = []
             let writer = DirectWriter()
-            writer.attach(channel)
+            writer.attach(channel, after: 0)
             let context = client.context!
             func bytes(_ n: Int, _ seed: UInt8) -> ByteBuffer {
                 let b = (0..<n).map { UInt8(truncatingIfNeeded: Int(seed) &+ $0 &* 7) }
@@ -70,6 +70,37 @@ final class DirectWriterTests: XCTestCase {
         let received = sink.received.withLockedValue { $0 }
         XCTAssertEqual(received.count, expected.count)
         XCTAssertTrue(received == expected, "every byte once, in order")
+    }
+
+    /// The descriptor lookup waits for the connection to have flushed `lookupAfterFlushes` times,
+    /// so a one-request connection never pays for it.
+    func testTheDescriptorIsLookedUpOnlyForAConnectionThatKeepsGoing() throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let sink = Sink()
+        let server = try ServerBootstrap(group: group)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(sink) } }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        defer { try? server.close().wait() }
+        let client = Client()
+        let channel = try ClientBootstrap(group: group)
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(client) } }
+            .connect(to: server.localAddress!).wait()
+        defer { try? channel.close().wait() }
+        let descriptors = try channel.eventLoop.submit { () -> [CInt] in
+            let writer = DirectWriter()
+            writer.attach(channel)
+            return (0..<DirectWriter.lookupAfterFlushes).map { _ in
+                writer.writeAndFlush(ByteBuffer(string: "x"), context: client.context!)
+                return writer.descriptor
+            }
+        }.wait()
+        XCTAssertTrue(descriptors.dropLast().allSatisfy { $0 < 0 }, "no lookup before the last of those flushes")
+        #if os(Linux)
+        XCTAssertGreaterThanOrEqual(descriptors.last!, 0)
+        #endif
+        let deadline = Date().addingTimeInterval(5)
+        while sink.received.withLockedValue({ $0.count }) < descriptors.count && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        XCTAssertEqual(sink.received.withLockedValue { $0.count }, descriptors.count)
     }
 
     func testAnAcceptedChannelsDescriptorIsFoundAndAnEmbeddedOneIsNot() throws {

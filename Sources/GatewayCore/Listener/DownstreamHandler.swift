@@ -37,6 +37,12 @@ final class DownstreamHandler: ChannelInboundHandler {
         self.context = context
     }
 
+    /// The context holds this handler: dropping the reference back lets both go when the
+    /// connection is over (channelInactive came first, so no exchange calls in any more).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         worker.downstreams[ObjectIdentifier(self)] = self
         worker.listenerStats.inc(.connectionsTotal, row: worker.row)
@@ -90,14 +96,14 @@ final class DownstreamHandler: ChannelInboundHandler {
     private var readingPaused = false
 
     func pauseReading() {
-        guard !readingPaused else { return }
+        guard !readingPaused, let context else { return }
         readingPaused = true
         worker.listenerStats.inc(.flowControlPausedReading, row: worker.row)
         try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
     }
 
     func resumeReading() {
-        guard readingPaused else { return }
+        guard readingPaused, let context else { return }
         readingPaused = false
         worker.listenerStats.inc(.flowControlResumedReading, row: worker.row)
         try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
@@ -105,7 +111,7 @@ final class DownstreamHandler: ChannelInboundHandler {
 
     /// Sends what was written; a flush with nothing to send does not walk the pipeline.
     @inline(__always) func flushIfNeeded() {
-        if writer.needsFlush { writer.flush(context: context) }
+        if writer.needsFlush, let context { writer.flush(context: context) }
     }
 
     private func processInput() {
@@ -215,6 +221,7 @@ final class DownstreamHandler: ChannelInboundHandler {
         worker.listenerStats.add(.requestsActive, -1, row: worker.row)
         if close || worker.draining || state != .awaitingResponse {
             state = .closed
+            guard let context else { return }
             flushIfNeeded()
             let channel = context.channel
             // Behind everything written before it: closes once the response is out.
@@ -233,6 +240,7 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool = false) {
+        guard let context else { return }
         writer.write(buffer, context: context)
         if flush { writer.flush(context: context) }
     }
@@ -250,7 +258,7 @@ final class DownstreamHandler: ChannelInboundHandler {
 
     /// Drain: a connection between requests is closed now; a busy one closes after its response.
     func closeIfIdle() {
-        if exchange == nil && state == .head { context.close(promise: nil) }
+        if exchange == nil && state == .head { context?.close(promise: nil) }
     }
 }
 

@@ -83,7 +83,11 @@ final class UpstreamConnection: ChannelInboundHandler {
         try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    /// The channel's pipeline holds this handler: dropping the references back lets both go.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        channel = nil
+    }
 
     /// Starts one exchange: the caller writes the request bytes itself.
     func begin(sink: UpstreamResponseSink, requestIsHead: Bool) {
