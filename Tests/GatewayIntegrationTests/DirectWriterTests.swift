@@ -26,18 +26,27 @@ final class DirectWriterTests: XCTestCase {
         func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     }
 
-    func testBytesArriveOnceAndInOrderWhateverPathTheyTake() throws {
+    /// A TCP connection over loopback: the server side collects into `Sink`, the client side's
+    /// context is the test's to write with.
+    func connectedPair() throws -> (server: Channel, client: Channel, handler: Client, sink: Sink) {
         let group = MultiThreadedEventLoopGroup.singleton
         let sink = Sink()
         let server = try ServerBootstrap(group: group)
             .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(sink) } }
             .bind(host: "127.0.0.1", port: 0).wait()
-        defer { try? server.close().wait() }
-        let client = Client()
+        let handler = Client()
         let channel = try ClientBootstrap(group: group)
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(client) } }
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
             .connect(to: server.localAddress!).wait()
-        defer { try? channel.close().wait() }
+        return (server, channel, handler, sink)
+    }
+
+    func testBytesArriveOnceAndInOrderWhateverPathTheyTake() throws {
+        let (server, channel, client, sink) = try connectedPair()
+        defer {
+            try? channel.close().wait()
+            try? server.close().wait()
+        }
 
         let (usedDescriptor, expected) = try channel.eventLoop.submit { () -> (Bool, [UInt8]) in
             var expected: [UInt8] = []
@@ -75,17 +84,11 @@ final class DirectWriterTests: XCTestCase {
     /// The descriptor lookup waits for the connection to have flushed `lookupAfterFlushes` times,
     /// so a one-request connection never pays for it.
     func testTheDescriptorIsLookedUpOnlyForAConnectionThatKeepsGoing() throws {
-        let group = MultiThreadedEventLoopGroup.singleton
-        let sink = Sink()
-        let server = try ServerBootstrap(group: group)
-            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(sink) } }
-            .bind(host: "127.0.0.1", port: 0).wait()
-        defer { try? server.close().wait() }
-        let client = Client()
-        let channel = try ClientBootstrap(group: group)
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(client) } }
-            .connect(to: server.localAddress!).wait()
-        defer { try? channel.close().wait() }
+        let (server, channel, client, sink) = try connectedPair()
+        defer {
+            try? channel.close().wait()
+            try? server.close().wait()
+        }
         let descriptors = try channel.eventLoop.submit { () -> [CInt] in
             let writer = DirectWriter()
             writer.attach(channel)

@@ -23,19 +23,9 @@ final class FlowControlTests: XCTestCase {
         let go = DispatchSemaphore(value: 0)
 
         init(serve: @escaping @Sendable (Int32, PlainUpstream) -> Void) throws {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let (fd, port) = try listenOnLoopback()
             listenFD = fd
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let ok = withUnsafeMutablePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, len) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &len) == 0
-                }
-            }
-            guard ok else { throw NSError(domain: "bind", code: Int(errno)) }
-            port = Int(UInt16(bigEndian: addr.sin_port))
+            self.port = port
             Thread { [self] in
                 let c = accept(fd, nil, nil)
                 guard c >= 0 else { return }

@@ -15,19 +15,9 @@ final class SteppedUpstream: @unchecked Sendable {
 
     init(largeChunkBytes: Int) throws {
         largeChunk = String(repeating: "0123456789abcdef", count: largeChunkBytes / 16)
-        let listenFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (listenFD, port) = try listenOnLoopback()
         self.listenFD = listenFD
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listenFD, $0, len) == 0 && listen(listenFD, 8) == 0 && getsockname(listenFD, $0, &len) == 0
-            }
-        }
-        guard ok else { throw NSError(domain: "bind", code: Int(errno)) }
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        self.port = port
         let fd = listenFD
         let large = largeChunk
         let released = released

@@ -140,6 +140,25 @@ final class RawConnection {
     }
 }
 
+/// A plain listening socket on 127.0.0.1 with a port from 0, for upstreams written byte by byte.
+func listenOnLoopback(backlog: Int32 = 8) throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, len) == 0 && listen(fd, backlog) == 0 && getsockname(fd, $0, &len) == 0
+        }
+    }
+    guard ok else {
+        close(fd)
+        throw NSError(domain: "bind", code: Int(errno))
+    }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+}
+
 /// One request on a new connection.
 func httpRequest(port: Int, method: String = "GET", path: String, headers: [String: String] = [:], body: String? = nil,
                  timeout: Double = 10) -> RawResponse? {
