@@ -36,7 +36,7 @@ public final class DirectWriter {
         guard descriptor < 0 else { return }
         self.channel = channel
         flushesBeforeLookup = flushes
-        if flushes <= 0 { lookUpDescriptor() }
+        if flushes <= 0 && queuedInNIO == 0 { lookUpDescriptor() }
     }
 
     private func lookUpDescriptor() {
@@ -75,7 +75,8 @@ public final class DirectWriter {
         }
         if channel != nil {
             flushesBeforeLookup -= 1
-            if flushesBeforeLookup <= 0 { lookUpDescriptor() }
+            // Not while NIO still has bytes of this connection: a direct send would overtake them.
+            if flushesBeforeLookup <= 0 && queuedInNIO == 0 { lookUpDescriptor() }
         }
     }
 
@@ -86,7 +87,8 @@ public final class DirectWriter {
 
     private func writeThroughNIO(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         unflushedInNIO = true
-        guard descriptor >= 0 else {
+        // Counted while direct sends are possible, or about to be once the descriptor is known.
+        guard descriptor >= 0 || channel != nil else {
             context.write(NIOAny(buffer), promise: nil)
             return
         }

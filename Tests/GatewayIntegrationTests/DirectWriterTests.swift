@@ -106,6 +106,34 @@ final class DirectWriterTests: XCTestCase {
         XCTAssertEqual(sink.received.withLockedValue { $0.count }, descriptors.count)
     }
 
+    /// The lookup comes due while NIO still holds most of a large write: it waits until NIO is
+    /// done, or the next small write would be sent directly ahead of those bytes.
+    func testTheLookupWaitsForWhatNIOStillHolds() throws {
+        let (server, channel, client, sink) = try connectedPair()
+        defer {
+            try? channel.close().wait()
+            try? server.close().wait()
+        }
+        let expected = try channel.eventLoop.submit { () -> [UInt8] in
+            var expected: [UInt8] = []
+            let writer = DirectWriter()
+            writer.attach(channel, after: 2)
+            for (i, size) in [24 << 20, 10, 10, 10].enumerated() {
+                let b = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ i) }
+                expected += b
+                writer.writeAndFlush(ByteBuffer(bytes: b), context: client.context!)
+            }
+            return expected
+        }.wait()
+        let deadline = Date().addingTimeInterval(20)
+        while sink.received.withLockedValue({ $0.count }) < expected.count && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let received = sink.received.withLockedValue { $0 }
+        XCTAssertEqual(received.count, expected.count)
+        XCTAssertTrue(received == expected, "every byte once, in order")
+    }
+
     func testAnAcceptedChannelsDescriptorIsFoundAndAnEmbeddedOneIsNot() throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let accepted = NIOLockedValueBox<CInt?>(nil)
