@@ -22,6 +22,8 @@ public final class DirectWriter {
     /// the channel's pipeline holds the handler that holds this writer.
     private weak var channel: Channel?
     private var flushesBeforeLookup = 0
+    /// A lookup is still to come (a plain flag: reading the weak reference costs atomics).
+    private var lookupPending = false
 
     /// Flushes a connection makes before its descriptor is looked up. The lookup (reflection and
     /// two system calls, ~15 µs) costs what a few dozen direct sends save, so a connection that
@@ -35,6 +37,7 @@ public final class DirectWriter {
     public func attach(_ channel: Channel, after flushes: Int = DirectWriter.lookupAfterFlushes) {
         guard descriptor < 0 else { return }
         self.channel = channel
+        lookupPending = true
         flushesBeforeLookup = flushes
         if flushes <= 0 && queuedInNIO == 0 { lookUpDescriptor() }
     }
@@ -42,6 +45,7 @@ public final class DirectWriter {
     private func lookUpDescriptor() {
         if let channel, channel.isActive, let fd = DirectSocket.descriptor(of: channel) { descriptor = fd }
         channel = nil
+        lookupPending = false
     }
 
     /// Something to flush: held bytes or bytes in NIO.
@@ -73,7 +77,7 @@ public final class DirectWriter {
             unflushedInNIO = false
             context.flush()
         }
-        if channel != nil {
+        if lookupPending {
             flushesBeforeLookup -= 1
             // Not while NIO still has bytes of this connection: a direct send would overtake them.
             if flushesBeforeLookup <= 0 && queuedInNIO == 0 { lookUpDescriptor() }
@@ -88,7 +92,7 @@ public final class DirectWriter {
     private func writeThroughNIO(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         unflushedInNIO = true
         // Counted while direct sends are possible, or about to be once the descriptor is known.
-        guard descriptor >= 0 || channel != nil else {
+        guard descriptor >= 0 || lookupPending else {
             context.write(NIOAny(buffer), promise: nil)
             return
         }
