@@ -93,20 +93,14 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     /// Not reading the client while the upstream takes the request body slower than it comes.
-    private var readingPaused = false
+    private var reading = ReadPause()
 
     func pauseReading() {
-        guard !readingPaused, let context else { return }
-        readingPaused = true
-        worker.listenerStats.inc(.flowControlPausedReading, row: worker.row)
-        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+        if reading.set(true, on: context) { worker.listenerStats.inc(.flowControlPausedReading, row: worker.row) }
     }
 
     func resumeReading() {
-        guard readingPaused, let context else { return }
-        readingPaused = false
-        worker.listenerStats.inc(.flowControlResumedReading, row: worker.row)
-        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+        if reading.set(false, on: context) { worker.listenerStats.inc(.flowControlResumedReading, row: worker.row) }
     }
 
     /// Sends what was written; a flush with nothing to send does not walk the pipeline.
@@ -222,12 +216,7 @@ final class DownstreamHandler: ChannelInboundHandler {
         if close || worker.draining || state != .awaitingResponse {
             state = .closed
             guard let context else { return }
-            flushIfNeeded()
-            let channel = context.channel
-            // Behind everything written before it: closes once the response is out.
-            context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                channel.close(promise: nil)
-            }
+            writeLastAndClose(context.channel.allocator.buffer(capacity: 0))
             return
         }
         state = .head
@@ -251,9 +240,15 @@ final class DownstreamHandler: ChannelInboundHandler {
         state = .closed
         let reply = LocalReply.make(
             status: error.status, body: error.reason, close: true, allocator: context.channel.allocator)
-        flushIfNeeded()  // a response before it, still held, goes first
+        writeLastAndClose(reply)
+    }
+
+    /// Writes `bytes` behind everything written before (a response still held goes first) and
+    /// closes the connection once they are out.
+    private func writeLastAndClose(_ bytes: ByteBuffer) {
+        flushIfNeeded()
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     /// Drain: a connection between requests is closed now; a busy one closes after its response.

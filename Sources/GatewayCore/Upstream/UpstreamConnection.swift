@@ -52,7 +52,6 @@ final class UpstreamConnection: ChannelInboundHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         channel = context.channel
         self.context = context
-        if context.channel.isActive { writer.attach(context.channel) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -65,22 +64,15 @@ final class UpstreamConnection: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    /// Not reading because the client takes the response slower than the upstream sends it
-    /// (Envoy's flow control): what is unread waits in the kernel, and TCP slows the upstream.
-    private(set) var readingPaused = false
+    /// Not reading because the client takes the response slower than the upstream sends it.
+    private var reading = ReadPause()
 
     func pauseReading() {
-        guard !readingPaused, let context else { return }
-        readingPaused = true
-        pool.countFlowControl(paused: true)
-        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+        if reading.set(true, on: context) { pool.countFlowControl(paused: true) }
     }
 
     func resumeReading() {
-        guard readingPaused, let context else { return }
-        readingPaused = false
-        pool.countFlowControl(paused: false)
-        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+        if reading.set(false, on: context) { pool.countFlowControl(paused: false) }
     }
 
     /// The channel's pipeline holds this handler: dropping the references back lets both go.
