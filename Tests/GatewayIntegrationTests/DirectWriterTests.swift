@@ -17,6 +17,13 @@ final class DirectWriterTests: XCTestCase {
             let b = unwrapInboundIn(data)
             received.withLockedValue { $0.append(contentsOf: b.readableBytesView) }
         }
+
+        /// What arrived once `count` bytes have, or after `seconds`.
+        func bytes(atLeast count: Int, within seconds: Double) -> [UInt8] {
+            let deadline = Date().addingTimeInterval(seconds)
+            while received.withLockedValue({ $0.count }) < count && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            return received.withLockedValue { $0 }
+        }
     }
 
     /// Gives the test the client channel's context.
@@ -72,11 +79,7 @@ final class DirectWriterTests: XCTestCase {
         XCTAssertTrue(usedDescriptor, "the descriptor of a NIO-connected socket is found")
         #endif
 
-        let deadline = Date().addingTimeInterval(20)
-        while sink.received.withLockedValue({ $0.count }) < expected.count && Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        let received = sink.received.withLockedValue { $0 }
+        let received = sink.bytes(atLeast: expected.count, within: 20)
         XCTAssertEqual(received.count, expected.count)
         XCTAssertTrue(received == expected, "every byte once, in order")
     }
@@ -101,9 +104,7 @@ final class DirectWriterTests: XCTestCase {
         #if os(Linux)
         XCTAssertGreaterThanOrEqual(descriptors.last!, 0)
         #endif
-        let deadline = Date().addingTimeInterval(5)
-        while sink.received.withLockedValue({ $0.count }) < descriptors.count && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        XCTAssertEqual(sink.received.withLockedValue { $0.count }, descriptors.count)
+        XCTAssertEqual(sink.bytes(atLeast: descriptors.count, within: 5).count, descriptors.count)
     }
 
     /// The lookup comes due while NIO still holds most of a large write: it waits until NIO is
@@ -125,11 +126,7 @@ final class DirectWriterTests: XCTestCase {
             }
             return expected
         }.wait()
-        let deadline = Date().addingTimeInterval(20)
-        while sink.received.withLockedValue({ $0.count }) < expected.count && Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        let received = sink.received.withLockedValue { $0 }
+        let received = sink.bytes(atLeast: expected.count, within: 20)
         XCTAssertEqual(received.count, expected.count)
         XCTAssertTrue(received == expected, "every byte once, in order")
     }
