@@ -89,7 +89,17 @@ enum ConfigJSON {
             return object(p)
         }
         return object([
-            ("listener", object([("address", jsonString(c.listener.address)), ("port", "\(c.listener.port)")])),
+            ("listener", object([
+                ("address", jsonString(c.listener.address)), ("port", "\(c.listener.port)"),
+                ("requestHeadersTimeout", duration(c.downstream.requestHeadersTimeout)),
+                ("streamIdleTimeout", duration(c.downstream.streamIdleTimeout)),
+                ("idleTimeout", duration(c.downstream.idleTimeout)),
+                ("maxConnectionDuration", duration(c.downstream.maxConnectionDuration)),
+                ("maxConnections", "\(c.downstream.effectiveMaxConnections)"),
+                ("maxRequestHeadersKb", "\(c.downstream.maxRequestHeadersKb)"),
+                ("maxHeadersCount", "\(c.downstream.maxHeadersCount)"),
+                ("perConnectionBufferLimitBytes", "\(c.downstream.perConnectionBufferLimitBytes)"),
+            ])),
             ("admin", object([("address", jsonString(c.admin.address)), ("port", "\(c.admin.port)")])),
             ("hosts", "[" + hosts.joined(separator: ",") + "]"),
             ("routes", "[" + routes.joined(separator: ",") + "]"),

@@ -23,7 +23,7 @@ public enum ConfigLoader {
         }
         let root = try JSONNode(value: any, path: "").object(
             allowed: ["listener", "admin", "serviceEntries", "virtualServices", "destinationRules"])
-        let listener = try bindAddress(root["listener"], default: BindAddress(address: "0.0.0.0", port: 8080))
+        let (listener, downstream) = try listenerBlock(root["listener"])
         let admin = try bindAddress(root["admin"], default: BindAddress(address: "127.0.0.1", port: 9901))
 
         var hosts: [String: HostConfig] = [:]
@@ -55,16 +55,44 @@ public enum ConfigLoader {
             if names.contains(r.name) { throw ConfigError(path: "virtualServices", reason: "duplicate route name '\(r.name)'") }
             names.insert(r.name)
         }
-        return GatewayConfig(listener: listener, admin: admin, hosts: hosts, routes: routes)
+        return GatewayConfig(listener: listener, admin: admin, hosts: hosts, routes: routes, downstream: downstream)
     }
 
     // MARK: pieces
 
-    static func bindAddress(_ node: JSONNode?, default d: BindAddress) throws -> BindAddress {
+    static func bindAddress(_ node: JSONNode?, default d: BindAddress, also extra: [String] = []) throws -> BindAddress {
         guard let node else { return d }
-        let o = try node.object(allowed: ["address", "port"])
+        let o = try node.object(allowed: ["address", "port"] + extra)
         return BindAddress(address: try o["address"]?.nonEmptyString() ?? d.address,
                            port: try o["port"]?.int(in: 0...65535) ?? d.port)
+    }
+
+    /// `listener`: where to listen, and what one client may hold (Envoy's names). A duration of
+    /// "0s" turns a timeout off, as in Envoy.
+    static func listenerBlock(_ node: JSONNode?) throws -> (BindAddress, DownstreamLimits) {
+        let limitKeys = [
+            "requestHeadersTimeout", "streamIdleTimeout", "idleTimeout", "maxConnectionDuration", "maxConnections",
+            "maxRequestHeadersKb", "maxHeadersCount", "perConnectionBufferLimitBytes",
+        ]
+        let address = try bindAddress(node, default: BindAddress(address: "0.0.0.0", port: 8080), also: limitKeys)
+        var d = DownstreamLimits()
+        guard let node else { return (address, d) }
+        let o = try node.object(allowed: ["address", "port"] + limitKeys)
+        func timeout(_ key: String, _ value: inout TimeAmount?) throws {
+            guard let n = o[key] else { return }
+            let t = try n.duration(allowZero: true, min: .milliseconds(1))
+            value = t.nanoseconds == 0 ? nil : t
+        }
+        try timeout("requestHeadersTimeout", &d.requestHeadersTimeout)
+        try timeout("streamIdleTimeout", &d.streamIdleTimeout)
+        try timeout("idleTimeout", &d.idleTimeout)
+        try timeout("maxConnectionDuration", &d.maxConnectionDuration)
+        if let n = o["maxConnections"] { d.maxConnections = try n.int(in: 1...maxUInt32) }
+        // Envoy's bounds: 1..8192 KiB of head, at least one header.
+        if let n = o["maxRequestHeadersKb"] { d.maxRequestHeadersKb = try n.int(in: 1...8192) }
+        if let n = o["maxHeadersCount"] { d.maxHeadersCount = try n.int(in: 1...maxUInt32) }
+        if let n = o["perConnectionBufferLimitBytes"] { d.perConnectionBufferLimitBytes = try n.int(in: 1024...maxUInt32) }
+        return (address, d)
     }
 
     /// A bare spec, or a whole Kubernetes object as `kubectl get -o json` prints it.

@@ -25,6 +25,12 @@ public enum ConfigReport {
 
     public static func render(_ config: GatewayConfig) -> String {
         var out = "listener \(config.listener.address):\(config.listener.port), admin \(config.admin.address):\(config.admin.port)\n"
+        let d = config.downstream
+        out += "  requestHeadersTimeout \(duration(d.requestHeadersTimeout)), streamIdleTimeout \(duration(d.streamIdleTimeout)), "
+            + "idleTimeout \(duration(d.idleTimeout)), maxConnectionDuration \(duration(d.maxConnectionDuration))\n"
+        out += "  maxConnections \(d.maxConnections.map(String.init) ?? "\(d.effectiveMaxConnections) (half the descriptor limit)"), "
+            + "maxRequestHeadersKb \(d.maxRequestHeadersKb), maxHeadersCount \(d.maxHeadersCount), "
+            + "perConnectionBufferLimitBytes \(d.perConnectionBufferLimitBytes)\n"
         for (name, h) in config.hosts.sorted(by: { $0.key < $1.key }) {
             let cp = h.trafficPolicy.connectionPool
             out += "\nhost \(name)\n"

@@ -7,14 +7,18 @@ import NIOCore
 /// has to validate again. Values follow Istio's field names; the comments give Istio's defaults.
 public struct GatewayConfig: Sendable, Equatable {
     public var listener: BindAddress
+    /// The `listener` block's downstream limits and timeouts (Envoy's edge defaults).
+    public var downstream: DownstreamLimits
     public var admin: BindAddress
     /// Upstream services keyed by host name (ServiceEntry endpoints + DestinationRule policy).
     public var hosts: [String: HostConfig]
     /// Every HTTP route of every VirtualService, in file order: the first match wins.
     public var routes: [RouteConfig]
 
-    public init(listener: BindAddress, admin: BindAddress, hosts: [String: HostConfig], routes: [RouteConfig]) {
+    public init(listener: BindAddress, admin: BindAddress, hosts: [String: HostConfig], routes: [RouteConfig],
+                downstream: DownstreamLimits = DownstreamLimits()) {
         self.listener = listener
+        self.downstream = downstream
         self.admin = admin
         self.hosts = hosts
         self.routes = routes
@@ -27,6 +31,52 @@ public struct BindAddress: Sendable, Equatable {
     public init(address: String, port: Int) {
         self.address = address
         self.port = port
+    }
+}
+
+/// What one client may hold of the gateway, with Envoy's names (HTTP connection manager and
+/// listener) and the defaults of its edge deployment guide. A nil timeout is off.
+public struct DownstreamLimits: Sendable, Equatable {
+    /// request_headers_timeout: from a request's first byte to the end of its head; past it
+    /// the client gets `408` and the connection is closed.
+    public var requestHeadersTimeout: TimeAmount?
+    /// stream_idle_timeout: an active request with no bytes either way (a client that stopped
+    /// sending its body or stopped reading its response) is ended.
+    public var streamIdleTimeout: TimeAmount?
+    /// common_http_protocol_options.idle_timeout: a keep-alive connection with no request.
+    public var idleTimeout: TimeAmount?
+    /// max_connection_duration: a connection is closed after its current request past this age.
+    public var maxConnectionDuration: TimeAmount?
+    /// Listener-wide open connections; past it a new connection is closed at once
+    /// (`downstream_cx_overflow`). nil: half the process's descriptor limit, so upstream
+    /// connections always find descriptors.
+    public var maxConnections: Int?
+    /// max_request_headers_kb: the request line and headers together.
+    public var maxRequestHeadersKb: Int
+    /// max_headers_count.
+    public var maxHeadersCount: Int
+    /// per_connection_buffer_limit_bytes: unprocessed bytes read from one client (pipelined
+    /// requests included) before the gateway stops reading it.
+    public var perConnectionBufferLimitBytes: Int
+
+    public init(
+        requestHeadersTimeout: TimeAmount? = .seconds(10),
+        streamIdleTimeout: TimeAmount? = .minutes(5),
+        idleTimeout: TimeAmount? = .hours(1),
+        maxConnectionDuration: TimeAmount? = nil,
+        maxConnections: Int? = nil,
+        maxRequestHeadersKb: Int = 60,
+        maxHeadersCount: Int = 100,
+        perConnectionBufferLimitBytes: Int = 1 << 20
+    ) {
+        self.requestHeadersTimeout = requestHeadersTimeout
+        self.streamIdleTimeout = streamIdleTimeout
+        self.idleTimeout = idleTimeout
+        self.maxConnectionDuration = maxConnectionDuration
+        self.maxConnections = maxConnections
+        self.maxRequestHeadersKb = maxRequestHeadersKb
+        self.maxHeadersCount = maxHeadersCount
+        self.perConnectionBufferLimitBytes = perConnectionBufferLimitBytes
     }
 }
 
