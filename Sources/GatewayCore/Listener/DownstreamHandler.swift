@@ -3,7 +3,9 @@ import HTTP1Wire
 import NIOCore
 
 /// One client connection: frames HTTP/1.1 requests from the raw bytes, hands each to a
-/// `ProxyExchange`, and writes what comes back. One request at a time; pipelined bytes wait.
+/// `ProxyExchange`, and writes what comes back. One request at a time; pipelined requests wait
+/// in a bounded buffer and are taken in a loop, never by recursion. Every wait is timed (see
+/// `checkTimeouts`). Confined to its event loop.
 final class DownstreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -17,6 +19,8 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     let worker: Worker
+    /// The listener's limits as of this connection's accept (a reload applies to new connections).
+    let limits: DownstreamLimits
     private(set) var context: ChannelHandlerContext!
     private var input: ByteBuffer?
     private var state = State.head
@@ -28,7 +32,28 @@ final class DownstreamHandler: ChannelInboundHandler {
     /// Responses go out with one send(2) on the client's socket when NIO has nothing queued for it.
     private let writer = DirectWriter()
 
-    init(worker: Worker) { self.worker = worker }
+    /// Whether this connection took a slot of the listener's `maxConnections`.
+    private var admitted = false
+
+    // Timestamps on the worker's coarse clock, for `checkTimeouts`.
+    private var connectedAt: NIODeadline
+    /// The last byte read from or written to the client (stream idle timeout).
+    private var lastActivity: NIODeadline
+    /// When the first byte of a head still incomplete arrived (request headers timeout).
+    private var headStartedAt: NIODeadline?
+    /// When the connection last became free of requests (idle timeout).
+    private var idleSince: NIODeadline
+    /// `maxConnectionDuration` passed: close after the current response.
+    private var maxDurationReached = false
+
+    init(worker: Worker) {
+        self.worker = worker
+        limits = worker.snapshot.config.downstream
+        let now = worker.coarseNow
+        connectedAt = now
+        lastActivity = now
+        idleSince = now
+    }
 
     var requestComplete: Bool { state == .awaitingResponse }
     var channel: Channel { context.channel }
@@ -44,17 +69,29 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        worker.downstreams[ObjectIdentifier(self)] = self
         worker.listenerStats.inc(.connectionsTotal, row: worker.row)
+        // Past the listener's limit a new connection is closed at once, before it costs a buffer.
+        guard worker.listenerStats.admitConnection(limit: limits.effectiveMaxConnections) else {
+            worker.listenerStats.inc(.connectionOverflows, row: worker.row)
+            state = .closed
+            context.close(promise: nil)
+            return
+        }
+        admitted = true
+        worker.downstreams[ObjectIdentifier(self)] = self
         worker.listenerStats.inc(.connectionsActive, row: worker.row)
         writer.attach(context.channel)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        state = .closed
+        input = nil
+        guard admitted else { return }
+        admitted = false
+        worker.listenerStats.releaseConnection()
         worker.downstreams[ObjectIdentifier(self)] = nil
         worker.listenerStats.add(.connectionsActive, -1, row: worker.row)
-        state = .closed
         if let exchange {
             self.exchange = nil
             exchange.downstreamClosed()
@@ -66,6 +103,8 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard state != .closed else { return }
+        lastActivity = worker.coarseNow
         let incoming = unwrapInboundIn(data)
         if var buffered = input {
             input = nil
@@ -83,24 +122,27 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     /// Whether NIO's outbound buffer for the client is under its high watermark. While it is
-    /// not, the exchange stops reading its upstream (Envoy's flow control).
+    /// not, the exchange stops reading its upstream (Envoy's flow control) and no further
+    /// pipelined request is started.
     private(set) var writable = true
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         writable = context.channel.isWritable
+        if writable { lastActivity = worker.coarseNow }
         exchange?.downstreamWritabilityChanged(writable)
         context.fireChannelWritabilityChanged()
+        if writable && state == .head { processInput() }
     }
 
-    /// Not reading the client while the upstream takes the request body slower than it comes.
     private var reading = ReadPause()
 
+    /// Not reading the client while the upstream takes the request body slower than it comes.
     func pauseReading() {
-        if reading.set(true, on: context) { worker.listenerStats.inc(.flowControlPausedReading, row: worker.row) }
+        if reading.set(true, .flowControl, on: context) { worker.listenerStats.inc(.flowControlPausedReading, row: worker.row) }
     }
 
     func resumeReading() {
-        if reading.set(false, on: context) { worker.listenerStats.inc(.flowControlResumedReading, row: worker.row) }
+        if reading.set(false, .flowControl, on: context) { worker.listenerStats.inc(.flowControlResumedReading, row: worker.row) }
     }
 
     /// Sends what was written; a flush with nothing to send does not walk the pipeline.
@@ -108,25 +150,45 @@ final class DownstreamHandler: ChannelInboundHandler {
         if writer.needsFlush, let context { writer.flush(context: context) }
     }
 
+    /// Requests taken from the input in one pass before the loop yields to other connections:
+    /// a client that pipelines thousands of requests the gateway answers itself shares its
+    /// event loop instead of holding it.
+    static let requestsPerPass = 32
+
+    /// `processInput` is on the stack: a response completing inside it (a local reply) lets the
+    /// loop go on instead of recursing.
+    private var processing = false
+    /// A pass yielded with requests left; the rest runs from the event loop's queue.
+    private var continuationScheduled = false
+
     private func processInput() {
-        // Holding on to a drained buffer would keep NIO from reusing its receive buffer
-        // (it reuses one only while nobody else references it) and cost a copy per read.
-        defer { if input?.readableBytes == 0 { input = nil } }
-        while let buffer = input, buffer.readableBytes > 0 {
+        guard !processing else { return }
+        processing = true
+        var started = 0
+        loop: while let buffer = input, buffer.readableBytes > 0 {
             switch state {
             case .closed, .awaitingResponse:
-                return
+                break loop
             case .head:
-                if exchange != nil { return }
+                assert(exchange == nil, "a new head while an exchange is active")
+                // The client has not taken the answers it already has: let it catch up first.
+                guard writable else { break loop }
+                if started == Self.requestsPerPass {
+                    scheduleContinuation()
+                    break loop
+                }
                 var buffer = buffer
                 switch buffer.parseHead(.request) {
                 case .failure(let error):
                     input = nil
                     protocolError(error)
-                    return
+                    break loop
                 case .success(nil):
-                    return
+                    if headStartedAt == nil { headStartedAt = worker.coarseNow }
+                    break loop
                 case .success(let head?):
+                    headStartedAt = nil
+                    started += 1
                     let headBytes = buffer.readSlice(length: head.length)!
                     input = buffer
                     body = BodyDecoder(HeadParser.requestFraming(head))
@@ -135,15 +197,42 @@ final class DownstreamHandler: ChannelInboundHandler {
                     worker.listenerStats.inc(.requestsActive, row: worker.row)
                     // The body bytes already here go to the exchange before it picks a connection,
                     // so a malformed body is refused before anything reaches the upstream.
-                    guard consumeBody() else { return }
+                    guard consumeBody() else { break loop }
                     if body.isComplete { state = .awaitingResponse }
+                    // May answer at once (a local reply): then `state` is `.head` again and the
+                    // loop takes the next pipelined request.
                     ProxyExchange.start(downstream: self, head: head, headBytes: headBytes)
                 }
             case .body:
-                guard consumeBody() else { return }
+                guard consumeBody() else { break loop }
                 if body.isComplete { requestEnded() }
             }
         }
+        // Holding on to a drained buffer would keep NIO from reusing its receive buffer
+        // (it reuses one only while nobody else references it) and cost a copy per read.
+        if input?.readableBytes == 0 { input = nil }
+        processing = false
+        updateBacklogPause()
+        flushIfNeeded()
+    }
+
+    private func scheduleContinuation() {
+        guard !continuationScheduled else { return }
+        continuationScheduled = true
+        context.eventLoop.assumeIsolatedUnsafeUnchecked().execute {
+            self.continuationScheduled = false
+            if self.state == .head { self.processInput() }
+        }
+    }
+
+    /// Stops reading the client while bytes it sent wait unprocessed behind a request in
+    /// flight, behind answers it has not taken, or beyond `perConnectionBufferLimitBytes`, so one
+    /// client costs a bounded buffer whatever it sends (Envoy's per-connection buffer limit).
+    private func updateBacklogPause() {
+        guard state != .closed else { return }
+        let waiting = input?.readableBytes ?? 0
+        let blocked = waiting > 0 && (state == .awaitingResponse || !writable || continuationScheduled)
+        _ = reading.set(blocked || waiting > limits.perConnectionBufferLimitBytes, .backlog, on: context)
     }
 
     /// Moves body bytes from the input into the exchange (or keeps them for it to collect).
@@ -213,31 +302,43 @@ final class DownstreamHandler: ChannelInboundHandler {
         exchange = nil
         resumeReading()
         worker.listenerStats.add(.requestsActive, -1, row: worker.row)
-        if close || worker.draining || state != .awaitingResponse {
+        idleSince = worker.coarseNow
+        if close || worker.draining || maxDurationReached || state != .awaitingResponse {
             state = .closed
             guard let context else { return }
             writeLastAndClose(context.channel.allocator.buffer(capacity: 0))
             return
         }
         state = .head
-        if input != nil { processInput() }
+        // Inside `processInput` (a local reply) its loop goes on; otherwise start it here.
+        if !processing {
+            if input != nil { processInput() } else { updateBacklogPause() }
+        }
     }
 
-    /// A response that must close the connection after it (drain, HTTP/1.0, body left unread).
+    /// A response that must close the connection after it (drain, HTTP/1.0, body left unread,
+    /// the connection's maximum duration reached).
     func mustCloseAfterResponse(requestKeepAlive: Bool) -> Bool {
-        !requestKeepAlive || worker.draining || state != .awaitingResponse
+        !requestKeepAlive || worker.draining || maxDurationReached || state != .awaitingResponse
     }
 
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool = false) {
         guard let context else { return }
+        lastActivity = worker.coarseNow
         writer.write(buffer, context: context)
         if flush { writer.flush(context: context) }
     }
 
     private func protocolError(_ error: HTTPParseError) {
         worker.listenerStats.inc(.protocolErrors, row: worker.row)
+        localReplyAndClose(error)
+    }
+
+    /// Answers `error` and closes: the connection carries no request the gateway could finish.
+    private func localReplyAndClose(_ error: HTTPParseError) {
         worker.listenerStats.countResponse(error.status, row: worker.row)
         state = .closed
+        input = nil
         let reply = LocalReply.make(
             status: error.status, body: error.reason, close: true, allocator: context.channel.allocator)
         writeLastAndClose(reply)
@@ -254,6 +355,53 @@ final class DownstreamHandler: ChannelInboundHandler {
     /// Drain: a connection between requests is closed now; a busy one closes after its response.
     func closeIfIdle() {
         if exchange == nil && state == .head { context?.close(promise: nil) }
+    }
+
+    // MARK: timeouts
+
+    /// Called on every worker tick: ends what waited too long (Envoy's downstream timeouts).
+    func checkTimeouts(now: NIODeadline) {
+        guard state != .closed, let context else { return }
+        if let limit = limits.maxConnectionDuration, !maxDurationReached, now - connectedAt >= limit {
+            maxDurationReached = true
+            worker.listenerStats.inc(.maxDurationReached, row: worker.row)
+        }
+        switch state {
+        case .closed:
+            return
+        case .head where exchange == nil:
+            if let started = headStartedAt {
+                if let limit = limits.requestHeadersTimeout, now - started >= limit {
+                    worker.listenerStats.inc(.headerTimeouts, row: worker.row)
+                    localReplyAndClose(HTTPParseError(408, "request header timeout"))
+                    return
+                }
+                if let limit = limits.streamIdleTimeout, now - lastActivity >= limit {
+                    worker.listenerStats.inc(.streamIdleTimeouts, row: worker.row)
+                    localReplyAndClose(HTTPParseError(408, "stream timeout"))
+                    return
+                }
+            } else if (input?.readableBytes ?? 0) > 0 || !writable {
+                // Answers the client does not take, with its next requests waiting behind them.
+                if let limit = limits.streamIdleTimeout, now - lastActivity >= limit {
+                    worker.listenerStats.inc(.streamIdleTimeouts, row: worker.row)
+                    state = .closed
+                    context.close(promise: nil)
+                }
+            } else if maxDurationReached {
+                state = .closed
+                context.close(promise: nil)
+            } else if let limit = limits.idleTimeout, now - idleSince >= limit {
+                worker.listenerStats.inc(.connectionIdleTimeouts, row: worker.row)
+                state = .closed
+                context.close(promise: nil)
+            }
+        case .head, .body, .awaitingResponse:
+            if let limit = limits.streamIdleTimeout, now - lastActivity >= limit, let exchange {
+                worker.listenerStats.inc(.streamIdleTimeouts, row: worker.row)
+                exchange.streamIdleTimedOut()
+            }
+        }
     }
 }
 

@@ -263,8 +263,12 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         }
     }
 
+    /// Methods are case-sensitive (RFC 9110 §9.1): only `HEAD` has a response without a body.
     private var isHeadRequest: Bool {
-        head.method.count == 4 && headBytes.withUnsafeReadableBytes { equalsLowercase($0, head.method, "head") }
+        head.method.count == 4 && headBytes.withUnsafeReadableBytes {
+            $0[head.method.lowerBound] == UInt8(ascii: "H") && $0[head.method.lowerBound + 1] == UInt8(ascii: "E")
+                && $0[head.method.lowerBound + 2] == UInt8(ascii: "A") && $0[head.method.lowerBound + 3] == UInt8(ascii: "D")
+        }
     }
 
     // MARK: upstream response
@@ -452,6 +456,20 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         }
     }
 
+    /// No bytes either way for the listener's `streamIdleTimeout`: Envoy answers `408` when
+    /// nothing of the response was sent yet, else it can only cut the response off.
+    func streamIdleTimedOut() {
+        guard !done else { return }
+        flags.insert(.streamIdleTimeout)
+        dropUpstream()
+        if responseStarted {
+            finish(close: true)
+        } else {
+            closeAfterResponse = true
+            finishLocally(status: 408, body: "stream timeout", forceClose: true)
+        }
+    }
+
     func downstreamClosed() {
         guard !done else { return }
         flags.insert(.downstreamTermination)
@@ -472,8 +490,8 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
 
     // MARK: finishing
 
-    private func finishLocally(status: Int, body: String, headers: [(String, String)] = []) {
-        let close = downstream.mustCloseAfterResponse(requestKeepAlive: head.keepAlive)
+    private func finishLocally(status: Int, body: String, headers: [(String, String)] = [], forceClose: Bool = false) {
+        let close = forceClose || downstream.mustCloseAfterResponse(requestKeepAlive: head.keepAlive)
         let reply = LocalReply.make(status: status, body: body, close: close, extraHeaders: headers,
                                     allocator: downstream.channel.allocator)
         self.status = status
@@ -514,7 +532,9 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         let close = downstream.mustCloseAfterResponse(requestKeepAlive: head.keepAlive)
         let reply = LocalReply.make(status: status, body: body, close: close, extraHeaders: headers,
                                     allocator: downstream.channel.allocator)
-        downstream.write(reply, flush: true)
+        // Not flushed here: the downstream's input loop flushes once after the requests it took,
+        // so pipelined local replies leave in one write.
+        downstream.write(reply, flush: false)
         downstream.worker.listenerStats.countResponse(status, row: downstream.worker.row)
         let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
         log(downstream.worker, head, headBytes, start: start, status: status, flags: flags,

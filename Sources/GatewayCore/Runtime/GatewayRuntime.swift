@@ -122,7 +122,7 @@ public final class GatewayRuntime: Sendable {
             $0.adminChannel = adminChannel
         }
         for worker in workers {
-            worker.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+            worker.eventLoop.scheduleRepeatedTask(initialDelay: Worker.tickInterval, delay: Worker.tickInterval) { _ in
                 worker.tick()
             }
         }

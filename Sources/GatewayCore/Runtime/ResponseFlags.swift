@@ -14,12 +14,13 @@ public struct ResponseFlags: OptionSet, Sendable {
     public static let upstreamTermination = ResponseFlags(rawValue: 1 << 9)    // UC
     public static let downstreamTermination = ResponseFlags(rawValue: 1 << 10) // DC
     public static let downstreamProtocolError = ResponseFlags(rawValue: 1 << 11) // DPE
+    public static let streamIdleTimeout = ResponseFlags(rawValue: 1 << 12)     // SI
 
     static let names: [(ResponseFlags, StaticString)] = [
         (.noHealthyUpstream, "UH"), (.upstreamConnectFailure, "UF"), (.upstreamOverflow, "UO"),
         (.noRoute, "NR"), (.retryLimitExceeded, "URX"), (.upstreamTimeout, "UT"), (.rateLimited, "RL"),
         (.delayInjected, "DI"), (.faultInjected, "FI"), (.upstreamTermination, "UC"),
-        (.downstreamTermination, "DC"), (.downstreamProtocolError, "DPE"),
+        (.downstreamTermination, "DC"), (.downstreamProtocolError, "DPE"), (.streamIdleTimeout, "SI"),
     ]
 
     public var description: String {

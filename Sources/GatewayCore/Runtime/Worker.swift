@@ -24,9 +24,22 @@ public final class ListenerStats: Sendable {
         case responses1xx, responses2xx, responses3xx, responses4xx, responses5xx
         case noRoute, protocolErrors
         case flowControlPausedReading, flowControlResumedReading
+        case headerTimeouts, connectionIdleTimeouts, streamIdleTimeouts, connectionOverflows, maxDurationReached
     }
 
     private let values = ShardedCounters(count: Counter.allCases.count)
+
+    /// Open client connections across all event loops, exact, for `maxConnections`.
+    let openConnections = ManagedAtomic<Int>(0)
+
+    /// Takes a connection slot if fewer than `limit` are open.
+    func admitConnection(limit: Int) -> Bool {
+        if openConnections.loadThenWrappingIncrement(ordering: .relaxed) < limit { return true }
+        openConnections.wrappingDecrement(ordering: .relaxed)
+        return false
+    }
+
+    func releaseConnection() { openConnections.wrappingDecrement(ordering: .relaxed) }
 
     @inline(__always) func add(_ c: Counter, _ delta: Int, row: Int) { values.add(c.rawValue, delta, row: row) }
     @inline(__always) func inc(_ c: Counter, row: Int) { values.increment(c.rawValue, row: row) }
@@ -61,6 +74,11 @@ public final class ListenerStats: Sendable {
             ("downstream_cx_protocol_error", self[.protocolErrors]),
             ("downstream_flow_control_paused_reading_total", self[.flowControlPausedReading]),
             ("downstream_flow_control_resumed_reading_total", self[.flowControlResumedReading]),
+            ("downstream_rq_header_timeout", self[.headerTimeouts]),
+            ("downstream_cx_idle_timeout", self[.connectionIdleTimeouts]),
+            ("downstream_rq_idle_timeout", self[.streamIdleTimeouts]),
+            ("downstream_cx_overflow", self[.connectionOverflows]),
+            ("downstream_cx_max_duration_reached", self[.maxDurationReached]),
         ]
     }
 }
@@ -78,8 +96,13 @@ final class Worker: @unchecked Sendable {
     let accessLog: AccessLog
     private var pools: [ObjectIdentifier: ClusterPool] = [:]
     var draining = false
-    /// Open downstream connections, so a drain can close the idle ones.
+    /// Open downstream connections, so a drain can close the idle ones and the tick can time them out.
     var downstreams: [ObjectIdentifier: DownstreamHandler] = [:]
+    /// The time as of the last tick. Downstream timeouts are measured against it, so the request
+    /// path stamps activity with a load and a store instead of reading the clock; they fire up
+    /// to one tick late.
+    private(set) var coarseNow = NIODeadline.now()
+    static let tickInterval = TimeAmount.milliseconds(250)
 
     init(index: Int, eventLoop: EventLoop, snapshot: ConfigSnapshot, listenerStats: ListenerStats, accessLogFD: Int32?) {
         self.eventLoop = eventLoop
@@ -126,9 +149,12 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    /// Periodic housekeeping: idle upstream connections, access log flush.
+    /// Periodic housekeeping: downstream timeouts, idle upstream connections, access log flush.
     func tick() {
         let now = NIODeadline.now()
+        coarseNow = now
+        // A copy: a timed-out connection leaves `downstreams` when it closes.
+        for d in Array(downstreams.values) { d.checkTimeouts(now: now) }
         for pool in pools.values { pool.sweepIdle(now: now) }
         accessLog.flush()
     }
