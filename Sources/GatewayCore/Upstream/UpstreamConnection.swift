@@ -101,7 +101,11 @@ final class UpstreamConnection: ChannelInboundHandler {
         var incoming = unwrapInboundIn(data)
         guard sink != nil else {
             // Bytes nobody asked for: the connection cannot be trusted any more.
-            context.close(promise: nil)
+            if releaseAfterRead {
+                mustClose = true
+            } else {
+                context.close(promise: nil)
+            }
             return
         }
         if pending != nil {
@@ -114,7 +118,18 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         sink?.upstreamReadComplete()
+        if releaseAfterRead {
+            releaseAfterRead = false
+            // Closed meanwhile: `channelInactive` gave the connection back already.
+            guard !isClosed else { return }
+            pool.released(self, reusable: responseKeepAlive && !mustClose)
+        }
     }
+
+    /// A response ended in this read batch: the connection goes back to the pool when the
+    /// batch is over, so bytes the upstream sent after the response in the same batch are seen
+    /// (and the connection closed) before anyone else's request is written to it.
+    private var releaseAfterRead = false
 
     private func process(_ buffer: inout ByteBuffer, context: ChannelHandlerContext) {
         while buffer.readableBytes > 0, let sink {
@@ -128,12 +143,18 @@ final class UpstreamConnection: ChannelInboundHandler {
                     return
                 case .success(let head?):
                     let headBytes = buffer.readSlice(length: head.length)!
+                    if head.status == 101 {
+                        // The gateway never asks to switch protocols (it drops Upgrade): an
+                        // upstream that does is not speaking HTTP/1.1 with us.
+                        fail(context: context)
+                        return
+                    }
                     if head.status < 200 {
                         // Interim answers (100 Continue) go through; the final one follows.
                         sink.upstreamResponseHead(head, bytes: headBytes, framing: .none)
                         continue
                     }
-                    responseKeepAlive = head.keepAlive
+                    responseKeepAlive = head.keepAlive && !Self.announcesForbiddenBody(head, requestWasHead: requestWasHead)
                     let framing = HeadParser.responseFraming(head, requestWasHead: requestWasHead)
                     if framing == .untilClose { responseKeepAlive = false }
                     body = BodyDecoder(framing, errorStatus: 502)
@@ -142,24 +163,41 @@ final class UpstreamConnection: ChannelInboundHandler {
                     guard self.sink != nil else { return }
                 }
             }
-            if body!.isComplete {
-                finishResponse(context: context)
-                continue
+            if !body!.isComplete {
+                guard case .success(let n) = buffer.consumeBody(&body!) else {
+                    fail(context: context)
+                    return
+                }
+                if n > 0 {
+                    sink.upstreamResponseBody(buffer.readSlice(length: n)!)
+                    guard self.sink != nil else { return }
+                }
             }
-            guard case .success(let n) = buffer.consumeBody(&body!) else {
-                fail(context: context)
+            if body!.isComplete {
+                // Bytes after a complete response (a body on a 204 or a HEAD answer, more than
+                // Content-Length said) were sent for no request: whatever they are, they must never
+                // be read as the next request's response, so the connection is not reused. This
+                // is decided before the response ends, because ending it may hand the connection on.
+                if buffer.readableBytes > 0 {
+                    mustClose = true
+                    buffer.clear()
+                }
+                finishResponse(context: context)
                 return
             }
-            if n > 0 {
-                sink.upstreamResponseBody(buffer.readSlice(length: n)!)
-                guard self.sink != nil else { return }
-            }
-            if body!.isComplete { finishResponse(context: context) }
         }
-        if buffer.readableBytes > 0 {
-            // Data after a complete response with nobody waiting: not HTTP/1.1 we can use.
-            context.close(promise: nil)
-        }
+    }
+
+    /// A 204 or 304, or an answer to HEAD, must not have a body (RFC 9110 §6.4.1); one that
+    /// announces a chunked body, or a 204/304 with a non-zero Content-Length, may send it in a
+    /// later packet, where nothing could tell it from the next response. Such a connection is
+    /// closed after the response instead of reused. (A HEAD answer's Content-Length is the size
+    /// the GET would have, so only chunking is suspicious there.)
+    static func announcesForbiddenBody(_ head: MessageHead, requestWasHead: Bool) -> Bool {
+        let noBodyStatus = head.status == 204 || head.status == 304
+        guard noBodyStatus || requestWasHead else { return false }
+        if head.chunked { return true }
+        return noBodyStatus && (head.contentLength ?? 0) > 0
     }
 
     private func finishResponse(context: ChannelHandlerContext) {
@@ -169,8 +207,7 @@ final class UpstreamConnection: ChannelInboundHandler {
         sink?.upstreamResponseEnd()
         // An idle pooled connection must read, or it would not notice the upstream closing it.
         resumeReading()
-        let reusable = responseKeepAlive && !mustClose
-        pool.released(self, reusable: reusable)
+        releaseAfterRead = true
     }
 
     private func fail(context: ChannelHandlerContext) {
