@@ -5,12 +5,6 @@ import XCTest
 /// A connection's objects go when the connection does: thousands of short connections on both
 /// sides leave the real gateway process's memory where it was.
 final class ConnectionLifetimeTests: XCTestCase {
-    func residentKiB(_ pid: Int32) -> Int {
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
-    }
-
     func testShortConnectionsLeaveNothingBehind() throws {
         #if !os(Linux)
         throw XCTSkip("reads /proc")
