@@ -59,6 +59,9 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "gateway")
         logger.logLevel = .info
+        // Every client and upstream connection is a descriptor: take all the system allows,
+        // before the listener's default maxConnections is derived from it.
+        DescriptorLimit.raiseToHardLimit()
         let cfg = try loadConfig(config)
         var listener = cfg.listener
         var admin = cfg.admin
