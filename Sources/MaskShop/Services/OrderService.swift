@@ -40,6 +40,11 @@ enum OrderService {
         func contains(_ id: Int) -> Bool { lock.lock(); defer { lock.unlock() }; return ids.contains(id) }
     }
 
+    /// What a request says about its body, to tell a retry from another order under the same key.
+    static func fingerprint(orderId: Int, productId: Int, qty: Int, customerId: Int?) -> String {
+        "orderId=\(orderId);productId=\(productId);qty=\(qty);customerId=\(customerId.map(String.init) ?? "-")"
+    }
+
     static func migrations(_ m: inout DatabaseMigrator) {
         m.registerMigration("orders") { db in
             try db.execute(sql: """
@@ -48,6 +53,10 @@ enum OrderService {
                     createdAt REAL NOT NULL);
                 CREATE TABLE idempotency (key TEXT PRIMARY KEY, orderRowId INTEGER NOT NULL);
                 """)
+        }
+        m.registerMigration("idempotency-request") { db in
+            // The request a key was first used for (NULL for keys stored before this column).
+            try db.execute(sql: "ALTER TABLE idempotency ADD COLUMN request TEXT")
         }
     }
 
@@ -117,20 +126,27 @@ enum OrderService {
         let qty = try JSON.required(body, "qty", min: 1)
         let customerId = try JSON.int(body, "customerId", optional: true)
         let key = request.headers[HTTPField.Name("Idempotency-Key")!].map { String($0) }
+        let requestPrint = fingerprint(orderId: orderId, productId: productId, qty: qty, customerId: customerId)
 
         // 1. pending row (and the idempotency key, so a concurrent retry finds it). The id is
         // marked as being placed before the row is committed, so reconciliation never sees the
         // row without the mark.
         enum Start: Sendable { case new(Int), replay(Record) }
         let start: Start = try await store.write { db in
-            if let key, let existing = try Int.fetchOne(db.cachedStatement(sql: "SELECT orderRowId FROM idempotency WHERE key = ?"), arguments: [key]) {
-                return .replay(Record(value: json(try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [existing])!)))
+            if let key, let existing = try Row.fetchOne(db.cachedStatement(sql: "SELECT orderRowId, request FROM idempotency WHERE key = ?"),
+                                                        arguments: [key]) {
+                if let first = existing["request"] as String?, first != requestPrint {
+                    throw APIError(.unprocessableContent,
+                                   "Idempotency-Key '\(key)' was already used for a different request (\(first.replacingOccurrences(of: ";", with: ", "))); use a new key for a new order")
+                }
+                let rowId: Int = existing["orderRowId"]
+                return .replay(Record(value: json(try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [rowId])!)))
             }
             try db.run(sql: "INSERT INTO orders (orderId, productId, qty, customerId, status, createdAt) VALUES (?, ?, ?, ?, 'pending', ?)",
                        arguments: [orderId, productId, qty, customerId, Date().timeIntervalSince1970])
             let id = Int(db.lastInsertedRowID)
             placing.insert(id)
-            if let key { try db.run(sql: "INSERT INTO idempotency (key, orderRowId) VALUES (?, ?)", arguments: [key, id]) }
+            if let key { try db.run(sql: "INSERT INTO idempotency (key, orderRowId, request) VALUES (?, ?, ?)", arguments: [key, id, requestPrint]) }
             return .new(id)
         }
         let id: Int
