@@ -84,8 +84,10 @@ enum OrderService {
             await handle {
                 let id = try context.intParameter("id")
                 let body = try await JSON.object(request)
-                guard let type = body["type"] as? String else { throw APIError(.badRequest, "missing field 'type' (\"cancel\")") }
-                guard type == "cancel" else { throw APIError(.badRequest, "unknown type '\(type)': only \"cancel\" is supported") }
+                let type = try JSON.string(body, "type", hint: "\"cancel\"")
+                guard type.trimmingCharacters(in: .whitespaces).lowercased() == "cancel" else {
+                    throw APIError(.badRequest, "field 'type' must be \"cancel\", got \(JSONText.encode(type))")
+                }
                 let row: Record = try await store.write { db in
                     guard let row = try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]) else {
                         throw APIError(.notFound, "no order \(id)")
