@@ -368,7 +368,7 @@ final class User {
         run.recorder.recordResponse(status: status, bodyBytes: bodyBytes, latencyMicros: micros, second: run.second(now))
         if let live = run.live {
             live.responses.wrappingIncrement(ordering: .relaxed)
-            if status >= 400 { live.failures.wrappingIncrement(ordering: .relaxed) }
+            if Recorder.siegeFails(status) { live.failures.wrappingIncrement(ordering: .relaxed) }
             live.latencyMicros.wrappingIncrement(by: Int(micros), ordering: .relaxed)
         }
         if !keepAlive { closeConnection() }

@@ -17,7 +17,7 @@ struct LoadTest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loadtest",
         abstract: "A siege-compatible HTTP load generator with HdrHistogram latencies.",
-        discussion: "Failed transactions = responses with status >= 400 + socket failures; Availability = successful / (transactions + socket failures).")
+        discussion: "Counting is siege 4's: Transactions = responses except 408 and 500-509; Failed transactions = socket failures + 408/5xx responses; Successful = status < 400, 401 or 407; Availability = transactions / (transactions + failed).")
 
     @Option(name: .short, help: "Concurrent users.") var c = 25
     @Option(name: .short, help: "Duration: N, NS, NM or NH.") var t: String?

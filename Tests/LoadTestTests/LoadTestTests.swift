@@ -61,7 +61,9 @@ final class OptionParsingTests: XCTestCase {
 }
 
 final class SummaryTests: XCTestCase {
-    /// A recorded run: 8 × 200 (10 ms), 1 × 503 (20 ms), 1 × 404 (30 ms), 2 socket failures, 4 s.
+    /// A recorded run: 8 × 200 (10 ms), 1 × 503 (20 ms), 1 × 404 (30 ms), 2 socket failures, 4 s,
+    /// counted as siege 4 counts: the 503 is a failed transaction, the 404 a transaction that is
+    /// not successful.
     func testSiegeArithmetic() {
         var r = Recorder()
         for _ in 0..<8 { r.recordResponse(status: 200, bodyBytes: 1_048_576 / 8, latencyMicros: 10_000, second: 0) }
@@ -70,13 +72,14 @@ final class SummaryTests: XCTestCase {
         r.recordSocketFailure(second: 3)
         r.recordSocketFailure(second: 3)
         let s = Summary(r, elapsed: 4)
-        XCTAssertEqual(s.transactions, 10)
+        XCTAssertEqual(s.transactions, 9)
+        XCTAssertEqual(s.responses, 10)
         XCTAssertEqual(s.successful, 8)
-        XCTAssertEqual(s.failed, 4)
-        XCTAssertEqual(s.availability, 100 * 8 / 12, accuracy: 1e-9)
+        XCTAssertEqual(s.failed, 3)
+        XCTAssertEqual(s.availability, 100 * 9 / 12, accuracy: 1e-9)
         XCTAssertEqual(s.megabytes, 1, accuracy: 1e-9)
-        XCTAssertEqual(s.responseTime, 0.013, accuracy: 1e-9)
-        XCTAssertEqual(s.transactionRate, 2.5, accuracy: 1e-9)
+        XCTAssertEqual(s.responseTime, 0.13 / 9, accuracy: 1e-9)
+        XCTAssertEqual(s.transactionRate, 2.25, accuracy: 1e-9)
         XCTAssertEqual(s.throughput, 0.25, accuracy: 1e-9)
         XCTAssertEqual(s.concurrency, 0.13 / 4, accuracy: 1e-9)
         XCTAssertEqual(s.longest, 0.03, accuracy: 1e-9)
@@ -84,11 +87,13 @@ final class SummaryTests: XCTestCase {
         XCTAssertEqual(s.statusCounts, [200: 8, 503: 1, 404: 1])
         XCTAssertEqual(s.percentiles.first { $0.0 == "p50" }?.1 ?? 0, 10, accuracy: 0.02)
         let text = Report.text(s)
-        XCTAssertTrue(text.contains("Transactions:                       10 hits"), text)
-        XCTAssertTrue(text.contains("Availability:                    66.67 %"), text)
-        XCTAssertTrue(text.contains("Failed transactions:                 4"), text)
+        XCTAssertTrue(text.contains("Transactions:                        9 hits"), text)
+        XCTAssertTrue(text.contains("Availability:                    75.00 %"), text)
+        XCTAssertTrue(text.contains("Failed transactions:                 3"), text)
         let json = try! JSONSerialization.jsonObject(with: Data(Report.json(s).utf8)) as! [String: Any]
-        XCTAssertEqual(json["transactions"] as? Int, 10)
+        XCTAssertEqual(json["transactions"] as? Int, 9)
+        XCTAssertEqual(json["responses"] as? Int, 10)
+        XCTAssertEqual(json["socket_failures"] as? Int, 2)
         XCTAssertEqual((json["status_codes"] as? [String: Int])?["503"], 1)
         let html = Report.html(s, r, title: "t")
         XCTAssertTrue(html.contains("<svg id=\"latency\""))
