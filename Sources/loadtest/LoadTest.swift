@@ -34,7 +34,7 @@ struct LoadTest: AsyncParsableCommand {
     @Option(name: .customShort("R"), help: "Constant total request rate; latency counted from the intended send time.") var rate: Double?
     @Option(help: "Write an HTML report to FILE.") var html: String?
     @Option(help: "Event loops (default: half the cores with keep-alive, one per core with --connection close).") var threads: Int?
-    @Argument(help: "URL (unless -f).") var url: String?
+    @Argument(help: "URL (unless -f), or 'URL POST {json}' (also PUT, PATCH, DELETE; 'URL POST < file') as one argument.") var url: String?
 
     func makeOptions() throws -> LoadOptions {
         var o = LoadOptions()
@@ -60,7 +60,7 @@ struct LoadTest: AsyncParsableCommand {
             o.rate = rate
         }
         if let f { o.targets = try Target.parseFile(f) }
-        if let url { o.targets.append(try Target.parseURL(url)) }
+        if let url { o.targets.append(try Target.parseLine(url) ?? Target.parseURL(url)) }
         guard !o.targets.isEmpty else { throw OptionError("give a URL or -f FILE") }
         return o
     }
