@@ -142,9 +142,17 @@ public struct LoadOptions: Sendable {
     public var contentType = "application/json"
     public var connection = ConnectionMode.keepAlive
     public var timeout: TimeAmount = .seconds(30)
-    /// `-R`: total requests per second across users, latency counted from the intended send time.
+    /// `--rate`: total requests per second across users, latency counted from the intended send time.
     public var rate: Double?
     public var targets: [Target] = []
+    /// `-A`: the User-Agent header.
+    public var userAgent = "loadtest"
+    /// `-i`: each user picks its next URL at random (siege's internet mode) instead of in order.
+    public var internet = false
+    /// `failures` (.siegerc): stop the run once this many transactions failed (nil: never).
+    public var failureLimit: Int?
+    /// `-r once`: each user goes through the URLs once, from the first.
+    public var onceEach = false
 
     public init() {}
 
@@ -188,7 +196,7 @@ public struct LoadOptions: Sendable {
     func encodedRequests() -> [ByteBuffer] {
         targets.map { t in
             var s = "\(t.method) \(t.path) HTTP/1.1\r\nHost: \(t.host)\(t.port == 80 ? "" : ":\(t.port)")\r\n"
-            s += "User-Agent: loadtest\r\nAccept: */*\r\n"
+            s += "User-Agent: \(userAgent)\r\nAccept: */*\r\n"
             if connection == .close { s += "Connection: close\r\n" }
             for (k, v) in headers { s += "\(k): \(v)\r\n" }
             if let body = t.body {

@@ -184,6 +184,59 @@ final class EngineTests: XCTestCase {
         XCTAssertGreaterThan(s.transactions, 10)
     }
 
+    /// siege's order: each user goes through the URLs in order; with -i (internet) it picks them
+    /// at random.
+    func testURLsInOrderOrAtRandom() async throws {
+        let server = try CountingServer()
+        defer { server.close() }
+        var o = LoadOptions()
+        o.concurrency = 1
+        o.repetitions = 300
+        o.targets = try ["a", "b", "c"].map { try Target.parseURL("\(server.url)\($0)") }
+        _ = try await run(o)
+        let inOrder = server.seen.map { String($0.split(separator: " ")[1]) }
+        XCTAssertEqual(inOrder, (0..<300).map { ["/a", "/b", "/c"][$0 % 3] })
+        server.reset()
+        o.internet = true
+        let (s, _) = try await run(o)
+        XCTAssertEqual(s.transactions, 300)
+        let random = server.seen.map { String($0.split(separator: " ")[1]) }
+        XCTAssertNotEqual(random, inOrder)
+        for path in ["/a", "/b", "/c"] { XCTAssertGreaterThan(random.filter { $0 == path }.count, 50, path) }
+    }
+
+    /// siege's `failures`: the run stops once that many transactions failed.
+    func testFailureLimitStopsTheRun() async throws {
+        let server = try CountingServer(mode: .status(503))
+        defer { server.close() }
+        var o = LoadOptions()
+        o.concurrency = 2
+        o.repetitions = 5000
+        o.failureLimit = 10
+        o.targets = [try Target.parseURL(server.url)]
+        let r = try await LoadEngine.run(o, group: MultiThreadedEventLoopGroup.singleton, live: nil, stop: ManagedAtomic(false))
+        let s = Summary(r.recorder, elapsed: r.elapsed)
+        XCTAssertTrue(r.aborted)
+        XCTAssertGreaterThanOrEqual(s.failed, 10)
+        XCTAssertLessThan(s.failed, 100, "stopped soon after the limit, not after 10,000 requests")
+        XCTAssertEqual(s.transactions, 0)
+    }
+
+    /// `-v`: siege's line, coloured only when asked (the caller asks only for a terminal).
+    func testVerboseLinesInSiegesShape() throws {
+        let post = try XCTUnwrap(try Target.parseLine(#"http://127.0.0.1:8080/orders POST {"qty":1}"#))
+        let get = try Target.parseURL("http://127.0.0.1:8080/orders/1?x=1")
+        let plain = TransactionLog(targets: [post, get], color: false, write: { _, _ in })
+        XCTAssertEqual(plain.line(minorVersion: 1, status: 201, seconds: 0.0123, bytes: 68, target: 0),
+                       "HTTP/1.1 201     0.01 secs:      68 bytes ==> POST http://127.0.0.1:8080/orders\n")
+        XCTAssertEqual(plain.line(minorVersion: 0, status: 404, seconds: 12.5, bytes: 1234567, target: 1),
+                       "HTTP/1.0 404    12.50 secs: 1234567 bytes ==> GET  /orders/1?x=1\n")
+        let coloured = TransactionLog(targets: [post], color: true, write: { _, _ in })
+        XCTAssertEqual(coloured.line(minorVersion: 1, status: 503, seconds: 0, bytes: 0, target: 0),
+                       "\u{1B}[0;31mHTTP/1.1 503     0.00 secs:       0 bytes ==> POST http://127.0.0.1:8080/orders\u{1B}[0m\n")
+        XCTAssertTrue(coloured.line(minorVersion: 1, status: 200, seconds: 0, bytes: 0, target: 0).hasPrefix("\u{1B}[0;34m"))
+    }
+
     /// wrk2's coordinated-omission correction: at a fixed rate, one 400 ms stall delays every
     /// request scheduled behind it, and their latency counts from when they were due.
     func testRateModeCountsLatencyFromTheIntendedSendTime() async throws {
