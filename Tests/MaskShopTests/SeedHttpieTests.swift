@@ -43,6 +43,7 @@ final class SeedHttpieTests: XCTestCase {
     func testTheScenariosHttpieLinesWorkAsWritten() throws {
         let http = try requireTool("http", install: "pip install httpie")
         let unshare = try requireTool("unshare", install: "apt-get install -y util-linux")
+        _ = try requireTool("ip", install: "apt-get install -y iproute2")
         let maskshop = try maskshopExecutable()
         _ = try requireGateway()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("seed-httpie-\(UUID().uuidString)")
