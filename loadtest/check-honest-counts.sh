@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# loadtest's counts against what nginx logged: `-c 4 -r 50` must be 200 transactions and 200
-# access-log lines; 10 POSTs with a JSON body must be logged as 10 POSTs carrying that body.
+# loadtest's counts against what nginx logged: `-c4 -r50` must be 200 transactions and 200
+# access-log lines; `-c2 -r5 'URL POST {json}'` must be logged as 10 POSTs carrying that body.
 #
 #   loadtest/check-honest-counts.sh
 set -euo pipefail
@@ -28,18 +28,17 @@ CONF
 nginx -p "$WORK" -c nginx.conf
 trap 'nginx -p "$WORK" -c nginx.conf -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
 
-out=$("$LOADTEST" -c 4 -r 50 -q http://127.0.0.1:18390/)
+out=$("$LOADTEST" -c4 -r50 http://127.0.0.1:18390/)
 tx=$(awk '/^Transactions:/ {print $2}' <<<"$out")
 sleep 0.5
 logged=$(grep -c '^GET / ' "$WORK/access.log" || true)
-echo "loadtest -c 4 -r 50: Transactions $tx, nginx logged $logged GET requests"
+echo "loadtest -c4 -r50: Transactions $tx, nginx logged $logged GET requests"
 [ "$tx" = 200 ] && [ "$logged" = 200 ] || { echo "FAIL: counts differ" >&2; exit 1; }
 
-echo 'http://127.0.0.1:18390/orders POST {"orderId":1111,"productId":1111,"qty":10}' > "$WORK/urls.txt"
-out=$("$LOADTEST" -c 2 -r 5 -q -f "$WORK/urls.txt")
+out=$("$LOADTEST" -c2 -r5 'http://127.0.0.1:18390/orders POST {"orderId":1111,"productId":1111,"qty":10}')
 tx=$(awk '/^Transactions:/ {print $2}' <<<"$out")
 sleep 0.5
 posts=$(grep -c '^POST /orders 200 "{\\x22orderId\\x22:1111,\\x22productId\\x22:1111,\\x22qty\\x22:10}"' "$WORK/access.log" || true)
-echo "loadtest -c 2 -r 5 POST: Transactions $tx, nginx logged $posts POSTs with the JSON body"
+echo "loadtest -c2 -r5 'URL POST {json}': Transactions $tx, nginx logged $posts POSTs with the JSON body"
 [ "$tx" = 10 ] && [ "$posts" = 10 ] || { echo "FAIL: POST counts differ"; tail -3 "$WORK/access.log"; exit 1; } >&2
 echo "ok: counts equal what nginx logged"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The seed's circuit-breaker demonstration as text: siege -c 2 -t 10S against the delivery route,
+# The seed's circuit-breaker demonstration as text: siege -c2 -t10S against the delivery route,
 # first without the breaker (config/gateway.json), then with the seed's DestinationRule
 # (config/circuit-breaker.json: maxConnections 1, http1MaxPendingRequests 1,
 # maxRequestsPerConnection 1), with the gateway's overflow counters; then Istio's task
-# (fortio -n 20 -c 2 / -n 30 -c 3 → loadtest -c 2 -r 10 / -c 3 -r 10) with 200/503 counts.
+# (fortio -n 20 -c 2 / -n 30 -c 3 → loadtest -c2 -r10 / -c3 -r10) with 200/503 counts.
+# loadtest is run with siege's own command line: -c2 -t10S -v 'URL POST {json}'.
 #
 #   loadtest/seed-circuit-breaker.sh [duration, default 10S]
 set -euo pipefail
@@ -28,16 +29,22 @@ start_shop() { # config
 
 # POST /deliveries, as order's synchronous call does (each user a new orderId per request is not
 # needed: delivery is idempotent per orderId, so the load is the same either way).
-echo 'http://127.0.0.1:8080/deliveries POST {"orderId":1,"productId":1111,"qty":10}' > "$WORK/urls.txt"
+URL='http://127.0.0.1:8080/deliveries POST {"orderId":1,"productId":1111,"qty":10}'
+
+# -v prints a line per transaction: the first five, a count of the rest, and the summary.
+shorten() {
+  awk '/^HTTP\/1/ { n++; if (n <= 5) print; next }
+       { if (n > 5 && !told) { print "  ... " n - 5 " more transaction lines"; told = 1 } print }'
+}
 
 overflow() {
   curl -s 127.0.0.1:9901/stats | grep -E "cluster.delivery.(upstream_rq_pending_overflow|upstream_cx_overflow|upstream_rq_total):" | sed 's/^/  /'
 }
 
 for config in config/gateway.json config/circuit-breaker.json; do
-  echo "=== $config: loadtest -c 2 -t $DURATION (siege -c 2 -t $DURATION) ==="
+  echo "=== $config: loadtest -c2 -t$DURATION -v '$URL' ==="
   start_shop "$config"
-  "$BIN/loadtest" -c 2 -t "$DURATION" -b -q -f "$WORK/urls.txt"
+  "$BIN/loadtest" -c2 -t"$DURATION" -v "$URL" | shorten
   echo "gateway counters:"; overflow
   stop_shop
   echo
@@ -46,12 +53,12 @@ done
 echo "=== Istio's circuit-breaking task with config/circuit-breaker.json ==="
 start_shop config/circuit-breaker.json
 for c in 2 3; do
-  out=$("$BIN/loadtest" -c "$c" -r 10 -b -q --json -f "$WORK/urls.txt")
+  out=$("$BIN/loadtest" -c"$c" -r10 -b -q --json "$URL")
   python3 - "$c" "$out" <<'PY'
 import json, sys
 c, s = sys.argv[1], json.loads(sys.argv[2])
 codes = s["status_codes"]
-print(f"loadtest -c {c} -r 10 (fortio -c {c} -n {int(c) * 10}): {s['transactions']} calls, "
+print(f"loadtest -c{c} -r10 (fortio -c {c} -n {int(c) * 10}): {s['responses']} calls, "
       f"200: {codes.get('200', 0) + codes.get('201', 0)}, 503: {codes.get('503', 0)}, failed {s['failed_transactions']}")
 PY
 done

@@ -6,9 +6,10 @@ import Glibc
 /// Runs a command so that bad input ends in one line on stderr and a non-zero exit:
 /// `<tool>: <reason>`. `--help` and `--version` still print in full.
 public enum CommandRunner {
-    public static func main<Command: AsyncParsableCommand>(_ type: Command.Type) async {
+    /// `arguments`: the command line to parse (without the program name); nil: the process's.
+    public static func main<Command: AsyncParsableCommand>(_ type: Command.Type, arguments: [String]? = nil) async {
         do {
-            var command = try type.parseAsRoot()
+            var command = try type.parseAsRoot(arguments)
             if var async = command as? AsyncParsableCommand {
                 try await async.run()
             } else {

@@ -19,6 +19,8 @@ public enum LoadEngine {
     public struct Result: Sendable {
         public var recorder: Recorder
         public var elapsed: Double
+        /// The run stopped because failed transactions reached `failureLimit`.
+        public var aborted = false
     }
 
     /// Fails with a one-line reason when the first target cannot be reached at all.
@@ -58,17 +60,19 @@ public enum LoadEngine {
         return out
     }
 
-    public static func run(_ options: LoadOptions, group: EventLoopGroup, live: LiveCounters?, stop: ManagedAtomic<Bool>) async throws -> Result {
+    public static func run(_ options: LoadOptions, group: EventLoopGroup, live: LiveCounters?, stop: ManagedAtomic<Bool>,
+                           log: TransactionLog? = nil) async throws -> Result {
         let requests = options.encodedRequests()
         let addresses = await resolve(options.targets, group: group)
         let loops = Array(group.makeIterator())
         let start = NIODeadline.now()
         let deadline = options.duration.map { start + $0 }
+        let failures = options.failureLimit.map { FailureLimit(limit: $0, stop: stop) }
         let runs = loops.enumerated().map { i, loop in
             // Users go round-robin over the loops: loop i gets every n-th user from i.
             let users = options.concurrency / loops.count + (i < options.concurrency % loops.count ? 1 : 0)
             return LoopRun(loop: loop, users: users, options: options, requests: requests, addresses: addresses, start: start,
-                           deadline: deadline, live: live, stop: stop)
+                           deadline: deadline, live: live, stop: stop, log: log, failures: failures)
         }
         for i in 0..<options.concurrency {
             let run = runs[i % runs.count]
@@ -81,7 +85,26 @@ public enum LoadEngine {
         let end = NIODeadline.now()
         var elapsed = Double((end - start).nanoseconds) / 1e9
         if let d = options.duration, stop.load(ordering: .relaxed) == false { elapsed = min(elapsed, Double(d.nanoseconds) / 1e9) }
-        return Result(recorder: recorder, elapsed: elapsed)
+        return Result(recorder: recorder, elapsed: elapsed, aborted: failures?.reached.load(ordering: .relaxed) ?? false)
+    }
+}
+
+/// siege's `failures`: failed transactions counted across loops; reaching the limit stops the run.
+final class FailureLimit: Sendable {
+    let limit: Int
+    let count = ManagedAtomic(0)
+    let reached = ManagedAtomic(false)
+    let stop: ManagedAtomic<Bool>
+    init(limit: Int, stop: ManagedAtomic<Bool>) {
+        self.limit = limit
+        self.stop = stop
+    }
+
+    func add() {
+        if count.wrappingIncrementThenLoad(ordering: .relaxed) >= limit {
+            reached.store(true, ordering: .relaxed)
+            stop.store(true, ordering: .relaxed)
+        }
     }
 }
 
@@ -109,6 +132,11 @@ final class LoopRun: @unchecked Sendable {
     let deadline: NIODeadline
     let live: LiveCounters?
     let stop: ManagedAtomic<Bool>
+    /// `-v`: a line per transaction.
+    let log: TransactionLog?
+    let failures: FailureLimit?
+    /// `-i`: users pick their URLs at random.
+    let internet: Bool
     let finished: EventLoopPromise<Recorder>
     var recorder = Recorder()
     var users: [User] = []
@@ -120,7 +148,8 @@ final class LoopRun: @unchecked Sendable {
     let expectedUsers: Int
 
     init(loop: EventLoop, users: Int, options: LoadOptions, requests: [ByteBuffer], addresses: [SocketAddress?], start: NIODeadline,
-         deadline: NIODeadline?, live: LiveCounters?, stop: ManagedAtomic<Bool>) {
+         deadline: NIODeadline?, live: LiveCounters?, stop: ManagedAtomic<Bool>, log: TransactionLog? = nil,
+         failures: FailureLimit? = nil) {
         self.loop = loop
         expectedUsers = users
         self.options = options
@@ -131,7 +160,7 @@ final class LoopRun: @unchecked Sendable {
         // TCP_NODELAY is ClientBootstrap's default.
         bootstrap = ClientBootstrap(group: loop).connectTimeout(options.timeout)
         keepAliveMode = options.connection == .keepAlive
-        repetitions = options.repetitions ?? .max
+        repetitions = options.onceEach ? options.targets.count : options.repetitions ?? .max
         timeout = options.timeout
         rateInterval = options.rate.map { .nanoseconds(Int64(Double(options.concurrency) / $0 * 1e9)) }
         delay = options.delay
@@ -139,6 +168,9 @@ final class LoopRun: @unchecked Sendable {
         self.deadline = deadline ?? .distantFuture
         self.live = live
         self.stop = stop
+        self.log = log
+        self.failures = failures
+        internet = options.internet
         finished = loop.makePromise()
         // Timeouts and the -t deadline are checked by one sweep per loop, not a timer per request.
         sweeper = loop.scheduleRepeatedTask(initialDelay: .milliseconds(10), delay: .milliseconds(10)) { [self] _ in sweep() }
@@ -204,7 +236,15 @@ final class User {
     init(run: LoopRun, index: Int) {
         self.run = run
         self.index = index
-        targetIndex = index % run.requests.count
+        let n = run.requests.count
+        if run.internet {
+            targetIndex = Int.random(in: 0..<n, using: &run.random)
+        } else if run.options.onceEach {
+            targetIndex = 0
+        } else {
+            // siege's start: user i begins at URL i × (URLs / users).
+            targetIndex = (index * (n / max(1, run.options.concurrency))) % n
+        }
     }
 
     var options: LoadOptions { run.options }
@@ -270,7 +310,7 @@ final class User {
                 case .connected(let s):
                     fd = s
                 case .failed:
-                    failed()
+                    failed(.connect)
                     return
                 case .notImmediate:
                     run.connectsDirectly[targetIndex] = false
@@ -293,13 +333,13 @@ final class User {
                     try ch.pipeline.syncOperations.addHandler(h)
                 } catch {
                     ch.close(promise: nil)
-                    self.failed()
+                    self.failed(.connect)
                     return
                 }
                 self.handler = h
                 self.write(h)
             case .failure:
-                self.failed()
+                self.failed(.connect)
             }
         }
     }
@@ -322,7 +362,7 @@ final class User {
         if head == nil {
             switch data.parseHead(.response) {
             case .failure:
-                failed()
+                failed(.badResponse)
                 return
             case .success(nil):
                 buffer = data
@@ -339,7 +379,7 @@ final class User {
         }
         switch data.consumeBody(&body) {
         case .failure:
-            failed()
+            failed(.badResponse)
         case .success(let n):
             bodyBytes += n
             if body.isComplete { completed() }
@@ -355,7 +395,7 @@ final class User {
         if head != nil && body.endsAtClose {
             completed()
         } else {
-            failed()
+            failed(head == nil ? .closed : .cutOff)
         }
     }
 
@@ -368,26 +408,34 @@ final class User {
         run.recorder.recordResponse(status: status, bodyBytes: bodyBytes, latencyMicros: micros, second: run.second(now))
         if let live = run.live {
             live.responses.wrappingIncrement(ordering: .relaxed)
-            if status >= 400 { live.failures.wrappingIncrement(ordering: .relaxed) }
+            if Recorder.siegeFails(status) { live.failures.wrappingIncrement(ordering: .relaxed) }
             live.latencyMicros.wrappingIncrement(by: Int(micros), ordering: .relaxed)
         }
+        run.log?.response(minorVersion: head?.minorVersion ?? 1, status: status, micros: micros, bytes: bodyBytes, target: targetIndex)
+        if let f = run.failures, Recorder.siegeFails(status) { f.add() }
         if !keepAlive { closeConnection() }
         advance(now)
     }
 
-    func failed() {
+    func failed(_ reason: SocketFailure) {
         guard inFlight else { return }
         inFlight = false
         let now = NIODeadline.now()
         run.recorder.recordSocketFailure(second: run.second(now))
         run.live?.failures.wrappingIncrement(ordering: .relaxed)
+        run.log?.failure(reason, target: targetIndex)
+        run.failures?.add()
         closeConnection()
         advance(now)
     }
 
     private func advance(_ now: NIODeadline) {
-        targetIndex += 1
-        if targetIndex == run.requests.count { targetIndex = 0 }
+        if run.internet {
+            targetIndex = Int.random(in: 0..<run.requests.count, using: &run.random)
+        } else {
+            targetIndex += 1
+            if targetIndex == run.requests.count { targetIndex = 0 }
+        }
         if let interval = run.rateInterval {
             intended = intended! + interval
             schedule(at: intended!)
@@ -408,7 +456,7 @@ final class User {
             finish()
             return
         }
-        if inFlight && now - requestStart > run.timeout { failed() }
+        if inFlight && now - requestStart > run.timeout { failed(.timeout) }
     }
 }
 

@@ -23,15 +23,24 @@ public struct Target: Equatable, Sendable {
         self.body = body
     }
 
-    /// `http://host[:port][/path]` (siege also takes a bare `host/path`).
+    /// The methods a URL may be followed by (siege's: POST, PUT, PATCH, DELETE, OPTIONS; and
+    /// GET and HEAD).
+    public static let methods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+    /// `http://host[:port][/path]` (siege also takes a bare `host/path`). What may not stand in a
+    /// request line (spaces, control characters, quotes, braces, non-ASCII...) is percent-encoded,
+    /// as siege's url-escaping does, so the request line is always well formed; a `#fragment` is
+    /// not sent.
     public static func parseURL(_ text: String) throws -> Target {
-        var rest = Substring(text)
-        if rest.hasPrefix("https://") { throw OptionError("https is not supported: \(text)") }
-        if rest.hasPrefix("http://") { rest = rest.dropFirst(7) }
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        var rest = Substring(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        if rest.lowercased().hasPrefix("https://") { throw OptionError("https is not supported: \(text)") }
+        if rest.lowercased().hasPrefix("http://") { rest = rest.dropFirst(7) }
+        if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
+        let slash = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
         let authority = rest[..<slash]
-        let path = slash == rest.endIndex ? "/" : String(rest[slash...])
-        guard !authority.isEmpty else { throw OptionError("no host in URL '\(text)'") }
+        var path = slash == rest.endIndex ? "/" : String(rest[slash...])
+        if path.hasPrefix("?") { path = "/" + path }
+        guard !authority.isEmpty, !authority.contains(where: { $0.isWhitespace }) else { throw OptionError("no host in URL '\(text)'") }
         var host = String(authority)
         var port = 80
         if let colon = authority.lastIndex(of: ":") {
@@ -41,31 +50,63 @@ public struct Target: Equatable, Sendable {
             }
             port = p
         }
-        return Target(host: host, port: port, path: path)
+        guard !host.isEmpty else { throw OptionError("no host in URL '\(text)'") }
+        return Target(host: host, port: port, path: escape(path))
     }
 
-    /// A URL-file line: `URL`, `URL POST {json}`, `URL POST < file` (comments with #).
-    public static func parseLine(_ line: String, relativeTo dir: String = ".") throws -> Target? {
-        let trimmed = line.trimmingCharacters(in: .whitespaces)
-        if trimmed.isEmpty || trimmed.hasPrefix("#") { return nil }
-        let parts = trimmed.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
-        var t = try parseURL(String(parts[0]))
-        guard parts.count > 1 else { return t }
-        let method = parts[1].uppercased()
-        guard ["POST", "PUT", "PATCH", "DELETE", "GET"].contains(method) else {
-            throw OptionError("unknown method '\(parts[1])' in '\(line)'")
-        }
-        t.method = method
-        if parts.count > 2 {
-            let arg = parts[2].trimmingCharacters(in: .whitespaces)
-            if arg.hasPrefix("<") {
-                let file = arg.dropFirst().trimmingCharacters(in: .whitespaces)
-                let path = file.hasPrefix("/") ? file : dir + "/" + file
-                guard let data = FileManager.default.contents(atPath: path) else { throw OptionError("cannot read body file '\(path)'") }
-                t.body = Array(data)
+    /// Percent-encodes the bytes that RFC 9112 does not allow in a request-target.
+    static func escape(_ path: String) -> String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?%[]".utf8)
+        var out = ""
+        for b in path.utf8 {
+            if allowed.contains(b) {
+                out.unicodeScalars.append(Unicode.Scalar(b))
             } else {
-                t.body = Array(arg.utf8)
+                out += "%" + String(b, radix: 16, uppercase: true).leftPadded(2)
             }
+        }
+        return out
+    }
+
+    /// A URL as siege takes it, on the command line or as a line of a URL file: `URL`,
+    /// `URL POST {json}`, `URL PUT {json}`, `URL PATCH data`, `URL DELETE`, `URL POST < file`
+    /// (a file relative to `dir`). Blank lines and `#` comments give nil.
+    public static func parseLine(_ line: String, relativeTo dir: String = ".") throws -> Target? {
+        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty || trimmed.hasPrefix("#") { return nil }
+        // The first word after the URL that is a method ends the URL (siege looks for " POST",
+        // " PUT", ...); words before it belong to the URL and are escaped with it.
+        var url = Substring(trimmed)
+        var method: String?
+        var payload: Substring = ""
+        var searchFrom = trimmed.startIndex
+        while let space = trimmed[searchFrom...].firstIndex(where: { $0 == " " || $0 == "\t" }) {
+            let wordStart = trimmed[space...].firstIndex { $0 != " " && $0 != "\t" } ?? trimmed.endIndex
+            let wordEnd = trimmed[wordStart...].firstIndex { $0 == " " || $0 == "\t" } ?? trimmed.endIndex
+            let word = trimmed[wordStart..<wordEnd]
+            if methods.contains(word.uppercased()) {
+                url = trimmed[..<space]
+                method = word.uppercased()
+                payload = trimmed[wordEnd...].drop { $0 == " " || $0 == "\t" }
+                break
+            }
+            if searchFrom == trimmed.startIndex, word.count >= 3, word.allSatisfy({ $0.isASCII && $0.isUppercase }) {
+                throw OptionError("unknown method '\(word)' in '\(trimmed)': use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS")
+            }
+            if wordEnd == trimmed.endIndex { break }
+            searchFrom = wordEnd
+        }
+        var t = try parseURL(String(url))
+        guard let method else { return t }
+        t.method = method
+        if payload.hasPrefix("<") {
+            let file = payload.dropFirst().trimmingCharacters(in: .whitespaces)
+            guard !file.isEmpty else { throw OptionError("no file after '<' in '\(trimmed)'") }
+            let path = file.hasPrefix("/") ? file : dir + "/" + file
+            guard let data = FileManager.default.contents(atPath: path) else { throw OptionError("cannot read body file '\(path)'") }
+            t.body = Array(data)
+        } else if !payload.isEmpty || ["POST", "PUT", "PATCH"].contains(method) {
+            t.body = Array(payload.utf8)
         }
         return t
     }
@@ -77,6 +118,12 @@ public struct Target: Equatable, Sendable {
             .compactMap { try parseLine(String($0), relativeTo: dir.isEmpty ? "." : dir) }
         guard !targets.isEmpty else { throw OptionError("URL file '\(path)' has no URLs") }
         return targets
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int, _ pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
     }
 }
 
@@ -95,9 +142,17 @@ public struct LoadOptions: Sendable {
     public var contentType = "application/json"
     public var connection = ConnectionMode.keepAlive
     public var timeout: TimeAmount = .seconds(30)
-    /// `-R`: total requests per second across users, latency counted from the intended send time.
+    /// `--rate`: total requests per second across users, latency counted from the intended send time.
     public var rate: Double?
     public var targets: [Target] = []
+    /// `-A`: the User-Agent header.
+    public var userAgent = "loadtest"
+    /// `-i`: each user picks its next URL at random (siege's internet mode) instead of in order.
+    public var internet = false
+    /// `failures` (.siegerc): stop the run once this many transactions failed (nil: never).
+    public var failureLimit: Int?
+    /// `-r once`: each user goes through the URLs once, from the first.
+    public var onceEach = false
 
     public init() {}
 
@@ -141,7 +196,7 @@ public struct LoadOptions: Sendable {
     func encodedRequests() -> [ByteBuffer] {
         targets.map { t in
             var s = "\(t.method) \(t.path) HTTP/1.1\r\nHost: \(t.host)\(t.port == 80 ? "" : ":\(t.port)")\r\n"
-            s += "User-Agent: loadtest\r\nAccept: */*\r\n"
+            s += "User-Agent: \(userAgent)\r\nAccept: */*\r\n"
             if connection == .close { s += "Connection: close\r\n" }
             for (k, v) in headers { s += "\(k): \(v)\r\n" }
             if let body = t.body {

@@ -39,8 +39,9 @@ public enum Report {
     public static func json(_ s: Summary) -> String {
         var o: [String: Any] = [
             "transactions": s.transactions, "availability": round2(s.availability), "elapsed_time": round2(s.elapsed),
-            "data_transferred_mb": round2(s.megabytes), "response_time": s.responseTime,
-            "transaction_rate": round2(s.transactionRate), "throughput_mb_per_sec": s.throughput,
+            "data_transferred_mb": round2(s.megabytes), "data_transferred": round2(s.megabytes), "response_time": s.responseTime,
+            "transaction_rate": round2(s.transactionRate), "throughput_mb_per_sec": s.throughput, "throughput": s.throughput,
+            "responses": s.responses, "socket_failures": s.socketFailures,
             "concurrency": round2(s.concurrency), "successful_transactions": s.successful,
             "failed_transactions": s.failed, "longest_transaction": s.longest, "shortest_transaction": s.shortest,
         ]
@@ -105,7 +106,7 @@ public enum Report {
 
     static func stackedChart(_ series: [Recorder.SecondBucket]) -> String {
         let w = 900.0, h = 300.0, pad = 50.0
-        let totals = series.map { $0.responses + max(0, $0.failures - $0.classCount(4) - $0.classCount(5)) }
+        let totals = series.map { $0.responses + $0.socketFailures }
         let maxV = Double(max(1, totals.max() ?? 1))
         let bw = series.isEmpty ? 0 : (w - 2 * pad) / Double(series.count)
         let colors = [(2, "#2a9d8f"), (3, "#457b9d"), (4, "#e9c46a"), (5, "#e63946")]
@@ -114,7 +115,7 @@ public enum Report {
             var y = h
             let x = pad + Double(i) * bw
             var parts = colors.map { ($0.1, b.classCount($0.0)) }
-            parts.append(("#555", max(0, b.failures - b.classCount(4) - b.classCount(5))))
+            parts.append(("#555", b.socketFailures))
             for (color, n) in parts where n > 0 {
                 let bh = (h - pad) * Double(n) / maxV
                 y -= bh

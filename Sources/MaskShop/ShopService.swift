@@ -31,6 +31,10 @@ public struct ServiceOptions: Sendable {
     /// Event feeds, read from the producers directly.
     public var orderFeedURL = "http://127.0.0.1:8081"
     public var deliveryFeedURL = "http://127.0.0.1:8082"
+    /// Order's reconciliation: seconds between passes, and how old a pending row must be before
+    /// a pass after the first treats it as left behind by a crash.
+    public var reconcileInterval: Double = 5
+    public var orphanAge: Double = 60
 
     public init(port: Int) { self.port = port }
 }
@@ -79,8 +83,10 @@ public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, 
     var services: [any Service] = []
     switch kind {
     case .order:
-        OrderService.register(router, store: store, deliveryURL: options.deliveryURL, logger: logger)
-        services.append(OrderService.Reconciler(store: store, deliveryURL: options.deliveryURL, logger: logger))
+        let placing = OrderService.Placing()
+        OrderService.register(router, store: store, deliveryURL: options.deliveryURL, logger: logger, placing: placing)
+        services.append(OrderService.Reconciler(store: store, deliveryURL: options.deliveryURL, logger: logger, placing: placing,
+                                                interval: options.reconcileInterval, orphanAge: options.orphanAge))
     case .delivery:
         DeliveryService.register(router, store: store)
         consumerList.append(EventConsumer(feed: "order", producerURL: options.orderFeedURL, store: store, logger: logger,

@@ -61,7 +61,9 @@ final class OptionParsingTests: XCTestCase {
 }
 
 final class SummaryTests: XCTestCase {
-    /// A recorded run: 8 × 200 (10 ms), 1 × 503 (20 ms), 1 × 404 (30 ms), 2 socket failures, 4 s.
+    /// A recorded run: 8 × 200 (10 ms), 1 × 503 (20 ms), 1 × 404 (30 ms), 2 socket failures, 4 s,
+    /// counted as siege 4 counts: the 503 is a failed transaction, the 404 a transaction that is
+    /// not successful.
     func testSiegeArithmetic() {
         var r = Recorder()
         for _ in 0..<8 { r.recordResponse(status: 200, bodyBytes: 1_048_576 / 8, latencyMicros: 10_000, second: 0) }
@@ -70,13 +72,14 @@ final class SummaryTests: XCTestCase {
         r.recordSocketFailure(second: 3)
         r.recordSocketFailure(second: 3)
         let s = Summary(r, elapsed: 4)
-        XCTAssertEqual(s.transactions, 10)
+        XCTAssertEqual(s.transactions, 9)
+        XCTAssertEqual(s.responses, 10)
         XCTAssertEqual(s.successful, 8)
-        XCTAssertEqual(s.failed, 4)
-        XCTAssertEqual(s.availability, 100 * 8 / 12, accuracy: 1e-9)
+        XCTAssertEqual(s.failed, 3)
+        XCTAssertEqual(s.availability, 100 * 9 / 12, accuracy: 1e-9)
         XCTAssertEqual(s.megabytes, 1, accuracy: 1e-9)
-        XCTAssertEqual(s.responseTime, 0.013, accuracy: 1e-9)
-        XCTAssertEqual(s.transactionRate, 2.5, accuracy: 1e-9)
+        XCTAssertEqual(s.responseTime, 0.13 / 9, accuracy: 1e-9)
+        XCTAssertEqual(s.transactionRate, 2.25, accuracy: 1e-9)
         XCTAssertEqual(s.throughput, 0.25, accuracy: 1e-9)
         XCTAssertEqual(s.concurrency, 0.13 / 4, accuracy: 1e-9)
         XCTAssertEqual(s.longest, 0.03, accuracy: 1e-9)
@@ -84,11 +87,13 @@ final class SummaryTests: XCTestCase {
         XCTAssertEqual(s.statusCounts, [200: 8, 503: 1, 404: 1])
         XCTAssertEqual(s.percentiles.first { $0.0 == "p50" }?.1 ?? 0, 10, accuracy: 0.02)
         let text = Report.text(s)
-        XCTAssertTrue(text.contains("Transactions:                       10 hits"), text)
-        XCTAssertTrue(text.contains("Availability:                    66.67 %"), text)
-        XCTAssertTrue(text.contains("Failed transactions:                 4"), text)
+        XCTAssertTrue(text.contains("Transactions:                        9 hits"), text)
+        XCTAssertTrue(text.contains("Availability:                    75.00 %"), text)
+        XCTAssertTrue(text.contains("Failed transactions:                 3"), text)
         let json = try! JSONSerialization.jsonObject(with: Data(Report.json(s).utf8)) as! [String: Any]
-        XCTAssertEqual(json["transactions"] as? Int, 10)
+        XCTAssertEqual(json["transactions"] as? Int, 9)
+        XCTAssertEqual(json["responses"] as? Int, 10)
+        XCTAssertEqual(json["socket_failures"] as? Int, 2)
         XCTAssertEqual((json["status_codes"] as? [String: Int])?["503"], 1)
         let html = Report.html(s, r, title: "t")
         XCTAssertTrue(html.contains("<svg id=\"latency\""))
@@ -177,6 +182,59 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(Date().timeIntervalSince(started), 1, accuracy: 0.3)
         XCTAssertEqual(s.elapsed, 1, accuracy: 0.05)
         XCTAssertGreaterThan(s.transactions, 10)
+    }
+
+    /// siege's order: each user goes through the URLs in order; with -i (internet) it picks them
+    /// at random.
+    func testURLsInOrderOrAtRandom() async throws {
+        let server = try CountingServer()
+        defer { server.close() }
+        var o = LoadOptions()
+        o.concurrency = 1
+        o.repetitions = 300
+        o.targets = try ["a", "b", "c"].map { try Target.parseURL("\(server.url)\($0)") }
+        _ = try await run(o)
+        let inOrder = server.seen.map { String($0.split(separator: " ")[1]) }
+        XCTAssertEqual(inOrder, (0..<300).map { ["/a", "/b", "/c"][$0 % 3] })
+        server.reset()
+        o.internet = true
+        let (s, _) = try await run(o)
+        XCTAssertEqual(s.transactions, 300)
+        let random = server.seen.map { String($0.split(separator: " ")[1]) }
+        XCTAssertNotEqual(random, inOrder)
+        for path in ["/a", "/b", "/c"] { XCTAssertGreaterThan(random.filter { $0 == path }.count, 50, path) }
+    }
+
+    /// siege's `failures`: the run stops once that many transactions failed.
+    func testFailureLimitStopsTheRun() async throws {
+        let server = try CountingServer(mode: .status(503))
+        defer { server.close() }
+        var o = LoadOptions()
+        o.concurrency = 2
+        o.repetitions = 5000
+        o.failureLimit = 10
+        o.targets = [try Target.parseURL(server.url)]
+        let r = try await LoadEngine.run(o, group: MultiThreadedEventLoopGroup.singleton, live: nil, stop: ManagedAtomic(false))
+        let s = Summary(r.recorder, elapsed: r.elapsed)
+        XCTAssertTrue(r.aborted)
+        XCTAssertGreaterThanOrEqual(s.failed, 10)
+        XCTAssertLessThan(s.failed, 100, "stopped soon after the limit, not after 10,000 requests")
+        XCTAssertEqual(s.transactions, 0)
+    }
+
+    /// `-v`: siege's line, coloured only when asked (the caller asks only for a terminal).
+    func testVerboseLinesInSiegesShape() throws {
+        let post = try XCTUnwrap(try Target.parseLine(#"http://127.0.0.1:8080/orders POST {"qty":1}"#))
+        let get = try Target.parseURL("http://127.0.0.1:8080/orders/1?x=1")
+        let plain = TransactionLog(targets: [post, get], color: false, write: { _, _ in })
+        XCTAssertEqual(plain.line(minorVersion: 1, status: 201, seconds: 0.0123, bytes: 68, target: 0),
+                       "HTTP/1.1 201     0.01 secs:      68 bytes ==> POST http://127.0.0.1:8080/orders\n")
+        XCTAssertEqual(plain.line(minorVersion: 0, status: 404, seconds: 12.5, bytes: 1234567, target: 1),
+                       "HTTP/1.0 404    12.50 secs: 1234567 bytes ==> GET  /orders/1?x=1\n")
+        let coloured = TransactionLog(targets: [post], color: true, write: { _, _ in })
+        XCTAssertEqual(coloured.line(minorVersion: 1, status: 503, seconds: 0, bytes: 0, target: 0),
+                       "\u{1B}[0;31mHTTP/1.1 503     0.00 secs:       0 bytes ==> POST http://127.0.0.1:8080/orders\u{1B}[0m\n")
+        XCTAssertTrue(coloured.line(minorVersion: 1, status: 200, seconds: 0, bytes: 0, target: 0).hasPrefix("\u{1B}[0;34m"))
     }
 
     /// wrk2's coordinated-omission correction: at a fixed rate, one 400 ms stall delays every

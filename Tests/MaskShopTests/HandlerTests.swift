@@ -36,6 +36,68 @@ final class HandlerTests: XCTestCase {
         }
     }
 
+    /// httpie's `key=value` sends JSON strings; numeric ones are numbers (as Jackson took them),
+    /// anything else in a number field is a 400 that names the field.
+    func testNumericStringsAreNumbersAndOtherStringsAreRefused() async throws {
+        let (delivery, dir1) = try app(.delivery)
+        defer { try? FileManager.default.removeItem(at: dir1) }
+        try await delivery.test(.router) { client in
+            try await client.execute(uri: "/deliveries", method: .post,
+                                     body: ByteBuffer(string: #"{"orderId":"12","productId":"1111","qty":" 10 "}"#)) { r in
+                XCTAssertEqual(r.status, .created)
+                let o = parseJSON(r.body) as? [String: Any]
+                XCTAssertEqual(o?["orderId"] as? Int, 12)
+                XCTAssertEqual(o?["productId"] as? Int, 1111)
+                XCTAssertEqual(o?["qty"] as? Int, 10)
+            }
+        }
+        let (inventory, dir2) = try app(.inventory)
+        defer { try? FileManager.default.removeItem(at: dir2) }
+        try await inventory.test(.router) { client in
+            try await client.execute(uri: "/inventories/1111", method: .put, body: ByteBuffer(string: #"{"stock":"100"}"#)) { r in
+                XCTAssertEqual(r.status, .ok)
+                XCTAssertEqual(parseJSON(r.body) as? [String: Int], ["productId": 1111, "stock": 100])
+            }
+            for bad in [#""abc""#, #""1.5""#, #""-3""#, #""""#, "true", #""1e3""#, "[1]", #""99999999999999999999""#] {
+                try await client.execute(uri: "/inventories/1111", method: .put, body: ByteBuffer(string: #"{"stock":\#(bad)}"#)) { r in
+                    XCTAssertEqual(r.status, .badRequest, bad)
+                    let reason = (parseJSON(r.body) as? [String: Any])?["error"] as? String ?? ""
+                    XCTAssertTrue(reason.hasPrefix("field 'stock' must be"), "\(bad): \(reason)")
+                }
+            }
+        }
+        let (order, dir3) = try app(.order)
+        defer { try? FileManager.default.removeItem(at: dir3) }
+        try await order.test(.router) { client in
+            for (body, field) in [(#"{"orderId":"abc","productId":"1111","qty":"10"}"#, "orderId"),
+                                  (#"{"orderId":"1111","productId":"x1","qty":"10"}"#, "productId"),
+                                  (#"{"orderId":"1111","productId":"1111","qty":"0"}"#, "qty"),
+                                  (#"{"orderId":"1111","productId":"1111","qty":"2.5"}"#, "qty"),
+                                  (#"{"orderId":"1111","productId":"1111","qty":"10","customerId":"me"}"#, "customerId")] {
+                try await client.execute(uri: "/orders", method: .post, body: ByteBuffer(string: body)) { r in
+                    XCTAssertEqual(r.status, .badRequest, body)
+                    let reason = (parseJSON(r.body) as? [String: Any])?["error"] as? String ?? ""
+                    XCTAssertTrue(reason.hasPrefix("field '\(field)' must be"), "\(body): \(reason)")
+                }
+            }
+            // Numbers as strings pass validation: the order goes on to delivery (down here: 503).
+            try await client.execute(uri: "/orders", method: .post,
+                                     body: ByteBuffer(string: #"{"orderId":"1111","productId":"1111","qty":"10","customerId":"7"}"#)) { r in
+                XCTAssertEqual(r.status, .serviceUnavailable)
+            }
+            try await client.execute(uri: "/orders", method: .get) { r in
+                let rows = parseJSON(r.body) as? [[String: Any]]
+                XCTAssertEqual(rows?.first?["orderId"] as? Int, 1111)
+                XCTAssertEqual(rows?.first?["customerId"] as? Int, 7)
+            }
+            try await client.execute(uri: "/orders/1", method: .patch, body: ByteBuffer(string: #"{"type":1}"#)) { r in
+                XCTAssertEqual(r.status, .badRequest)
+                let reason = (parseJSON(r.body) as? [String: Any])?["error"] as? String ?? ""
+                XCTAssertTrue(reason.hasPrefix("field 'type' must be"), reason)
+            }
+        }
+    }
+
     func testDeliveryIsIdempotentPerOrder() async throws {
         let (app, dir) = try app(.delivery)
         defer { try? FileManager.default.removeItem(at: dir) }

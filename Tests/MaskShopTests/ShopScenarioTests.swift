@@ -189,6 +189,28 @@ final class ShopScenarioTests: XCTestCase {
         XCTAssertEqual((shop.call("GET", "/deliveries")?.json as? [[String: Any]])?.count, 1)
     }
 
+    /// A key reused for another order is a client's mistake: 422 saying so, not the first order
+    /// passed off as the answer to the second. The first request repeated still gets its answer.
+    func testIdempotencyKeyReusedWithAnotherBodyIsRefused() throws {
+        let shop = try ShopCluster()
+        let first = shop.call("POST", "/orders", ["orderId": 5, "productId": 5, "qty": 1], headers: ["Idempotency-Key": "k-2"])
+        XCTAssertEqual(first?.status, 201)
+        let id = (first?.json as? [String: Any])?["id"] as? Int
+        XCTAssertNotNil(id)
+        for other in [["orderId": 5, "productId": 5, "qty": 2], ["orderId": 6, "productId": 5, "qty": 1],
+                      ["orderId": 5, "productId": 5, "qty": 1, "customerId": 3]] {
+            let r = shop.call("POST", "/orders", other, headers: ["Idempotency-Key": "k-2"])
+            XCTAssertEqual(r?.status, 422, "\(other)")
+            let reason = (r?.json as? [String: Any])?["error"] as? String ?? ""
+            XCTAssertTrue(reason.contains("Idempotency-Key") && reason.contains("different request"), reason)
+        }
+        let again = shop.call("POST", "/orders", ["qty": 1, "productId": 5, "orderId": 5], headers: ["Idempotency-Key": "k-2"])
+        XCTAssertEqual(again?.status, 201, "the same body (in any key order) still gets the first answer")
+        XCTAssertEqual((again?.json as? [String: Any])?["id"] as? Int, id)
+        XCTAssertEqual((shop.call("GET", "/orders")?.json as? [[String: Any]])?.count, 1, "no second order")
+        XCTAssertEqual((shop.call("GET", "/deliveries")?.json as? [[String: Any]])?.count, 1)
+    }
+
     /// The crash window: an order committed as pending whose process died before the outcome.
     /// On start, reconciliation completes the one whose delivery exists and fails the other.
     func testPendingOrdersAreReconciledOnStart() throws {

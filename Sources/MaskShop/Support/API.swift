@@ -35,16 +35,47 @@ enum JSON {
     }
 
     /// A whole number field within range; 400 names the field when it is missing or wrong.
+    /// A JSON number or a string of decimal digits (`"1111"`, as httpie's `key=value` sends it and
+    /// as Jackson accepted it) counts; fractions, exponents, booleans and other text do not.
     static func int(_ o: [String: Any], _ key: String, min: Int = 0, optional: Bool = false) throws -> Int? {
         guard let v = o[key], !(v is NSNull) else {
             if optional { return nil }
             throw APIError(.badRequest, "missing field '\(key)'")
         }
-        guard let n = v as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue.rounded() == n.doubleValue,
-              abs(n.doubleValue) < 9e15
-        else { throw APIError(.badRequest, "field '\(key)' must be a whole number") }
-        guard n.intValue >= min else { throw APIError(.badRequest, "field '\(key)' must be >= \(min), got \(n.intValue)") }
-        return n.intValue
+        let value: Int
+        if let s = v as? String {
+            guard let n = wholeNumber(s) else {
+                throw APIError(.badRequest, "field '\(key)' must be a whole number, got \(JSONText.encode(s))")
+            }
+            value = n
+        } else if let n = v as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue.rounded() == n.doubleValue,
+                  abs(n.doubleValue) < 9e15 {
+            value = n.intValue
+        } else {
+            throw APIError(.badRequest, "field '\(key)' must be a whole number")
+        }
+        guard value >= min else { throw APIError(.badRequest, "field '\(key)' must be >= \(min), got \(value)") }
+        return value
+    }
+
+    /// `"1111"`, `" 1111 "`, `"+5"`, `"-3"` → the number; anything else (fractions, exponents,
+    /// empty, more than 15 digits) → nil.
+    static func wholeNumber(_ text: String) -> Int? {
+        var digits = Substring(text.trimmingCharacters(in: .whitespaces))
+        var sign = 1
+        if let first = digits.first, first == "+" || first == "-" {
+            sign = first == "-" ? -1 : 1
+            digits = digits.dropFirst()
+        }
+        guard !digits.isEmpty, digits.count <= 15, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return Int(digits).map { $0 * sign }
+    }
+
+    /// A string field (`type`); 400 names the field when it is missing or not a string.
+    static func string(_ o: [String: Any], _ key: String, hint: String) throws -> String {
+        guard let v = o[key], !(v is NSNull) else { throw APIError(.badRequest, "missing field '\(key)' (\(hint))") }
+        guard let s = v as? String else { throw APIError(.badRequest, "field '\(key)' must be a string (\(hint))") }
+        return s
     }
 
     static func required(_ o: [String: Any], _ key: String, min: Int = 0) throws -> Int {
