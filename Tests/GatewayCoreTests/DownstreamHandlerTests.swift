@@ -63,4 +63,25 @@ final class DownstreamHandlerTests: XCTestCase {
         XCTAssertTrue(out.contains("ratelimit-limit: 1\r\n"))
         XCTAssertTrue(out.contains("retry-after: "))
     }
+
+    /// Pipelined requests the gateway answers itself are taken in a loop that yields to the event
+    /// loop every `requestsPerPass` requests: 20,000 in one read need neither 20,000 stack frames
+    /// nor one uninterrupted turn of the loop.
+    func testPipelinedLocalRepliesAreAnsweredInALoopThatYields() throws {
+        let ch = try makeChannel()
+        let loop = ch.embeddedEventLoop
+        let count = 20_000
+        let request = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+        try ch.writeInbound(ByteBuffer(string: String(repeating: request, count: count)))
+        var answered = try readAll(ch).components(separatedBy: "HTTP/1.1 404").count - 1
+        XCTAssertEqual(answered, DownstreamHandler.requestsPerPass, "one pass takes a bounded number of requests")
+        var turns = 1
+        while answered < count && turns < count {
+            loop.run()
+            answered += try readAll(ch).components(separatedBy: "HTTP/1.1 404").count - 1
+            turns += 1
+        }
+        XCTAssertEqual(answered, count)
+        XCTAssertTrue(ch.isActive)
+    }
 }
