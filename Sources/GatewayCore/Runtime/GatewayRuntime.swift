@@ -83,7 +83,11 @@ public final class GatewayRuntime: Sendable {
             var limiter: LocalRateLimiter? = nil
             if let rl = rc.localRateLimit {
                 // An unchanged bucket keeps its tokens across a reload.
-                if let old = st.rateLimiters[rc.name], old.config == rl { limiter = old } else { limiter = LocalRateLimiter(config: rl) }
+                if let old = st.rateLimiters[rc.name], old.config == rl {
+                    limiter = old
+                } else {
+                    limiter = LocalRateLimiter(config: rl, evictions: stats.rateLimitClientsEvicted)
+                }
                 keptLimiters[rc.name] = limiter
             }
             routes.append(try Route(config: rc, clusters: clusters, stats: stats, rateLimiter: limiter))
