@@ -150,4 +150,26 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertTrue(error(route(#"{\#(bucket),"maxTrackedClients":100}"#))
             .hasPrefix("virtualServices[0].http[0].localRateLimit.maxTrackedClients: only applies with \"perClient\""))
     }
+
+    func testConfigFileSizeIsCappedAt16MiB() throws {
+        let dir = FileManager.default.temporaryDirectory
+        let json = #"{"serviceEntries":[\#(se)]}"#
+        let atLimit = dir.appendingPathComponent("cfg-\(UUID().uuidString).json")
+        let overLimit = dir.appendingPathComponent("cfg-\(UUID().uuidString).json")
+        defer {
+            try? FileManager.default.removeItem(at: atLimit)
+            try? FileManager.default.removeItem(at: overLimit)
+        }
+        let limit = ConfigLoader.maxConfigFileBytes
+        XCTAssertEqual(limit, 16 << 20)
+        try (json + String(repeating: " ", count: limit - json.utf8.count)).write(to: atLimit, atomically: true, encoding: .utf8)
+        try (json + String(repeating: " ", count: limit - json.utf8.count + 1)).write(to: overLimit, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ConfigLoader.load(contentsOf: atLimit.path).hosts.count, 1, "exactly 16 MiB is accepted")
+        XCTAssertThrowsError(try ConfigLoader.load(contentsOf: overLimit.path)) { error in
+            XCTAssertEqual("\(error)", "config file '\(overLimit.path)' is larger than the 16 MiB limit")
+        }
+        XCTAssertThrowsError(try ConfigLoader.load(contentsOf: dir.path + "/nonexistent-\(UUID().uuidString).json")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("cannot read config file"), "\(error)")
+        }
+    }
 }

@@ -8,10 +8,7 @@ public enum ConfigLoader {
     static let maxUInt32 = ConnectionPoolSettings.unlimited
 
     public static func load(contentsOf path: String) throws -> GatewayConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError(path: "", reason: "cannot read config file '\(path)'")
-        }
-        return try decode(Array(data))
+        try decode(readConfigFile(path))
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> GatewayConfig {
