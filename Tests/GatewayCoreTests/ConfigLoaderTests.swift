@@ -130,4 +130,46 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertTrue(warnings.contains { $0.hasPrefix("delivery: maxConnections 1 + http1MaxPendingRequests 1: a 3rd concurrent request is shed") }, "\(warnings)")
         XCTAssertTrue(ConfigReport.render(cb).contains("maxConnections            1"))
     }
+
+    func testMaxTrackedClientsDefaultsRangeAndNeedsPerClient() throws {
+        func route(_ rl: String) -> String {
+            #"{"serviceEntries":[\#(se)],"virtualServices":[{"http":[{"route":[{"destination":{"host":"delivery"}}],"localRateLimit":\#(rl)}]}]}"#
+        }
+        let bucket = #""tokenBucket":{"maxTokens":10,"fillInterval":"1s"}"#
+        let byDefault = try load(route(#"{\#(bucket),"perClient":"remoteAddress"}"#))
+        XCTAssertEqual(byDefault.routes[0].localRateLimit?.maxTrackedClients, 10_000)
+        let set = try load(route(#"{\#(bucket),"perClient":"remoteAddress","maxTrackedClients":500}"#))
+        XCTAssertEqual(set.routes[0].localRateLimit?.maxTrackedClients, 500)
+        XCTAssertTrue(ConfigJSON.encode(set).contains(#""maxTrackedClients":500"#))
+        XCTAssertEqual(error(route(#"{\#(bucket),"perClient":"remoteAddress","maxTrackedClients":0}"#)),
+                       "virtualServices[0].http[0].localRateLimit.maxTrackedClients: must be >= 1, found 0")
+        XCTAssertEqual(error(route(#"{\#(bucket),"perClient":"remoteAddress","maxTrackedClients":2000000}"#)),
+                       "virtualServices[0].http[0].localRateLimit.maxTrackedClients: must be <= 1000000, found 2000000")
+        XCTAssertEqual(error(route(#"{\#(bucket),"perClient":"remoteAddress","maxTrackedClients":"many"}"#)),
+                       "virtualServices[0].http[0].localRateLimit.maxTrackedClients: expected a number, found a string")
+        XCTAssertTrue(error(route(#"{\#(bucket),"maxTrackedClients":100}"#))
+            .hasPrefix("virtualServices[0].http[0].localRateLimit.maxTrackedClients: only applies with \"perClient\""))
+    }
+
+    func testConfigFileSizeIsCappedAt16MiB() throws {
+        let dir = FileManager.default.temporaryDirectory
+        let json = #"{"serviceEntries":[\#(se)]}"#
+        let atLimit = dir.appendingPathComponent("cfg-\(UUID().uuidString).json")
+        let overLimit = dir.appendingPathComponent("cfg-\(UUID().uuidString).json")
+        defer {
+            try? FileManager.default.removeItem(at: atLimit)
+            try? FileManager.default.removeItem(at: overLimit)
+        }
+        let limit = ConfigLoader.maxConfigFileBytes
+        XCTAssertEqual(limit, 16 << 20)
+        try (json + String(repeating: " ", count: limit - json.utf8.count)).write(to: atLimit, atomically: true, encoding: .utf8)
+        try (json + String(repeating: " ", count: limit - json.utf8.count + 1)).write(to: overLimit, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ConfigLoader.load(contentsOf: atLimit.path).hosts.count, 1, "exactly 16 MiB is accepted")
+        XCTAssertThrowsError(try ConfigLoader.load(contentsOf: overLimit.path)) { error in
+            XCTAssertEqual("\(error)", "config file '\(overLimit.path)' is larger than the 16 MiB limit")
+        }
+        XCTAssertThrowsError(try ConfigLoader.load(contentsOf: dir.path + "/nonexistent-\(UUID().uuidString).json")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("cannot read config file"), "\(error)")
+        }
+    }
 }

@@ -23,38 +23,125 @@ final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// No admin endpoint takes a body worth more: a larger one is refused (413), not buffered.
+    static let maxBodyBytes = 64 * 1024
+    /// After a 413 the rest of the body is read and dropped (closing at once would reset the
+    /// connection before the client reads the answer), for at most this long.
+    static let discardTimeout = TimeAmount.seconds(2)
+
     let runtime: GatewayRuntime
     private var head: HTTPRequestHead?
+    private var bodyBytes = 0
+    /// The request was answered early (413): its remaining parts are dropped, then the
+    /// connection closes once that answer is written.
+    private var discarding: EventLoopFuture<Void>?
 
     init(runtime: GatewayRuntime) { self.runtime = runtime }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let h): head = h
-        case .body: break
+        case .head(let h):
+            head = h
+            bodyBytes = 0
+            if let declared = h.headers.first(name: "content-length").flatMap(Int.init), declared > Self.maxBodyBytes {
+                refuseBody(context, h)
+            }
+        case .body(let part):
+            guard discarding == nil, let head else { return }
+            bodyBytes += part.readableBytes
+            if bodyBytes > Self.maxBodyBytes { refuseBody(context, head) }
         case .end:
+            if let answered = discarding {
+                let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+                answered.whenComplete { _ in ctx.value.close(promise: nil) }
+                return
+            }
             guard let head else { return }
             self.head = nil
-            let (status, contentType, body) = respond(head)
-            var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: contentType)
-            headers.add(name: "content-length", value: String(body.utf8.count))
-            let keepAlive = head.isKeepAlive
-            if !keepAlive { headers.add(name: "connection", value: "close") }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-            if !keepAlive {
-                let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
-                done.whenComplete { _ in ctx.value.close(promise: nil) }
-            }
+            let (status, contentType, body, extra) = respond(head, local: context.channel.localAddress)
+            send(context, head, status, contentType, body, extraHeaders: extra, close: !head.isKeepAlive)
         }
     }
 
-    private func respond(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String, String) {
+    private func refuseBody(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        self.head = nil
+        discarding = send(context, head, .payloadTooLarge, "text/plain",
+                          "admin request bodies are limited to \(Self.maxBodyBytes / 1024) KiB\n", close: false,
+                          connectionClose: true)
+        let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: Self.discardTimeout) { ctx.value.close(promise: nil) }
+    }
+
+    @discardableResult
+    private func send(
+        _ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ contentType: String,
+        _ body: String, extraHeaders: [(String, String)] = [], close: Bool, connectionClose: Bool = false
+    ) -> EventLoopFuture<Void> {
+        var headers = HTTPHeaders()
+        if status != .noContent {
+            headers.add(name: "content-type", value: contentType)
+            headers.add(name: "content-length", value: String(body.utf8.count))
+        }
+        for (name, value) in extraHeaders { headers.add(name: name, value: value) }
+        if close || connectionClose { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        if status != .noContent {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        }
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if close {
+            let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+            done.whenComplete { _ in ctx.value.close(promise: nil) }
+        }
+        return done
+    }
+
+    /// CORS "simple" content types: what an HTML form, or a script without a preflight, can
+    /// send to another origin.
+    static let simpleContentTypes: Set<String> = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"]
+
+    /// Why a POST looks like one a browser sent for a page of another site, or nil. The admin
+    /// port serves no pages, so no browser request to it is legitimate: browsers mark theirs
+    /// with Origin (on every POST) and Sec-Fetch-Site, and a form can only send the simple
+    /// content types. curl and scripts send none of these.
+    static func browserRequestReason(_ headers: HTTPHeaders) -> String? {
+        if let origin = headers.first(name: "origin") { return "Origin: \(origin)" }
+        if let site = headers.first(name: "sec-fetch-site"), site.lowercased() != "none" { return "Sec-Fetch-Site: \(site)" }
+        for value in headers["content-type"] {
+            let media = value.split(separator: ";", maxSplits: 1).first.map(String.init) ?? ""
+            let essence = media.trimmingCharacters(in: .whitespaces).lowercased()
+            if simpleContentTypes.contains(essence) { return "Content-Type \(essence), which a form on any site can send" }
+        }
+        return nil
+    }
+
+    /// Methods each admin path answers, for OPTIONS and its Allow header.
+    static let allowedMethods: [String: String] = [
+        "/": "GET, OPTIONS", "/stats": "GET, OPTIONS", "/stats/prometheus": "GET, OPTIONS", "/clusters": "GET, OPTIONS",
+        "/config_dump": "GET, OPTIONS", "/ready": "GET, OPTIONS", "/reload": "POST, OPTIONS",
+    ]
+
+    private func respond(_ head: HTTPRequestHead, local: SocketAddress?) -> (HTTPResponseStatus, String, String, [(String, String)]) {
         let parts = head.uri.split(separator: "?", maxSplits: 1)
         let path = parts.first.map(String.init) ?? "/"
-        let query = parts.count > 1 ? String(parts[1]) : ""
+        if head.method == .OPTIONS, let allow = Self.allowedMethods[path] {
+            // Plain HTTP OPTIONS: no Access-Control-Allow-* header, so a browser's preflight fails.
+            return (.noContent, "", "", [("allow", allow)])
+        }
+        if head.method == .POST, path == "/reload", let reason = Self.browserRequestReason(head.headers) {
+            let admin = local.map { "\($0.ipAddress ?? "127.0.0.1"):\($0.port ?? 9901)" } ?? "127.0.0.1:9901"
+            return (.forbidden, "text/plain", """
+                POST /reload refused: it looks like a browser's request from another site (\(reason)).
+                Send a POST with no body (or Content-Type: application/json) and no Origin header, \
+                e.g. curl -X POST http://\(admin)/reload
+
+                """, [])
+        }
+        let (status, contentType, body) = respond(head, path: path, query: parts.count > 1 ? String(parts[1]) : "")
+        return (status, contentType, body, [])
+    }
+
+    private func respond(_ head: HTTPRequestHead, path: String, query: String) -> (HTTPResponseStatus, String, String) {
         let json = query.split(separator: "&").contains("format=json")
         let view = AdminView(runtime: runtime)
         switch (head.method, path) {

@@ -25,6 +25,7 @@ struct AdminView {
         out.append(("server.config_version", runtime.snapshot.version, true))
         out.append(("server.reload_success", reloads.success, false))
         out.append(("server.reload_failure", reloads.failure, false))
+        out.append(("server.access_log_dropped", runtime.accessLogDropped, false))
         return out.sorted { $0.name < $1.name }
     }
 
@@ -75,6 +76,7 @@ struct AdminView {
             for (name, value) in r.counters { add("envoy_route_" + name, "envoy_route_name=\(jsonString(r.name))", value, gauge: false) }
         }
         add("envoy_server_config_version", "", runtime.snapshot.version, gauge: true)
+        add("envoy_server_access_log_dropped", "", runtime.accessLogDropped, gauge: false)
         var out = ""
         for (family, entry) in families.sorted(by: { $0.key < $1.key }) {
             out += "# TYPE \(family) \(entry.type)\n"

@@ -84,7 +84,7 @@ enum ConfigJSON {
                 p.append(("localRateLimit", object([
                     ("tokenBucket", object([("maxTokens", "\(rl.maxTokens)"), ("tokensPerFill", "\(rl.tokensPerFill)"), ("fillInterval", duration(rl.fillInterval))])),
                     ("perClient", rl.perClient ? "\"remoteAddress\"" : "null"),
-                ])))
+                ] + (rl.perClient ? [("maxTrackedClients", "\(rl.maxTrackedClients)")] : []))))
             }
             return object(p)
         }

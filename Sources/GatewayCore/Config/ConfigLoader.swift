@@ -8,10 +8,7 @@ public enum ConfigLoader {
     static let maxUInt32 = ConnectionPoolSettings.unlimited
 
     public static func load(contentsOf path: String) throws -> GatewayConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError(path: "", reason: "cannot read config file '\(path)'")
-        }
-        return try decode(Array(data))
+        try decode(readConfigFile(path))
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> GatewayConfig {
@@ -406,8 +403,11 @@ public enum ConfigLoader {
         return f
     }
 
+    /// About 100 bytes per tracked client: a million is 100 MB per route.
+    static let maxTrackedClientsLimit = 1_000_000
+
     static func localRateLimit(_ node: JSONNode) throws -> LocalRateLimitConfig {
-        let o = try node.object(allowed: ["tokenBucket", "perClient"])
+        let o = try node.object(allowed: ["tokenBucket", "perClient", "maxTrackedClients"])
         let t = try o.required("tokenBucket").object(allowed: ["maxTokens", "tokensPerFill", "fillInterval"])
         let maxTokens = try t.required("maxTokens").int(in: 1...maxUInt32)
         var c = LocalRateLimitConfig(
@@ -417,6 +417,10 @@ public enum ConfigLoader {
             let v = try p.string()
             guard v == "remoteAddress" else { throw p.fail("only \"remoteAddress\" is supported, found '\(v)'") }
             c.perClient = true
+        }
+        if let n = o["maxTrackedClients"] {
+            c.maxTrackedClients = try n.int(in: 1...maxTrackedClientsLimit)
+            guard c.perClient else { throw n.fail("only applies with \"perClient\": \"remoteAddress\" (a route-wide bucket tracks no clients)") }
         }
         return c
     }

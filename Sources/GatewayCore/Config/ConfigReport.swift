@@ -74,7 +74,7 @@ public enum ConfigReport {
             }
             if let rl = r.localRateLimit {
                 out += "    rate limit \(rl.maxTokens) tokens, +\(rl.tokensPerFill) every \(duration(rl.fillInterval))"
-                out += rl.perClient ? " per client address\n" : " for the route\n"
+                out += rl.perClient ? " per client address (at most \(rl.maxTrackedClients) tracked)\n" : " for the route\n"
             }
         }
         return out

@@ -333,10 +333,16 @@ public struct LocalRateLimitConfig: Sendable, Equatable {
     public var fillInterval: TimeAmount
     /// true: one bucket per downstream remote address (`"perClient": "remoteAddress"`).
     public var perClient: Bool
-    public init(maxTokens: Int, tokensPerFill: Int, fillInterval: TimeAmount, perClient: Bool = false) {
+    /// With `perClient`: most client addresses whose buckets are kept (`maxTrackedClients`,
+    /// default 10,000). Past it, full buckets are dropped first, then the least recently used.
+    public var maxTrackedClients: Int
+    public static let defaultMaxTrackedClients = 10_000
+    public init(maxTokens: Int, tokensPerFill: Int, fillInterval: TimeAmount, perClient: Bool = false,
+                maxTrackedClients: Int = LocalRateLimitConfig.defaultMaxTrackedClients) {
         self.maxTokens = maxTokens
         self.tokensPerFill = tokensPerFill
         self.fillInterval = fillInterval
         self.perClient = perClient
+        self.maxTrackedClients = maxTrackedClients
     }
 }

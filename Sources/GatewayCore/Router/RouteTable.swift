@@ -83,6 +83,8 @@ public final class RouteStats: Sendable {
     public let name: String
     let rateLimited = ManagedAtomic<Int>(0)
     let rateLimitOK = ManagedAtomic<Int>(0)
+    /// Per-client buckets dropped for room while not full (their clients start over full).
+    let rateLimitClientsEvicted = ManagedAtomic<Int>(0)
     let faultDelays = ManagedAtomic<Int>(0)
     let faultAborts = ManagedAtomic<Int>(0)
     init(name: String) { self.name = name }
@@ -91,6 +93,7 @@ public final class RouteStats: Sendable {
         [
             ("local_rate_limit.rate_limited", rateLimited.load(ordering: .relaxed)),
             ("local_rate_limit.ok", rateLimitOK.load(ordering: .relaxed)),
+            ("local_rate_limit.clients_evicted", rateLimitClientsEvicted.load(ordering: .relaxed)),
             ("fault.delays_injected", faultDelays.load(ordering: .relaxed)),
             ("fault.aborts_injected", faultAborts.load(ordering: .relaxed)),
         ]

@@ -3,22 +3,25 @@ import Glibc
 #endif
 import NIOCore
 
-/// One event loop's access log: lines are formatted into a buffer and written to the file
-/// descriptor in batches, so a request costs a few appends rather than a syscall.
+/// One event loop's access log: lines are formatted into a buffer and handed to the
+/// `AccessLogWriter` in batches, so a request costs a few appends rather than a syscall, and
+/// the blocking write(2) happens on the writer's thread, never on the event loop.
 final class AccessLog {
-    private let fd: Int32?
+    private let writer: AccessLogWriter?
     private var buffer: [UInt8] = []
+    /// Whole lines in `buffer`, for the dropped-lines count if the writer has no room.
+    private var lines = 0
     private var cachedSecond = -1
     private var cachedPrefix: [UInt8] = []
     static let flushBytes = 32 * 1024
 
-    /// `fd == nil` turns logging off.
-    init(fd: Int32?) {
-        self.fd = fd
+    /// `writer == nil` turns logging off.
+    init(writer: AccessLogWriter?) {
+        self.writer = writer
         buffer.reserveCapacity(Self.flushBytes + 1024)
     }
 
-    var isEnabled: Bool { fd != nil }
+    var isEnabled: Bool { writer != nil }
 
     struct Entry {
         var method: ByteBuffer
@@ -36,13 +39,17 @@ final class AccessLog {
     }
 
     /// `[2026-11-25T06:49:20.123Z] "GET /path HTTP/1.1" 200 - 0 27 3 2 "127.0.0.1:8082" "<request id>" "route"`
+    ///
+    /// Quoted fields are escaped (`\"`, `\\`, `\xHH` for bytes outside printable ASCII): the
+    /// path and the request id are the client's bytes, and must not end a field early, forge
+    /// a line or carry terminal escapes to whoever reads the log.
     func log(_ e: Entry) {
-        guard fd != nil else { return }
+        guard writer != nil else { return }
         appendTimestamp()
         buffer.append(contentsOf: " \"".utf8)
-        append(e.method)
+        appendEscaped(e.method)
         buffer.append(0x20)
-        append(e.path)
+        appendEscaped(e.path)
         buffer.append(contentsOf: e.minorVersion == 1 ? " HTTP/1.1\" ".utf8 : " HTTP/1.0\" ".utf8)
         appendInt(e.status)
         buffer.append(0x20)
@@ -56,33 +63,57 @@ final class AccessLog {
         buffer.append(0x20)
         if let u = e.upstreamServiceMs { appendInt(u) } else { buffer.append(UInt8(ascii: "-")) }
         buffer.append(contentsOf: " \"".utf8)
-        if let h = e.upstreamHost { buffer.append(contentsOf: h.description.utf8) } else { buffer.append(UInt8(ascii: "-")) }
+        if let h = e.upstreamHost { appendEscaped(h.description) } else { buffer.append(UInt8(ascii: "-")) }
         buffer.append(contentsOf: "\" \"".utf8)
-        if let id = e.requestID { append(id) } else { buffer.append(UInt8(ascii: "-")) }
+        if let id = e.requestID { appendEscaped(id) } else { buffer.append(UInt8(ascii: "-")) }
         buffer.append(contentsOf: "\" \"".utf8)
-        buffer.append(contentsOf: (e.route ?? "-").utf8)
+        appendEscaped(e.route ?? "-")
         buffer.append(contentsOf: "\"\n".utf8)
+        lines += 1
         if buffer.count >= Self.flushBytes { flush() }
     }
 
+    /// Hands the buffered lines to the writer; never waits for them to be written.
     func flush() {
-        guard let fd, !buffer.isEmpty else { return }
-        buffer.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = write(fd, raw.baseAddress! + off, raw.count - off)
-                if n <= 0 {
-                    if n < 0 && errno == EINTR { continue }
-                    break
-                }
-                off += n
-            }
-        }
-        buffer.removeAll(keepingCapacity: true)
+        guard let writer, !buffer.isEmpty else { return }
+        writer.handOver(&buffer, lines: lines)
+        lines = 0
+        if buffer.capacity < Self.flushBytes { buffer.reserveCapacity(Self.flushBytes + 1024) }
     }
 
-    @inline(__always) private func append(_ b: ByteBuffer) {
-        b.withUnsafeReadableBytes { buffer.append(contentsOf: $0) }
+    @inline(__always) private func appendEscaped(_ b: ByteBuffer) {
+        b.withUnsafeReadableBytes { appendEscaped($0) }
+    }
+
+    @inline(__always) private func appendEscaped(_ s: String) {
+        var s = s
+        s.withUTF8 { appendEscaped(UnsafeRawBufferPointer($0)) }
+    }
+
+    @inline(__always) static func needsEscape(_ c: UInt8) -> Bool {
+        c < 0x20 || c > 0x7E || c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\")
+    }
+
+    private func appendEscaped(_ bytes: UnsafeRawBufferPointer) {
+        // Nearly every field is plain: copy it whole, escape byte by byte only when needed.
+        guard bytes.contains(where: Self.needsEscape) else {
+            buffer.append(contentsOf: bytes)
+            return
+        }
+        let hex: StaticString = "0123456789abcdef"
+        for c in bytes {
+            if !Self.needsEscape(c) {
+                buffer.append(c)
+            } else if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") {
+                buffer.append(UInt8(ascii: "\\"))
+                buffer.append(c)
+            } else {
+                buffer.append(UInt8(ascii: "\\"))
+                buffer.append(UInt8(ascii: "x"))
+                buffer.append(hex.utf8Start[Int(c >> 4)])
+                buffer.append(hex.utf8Start[Int(c & 0xF)])
+            }
+        }
     }
 
     @inline(__always) private func appendInt(_ v: Int) {

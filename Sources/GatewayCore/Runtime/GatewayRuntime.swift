@@ -19,6 +19,8 @@ public final class GatewayRuntime: Sendable {
     let workers: [Worker]
     private let workerByLoop: [ObjectIdentifier: Worker]
     public let listenerStats = ListenerStats()
+    /// Writes the access log off the event loops (nil: logging off).
+    let accessLogWriter: AccessLogWriter?
     let logger: Logger
 
     struct State {
@@ -47,9 +49,12 @@ public final class GatewayRuntime: Sendable {
         var st = State(snapshot: ConfigSnapshot(version: 0, config: config, routes: RouteTable(routes: []), clusters: [:]))
         st.snapshot = try Self.compile(config, version: 1, into: &st)
         state = NIOLockedValueBox(st)
+        let writer = accessLogFD.map { AccessLogWriter(fd: $0) }
+        accessLogWriter = writer
         var workers: [Worker] = []
         for loop in group.makeIterator() {
-            workers.append(Worker(index: workers.count, eventLoop: loop, snapshot: st.snapshot, listenerStats: listenerStats, accessLogFD: accessLogFD))
+            workers.append(Worker(index: workers.count, eventLoop: loop, snapshot: st.snapshot, listenerStats: listenerStats,
+                                  accessLogWriter: writer))
         }
         self.workers = workers
         workerByLoop = Dictionary(uniqueKeysWithValues: workers.map { (ObjectIdentifier($0.eventLoop), $0) })
@@ -83,7 +88,11 @@ public final class GatewayRuntime: Sendable {
             var limiter: LocalRateLimiter? = nil
             if let rl = rc.localRateLimit {
                 // An unchanged bucket keeps its tokens across a reload.
-                if let old = st.rateLimiters[rc.name], old.config == rl { limiter = old } else { limiter = LocalRateLimiter(config: rl) }
+                if let old = st.rateLimiters[rc.name], old.config == rl {
+                    limiter = old
+                } else {
+                    limiter = LocalRateLimiter(config: rl, evictions: stats.rateLimitClientsEvicted)
+                }
                 keptLimiters[rc.name] = limiter
             }
             routes.append(try Route(config: rc, clusters: clusters, stats: stats, rateLimiter: limiter))
@@ -220,11 +229,23 @@ public final class GatewayRuntime: Sendable {
         await flushLogs()
     }
 
-    public func flushLogs() async {
+    /// Hands every loop's buffered lines to the writer, then waits until the writer has written
+    /// them, at most `timeout`: a stalled stdout cannot hold up an exit for longer.
+    public func flushLogs(timeout: TimeAmount = .seconds(2)) async {
         for worker in workers {
             try? await worker.eventLoop.submit { worker.accessLog.flush() }.get()
         }
+        guard let accessLogWriter else { return }
+        let deadline = NIODeadline.now() + timeout
+        while accessLogWriter.pendingBytes > 0 && NIODeadline.now() < deadline {
+            try? await Task.sleep(nanoseconds: 5_000_000)
+        }
     }
+
+    /// Access log lines dropped because the writer's queue was full (stdout slower than traffic).
+    public var accessLogDropped: Int { accessLogWriter?.droppedLines ?? 0 }
+
+    deinit { accessLogWriter?.stop() }
 
     public func closeAdmin() async {
         let admin = state.withLockedValue { $0.adminChannel }

@@ -104,12 +104,20 @@ final class Worker: @unchecked Sendable {
     private(set) var coarseNow = NIODeadline.now()
     static let tickInterval = TimeAmount.milliseconds(250)
 
-    init(index: Int, eventLoop: EventLoop, snapshot: ConfigSnapshot, listenerStats: ListenerStats, accessLogFD: Int32?) {
+    init(index: Int, eventLoop: EventLoop, snapshot: ConfigSnapshot, listenerStats: ListenerStats,
+         accessLogWriter: AccessLogWriter?) {
         self.eventLoop = eventLoop
         row = ShardedCounters.row(forLoop: index)
         self.snapshot = snapshot
         self.listenerStats = listenerStats
-        accessLog = AccessLog(fd: accessLogFD)
+        accessLog = AccessLog(writer: accessLogWriter)
+    }
+
+    /// A worker with a writer of its own (or none), for a loop on its own.
+    convenience init(index: Int, eventLoop: EventLoop, snapshot: ConfigSnapshot, listenerStats: ListenerStats,
+                     accessLogFD: Int32?) {
+        self.init(index: index, eventLoop: eventLoop, snapshot: snapshot, listenerStats: listenerStats,
+                  accessLogWriter: accessLogFD.map { AccessLogWriter(fd: $0) })
     }
 
     /// The pool handed out last (and for which snapshot): a run of requests to one cluster

@@ -23,7 +23,7 @@ final class GatewayProcess {
     let configURL: URL
     private(set) var port = 0
     private(set) var adminPort = 0
-    private let stdoutPipe = Pipe()
+    let stdoutPipe = Pipe()
     private let stderrPipe = Pipe()
 
     init(config: String, extraArguments: [String] = []) throws {
