@@ -1,4 +1,3 @@
-import NIOCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -356,23 +355,5 @@ extension MessageHead {
             break
         }
         return result
-    }
-}
-
-extension ByteBuffer {
-    /// Parses a head at the reader index without moving it.
-    @inline(__always)
-    public func parseHead(_ kind: HeadParser.Kind) -> Result<MessageHead?, HTTPParseError> {
-        withUnsafeReadableBytes { raw in
-            do throws(HTTPParseError) { return .success(try HeadParser.parse(raw, kind: kind)) } catch { return .failure(error) }
-        }
-    }
-
-    /// Feeds readable bytes to `decoder`; returns how many belong to the body.
-    @inline(__always)
-    public func consumeBody(_ decoder: inout BodyDecoder) -> Result<Int, HTTPParseError> {
-        withUnsafeReadableBytes { raw in
-            do throws(HTTPParseError) { return .success(try decoder.consume(raw)) } catch { return .failure(error) }
-        }
     }
 }
