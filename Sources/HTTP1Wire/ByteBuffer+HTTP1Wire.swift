@@ -4,11 +4,21 @@ import NIOCore
 // build without NIO, so the fuzz targets under fuzz/ compile them with swiftc alone.
 
 extension ByteBuffer {
-    /// Parses a head at the reader index without moving it.
+    /// Parses a head at the reader index without moving it, with the default options for `kind`.
     @inline(__always)
     public func parseHead(_ kind: HeadParser.Kind) -> Result<MessageHead?, HTTPParseError> {
+        parseHead(kind, options: .defaults(for: kind))
+    }
+
+    /// Parses a head at the reader index without moving it.
+    @inline(__always)
+    public func parseHead(_ kind: HeadParser.Kind, options: HeadParser.Options) -> Result<MessageHead?, HTTPParseError> {
         withUnsafeReadableBytes { raw in
-            do throws(HTTPParseError) { return .success(try HeadParser.parse(raw, kind: kind)) } catch { return .failure(error) }
+            do throws(HTTPParseError) {
+                return .success(try HeadParser.parse(raw, kind: kind, options: options))
+            } catch {
+                return .failure(error)
+            }
         }
     }
 

@@ -37,7 +37,7 @@ final class HeadParserTests: XCTestCase {
     }
 
     func testConnectionHeaders() throws {
-        XCTAssertFalse(try head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keepAlive)
+        XCTAssertFalse(try head("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keepAlive)
         XCTAssertFalse(try head("GET / HTTP/1.0\r\n\r\n").keepAlive)
         let ka = try head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
         XCTAssertTrue(ka.keepAlive)
@@ -56,7 +56,117 @@ final class HeadParserTests: XCTestCase {
         XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400)
         XCTAssertEqual(status("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 70_000) + "\r\n\r\n"), 431)
         XCTAssertEqual(status("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 70_000)), 431, "refused before the end arrives")
-        XCTAssertNil(status("POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n"), "a repeated equal length is allowed")
+        XCTAssertEqual(status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n"), 400,
+                       "a list of lengths is refused, as Envoy does, even when the values agree")
+    }
+
+    // MARK: strict request framing (RFC 9112 §6, RFC 9110 §8.6)
+
+    func post(_ lines: String...) -> String {
+        "POST / HTTP/1.1\r\nHost: x\r\n" + lines.map { $0 + "\r\n" }.joined() + "\r\n"
+    }
+
+    func testOnlyTheSingleTokenChunkedFramesARequest() throws {
+        XCTAssertEqual(HeadParser.requestFraming(try head(post("Transfer-Encoding: chunked"))), .chunked)
+        XCTAssertEqual(HeadParser.requestFraming(try head(post("Transfer-Encoding: CHUNKED \t"))), .chunked,
+                       "case-insensitive, surrounding whitespace trimmed")
+        // Lists and repeats: refused even where the last coding is chunked.
+        for te in ["identity, chunked", "gzip, chunked", "chunked, chunked", ", chunked", "chunked,", "chunked , "] {
+            XCTAssertEqual(status(post("Transfer-Encoding: \(te)")), 400, te)
+        }
+        XCTAssertEqual(status(post("Transfer-Encoding: chunked", "Transfer-Encoding: chunked")), 400)
+        XCTAssertEqual(status(post("Transfer-Encoding: identity", "Transfer-Encoding: chunked")), 400)
+        // One unknown coding: not implemented.
+        for te in ["gzip", "xchunked", "chunkedx", "identity"] {
+            XCTAssertEqual(status(post("Transfer-Encoding: \(te)")), 501, te)
+        }
+        // Not a token at all.
+        for te in ["chunked;x", "\"chunked\"", "chunked\u{0B}", "\u{0B}chunked", "chun\u{0}ked", "chunked\u{0C}", ""] {
+            XCTAssertEqual(status(post("Transfer-Encoding: \(te)")), 400, te.debugDescription)
+        }
+    }
+
+    func testContentLengthIsOneLineOfDigits() throws {
+        XCTAssertEqual(try head(post("Content-Length: 005")).contentLength, 5)
+        XCTAssertEqual(try head(post("Content-Length:\t7 ")).contentLength, 7)
+        for cl in ["5, 5", "5,", ",5", "5 5", "+5", "-5", "0x5", "", "5;", "1234567890123456", "99999999999999999999"] {
+            XCTAssertEqual(status(post("Content-Length: \(cl)")), 400, cl)
+        }
+        XCTAssertEqual(status(post("Content-Length: 5", "Content-Length: 5")), 400, "a repeat is refused even when equal")
+        XCTAssertEqual(status(post("Content-Length: 5", "Content-Length: 6")), 400)
+    }
+
+    func testConnectionMustNotNameTheFramingHeaders() {
+        XCTAssertEqual(status(post("Connection: content-length", "Content-Length: 5")), 400)
+        XCTAssertEqual(status(post("Connection: close, Transfer-Encoding", "Transfer-Encoding: chunked")), 400)
+        XCTAssertEqual(status(post("Connection: host")), 400)
+    }
+
+    func testBareLineFeedsAreRefusedWithoutWaitingForMore() {
+        // Incomplete heads: today's bytes already prove the message malformed.
+        XCTAssertEqual(status("GET / HTTP/1.1\nHost: x\n"), 400)
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: x\nX: y"), 400)
+        XCTAssertEqual(status("\n"), 400)
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: x\r\n\n"), 400)
+        XCTAssertEqual(status("GET / HTTP/1.1\nHost: x\r\n\r\n"), 400)
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: x\rY: z\r\n\r\n"), 400, "bare CR")
+    }
+
+    func testHTTP11RequestNeedsOneValidHost() throws {
+        XCTAssertEqual(status("GET / HTTP/1.1\r\n\r\n"), 400)
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), 400)
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), 400)
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n"), 400)
+        XCTAssertNotNil(try head("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").host)
+        XCTAssertNotNil(try head("GET / HTTP/1.1\r\nHost: \r\n\r\n").host, "an empty Host is allowed (RFC 9112 §3.2)")
+        XCTAssertNil(try head("GET / HTTP/1.0\r\n\r\n").host, "HTTP/1.0 needs no Host")
+    }
+
+    func testRequestTargetForms() throws {
+        XCTAssertNotNil(try head("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n"))
+        XCTAssertNotNil(try head("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"))
+        XCTAssertEqual(status("GET * HTTP/1.1\r\nHost: x\r\n\r\n"), 400)
+        XCTAssertEqual(status("GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n"), 400)
+        XCTAssertEqual(status("GET x:80 HTTP/1.1\r\nHost: x\r\n\r\n"), 400)
+        XCTAssertEqual(status("OPTIONS *x HTTP/1.1\r\nHost: x\r\n\r\n"), 400)
+        XCTAssertEqual(status("CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n"), 501)
+        XCTAssertEqual(status("GET /a HTTP/1.1 \r\nHost: x\r\n\r\n"), 400)
+        XCTAssertEqual(status("GET /a HTTP/1.10\r\nHost: x\r\n\r\n"), 400)
+    }
+
+    func testHeaderNamesWithUnderscoresAreRefusedInRequestsOnly() throws {
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: x\r\nX_Y: 1\r\n\r\n"), 400)
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: x\r\nContent_Length: 1\r\n\r\n"), 400)
+        XCTAssertNotNil(try head("HTTP/1.1 200 OK\r\nX_Y: 1\r\nContent-Length: 0\r\n\r\n", .response))
+    }
+
+    func testTooManyHeadersIs431() throws {
+        let lines = (0..<99).map { "X-\($0): v\r\n" }.joined()
+        XCTAssertNotNil(try head("GET / HTTP/1.1\r\nHost: x\r\n" + lines + "\r\n"), "100 header lines are allowed")
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: x\r\nX-a: v\r\n" + lines + "\r\n"), 431)
+    }
+
+    func testResponsesGetTheSameStrictnessWith502() throws {
+        func responseStatus(_ s: String) -> Int? {
+            if case .failure(let e) = parse(s, .response) { return e.status }
+            return nil
+        }
+        XCTAssertEqual(responseStatus("HTTP/1.1 200 OK\nContent-Length: 0\n\n"), 502)
+        XCTAssertEqual(responseStatus("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n"), 502)
+        XCTAssertEqual(responseStatus("HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n"), 502)
+        XCTAssertEqual(responseStatus("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n"), 502)
+        XCTAssertEqual(responseStatus("HTTP/1.1 200 OK\r\nX: a\u{0}b\r\n\r\n"), 502)
+        XCTAssertEqual(responseStatus("HTTP/1.1 200 OK\r\nX : a\r\n\r\n"), 502)
+        XCTAssertEqual(responseStatus("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"), 502)
+        XCTAssertEqual(responseStatus("HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 1\r\n\r\n"), 502)
+        XCTAssertEqual(responseStatus("HTTP/1.1 200 OK\r\nX: " + String(repeating: "a", count: 70_000)), 502)
+        // Both lengths: chunked wins (RFC 9112 §6.3) and the Content-Length line is not forwarded.
+        let both = try head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", .response)
+        XCTAssertEqual(HeadParser.responseFraming(both, requestWasHead: false), .chunked)
+        XCTAssertTrue(both.needsLineRewrite)
+        // A final coding other than chunked: read until close.
+        let gz = try head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\nContent-Length: 5\r\n\r\n", .response)
+        XCTAssertEqual(HeadParser.responseFraming(gz, requestWasHead: false), .untilClose)
     }
 
     func testResponseFraming() throws {
@@ -71,7 +181,7 @@ final class HeadParserTests: XCTestCase {
     }
 
     func testHeaderLookupForRouteMatching() throws {
-        let text = "GET / HTTP/1.1\r\nX-User:  alice \r\n\r\n"
+        let text = "GET / HTTP/1.1\r\nHost: x\r\nX-User:  alice \r\n\r\n"
         let h = try head(text)
         let v = ByteBuffer(string: text).withUnsafeReadableBytes { h.value(of: "x-user", in: $0) }
         XCTAssertEqual(v, "alice")
@@ -115,3 +225,4 @@ final class BodyDecoderTests: XCTestCase {
         XCTAssertEqual(feed(.chunked, ["\r\n"]).error?.status, 400)
     }
 }
+
