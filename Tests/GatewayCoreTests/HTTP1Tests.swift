@@ -218,6 +218,40 @@ final class BodyDecoderTests: XCTestCase {
         }
     }
 
+    func testChunkSizeLineIsDigitsThenExtensionOrCRLF() {
+        for ok in ["5\r\nhello\r\n0\r\n\r\n", "5;a=b\r\nhello\r\n0\r\n\r\n", "5 ;a\r\nhello\r\n0\r\n\r\n",
+                   "5\t; a = \"q\\\"x\"\r\nhello\r\n0;last\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n"] {
+            let r = feed(.chunked, [ok])
+            XCTAssertNil(r.error, ok.debugDescription)
+            XCTAssertTrue(r.complete, ok.debugDescription)
+        }
+        for bad in ["5 6\r\nhello", "5\t6\r\nhello", "5 x\r\n", "5;a=\u{0}\r\n", "5;a\nhello", "5;a\u{7F}\r\n",
+                    "5;a=\"b\rc\"\r\n", "5\r\r\n", "5;\u{0B}\r\n", "0;x\nGET / HTTP/1.1\r\n"] {
+            XCTAssertEqual(feed(.chunked, [bad]).error?.status, 400, bad.debugDescription)
+        }
+    }
+
+    func testChunkExtensionsAreBounded() {
+        let ext = String(repeating: "a", count: BodyDecoder.maxChunkExtensionBytes - 1)
+        XCTAssertNil(feed(.chunked, ["5;" + ext + "\r\nhello\r\n0\r\n\r\n"]).error)
+        XCTAssertEqual(feed(.chunked, ["5;" + ext + "aa"]).error?.status, 400, "refused as soon as the bound is passed")
+    }
+
+    func testTrailersAreFieldLinesEndedByCRLF() {
+        XCTAssertTrue(feed(.chunked, ["0\r\nX-Sum: 1\r\nY:\r\n\r\n"]).complete)
+        for bad in ["0\r\n\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", "0\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+                    "0\r\nX: a\n\r\n", "0\r\nX: a\u{0}\r\n\r\n", "0\r\nX: a\rb\r\n\r\n", "0\r\nX : a\r\n\r\n",
+                    "0\r\nX: a\r\n b\r\n\r\n", "0\r\n: a\r\n\r\n", "0\r\nX\r\n\r\n", "0\r\n\r\r"] {
+            XCTAssertEqual(feed(.chunked, [bad]).error?.status, 400, bad.debugDescription)
+        }
+        let big = "0\r\nX: " + String(repeating: "a", count: BodyDecoder.maxTrailerBytes) + "\r\n\r\n"
+        XCTAssertEqual(feed(.chunked, [big]).error?.status, 400, "trailers are bounded")
+        var d = BodyDecoder(.chunked, errorStatus: 502)
+        XCTAssertThrowsError(try Array("0\r\n\nX".utf8).withUnsafeBytes { try d.consume($0) }) {
+            XCTAssertEqual(($0 as? HTTPParseError)?.status, 502, "an upstream's malformed body is a 502")
+        }
+    }
+
     func testBadChunksAreRefused() {
         XCTAssertEqual(feed(.chunked, ["zz\r\n"]).error?.status, 400)
         XCTAssertEqual(feed(.chunked, ["5\r\nhelloXX"]).error?.status, 400)
