@@ -260,3 +260,47 @@ final class BodyDecoderTests: XCTestCase {
     }
 }
 
+/// What goes onward: hop-by-hop lines and the headers the Connection header names are removed
+/// (RFC 9110 §7.6.1), in both directions.
+final class HeadWriterTests: XCTestCase {
+    func forwarded(_ text: String, _ kind: HeadParser.Kind) throws -> String {
+        let bytes = ByteBuffer(string: text)
+        guard case .success(let head?) = bytes.parseHead(kind) else {
+            XCTFail("not parsed: \(text.debugDescription)")
+            return ""
+        }
+        var out = ByteBuffer()
+        HeadWriter.copyWithoutHopByHop(head, from: bytes, into: &out)
+        return String(buffer: out)
+    }
+
+    func testUnchangedHeadIsCopiedWhole() throws {
+        let text = "GET /a HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"
+        XCTAssertEqual(try forwarded(text, .request), "GET /a HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n")
+    }
+
+    func testHeadersNamedByConnectionAreRemovedFromRequests() throws {
+        let out = try forwarded(
+            "GET /a HTTP/1.1\r\nHost: x\r\nX-Secret: s\r\nConnection: close, X-Secret ,x-other\r\nX-Other: o\r\nX-Keep: k\r\nKeep-Alive: 5\r\n\r\n",
+            .request)
+        XCTAssertEqual(out, "GET /a HTTP/1.1\r\nHost: x\r\nX-Keep: k\r\n")
+    }
+
+    func testHeadersNamedByConnectionAreRemovedFromResponses() throws {
+        let out = try forwarded(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\nx-internal: 1\r\nContent-Length: 0\r\n\r\n", .response)
+        XCTAssertEqual(out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n")
+    }
+
+    func testClientForwardedProtoIsDropped() throws {
+        let out = try forwarded("GET /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n", .request)
+        XCTAssertEqual(out, "GET /a HTTP/1.1\r\nHost: x\r\n", "the gateway appends its own X-Forwarded-Proto and X-Forwarded-For")
+    }
+
+    func testResponseContentLengthBesideChunkedIsDropped() throws {
+        let out = try forwarded("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nServer: s\r\n\r\n", .response)
+        XCTAssertEqual(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: s\r\n")
+        let plain = try forwarded("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", .response)
+        XCTAssertEqual(plain, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", "a lone Content-Length stays")
+    }
+}
