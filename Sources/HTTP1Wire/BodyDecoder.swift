@@ -8,22 +8,29 @@ public struct BodyDecoder: Sendable {
     enum State: Sendable, Equatable {
         case lengthRemaining(Int)
         case chunkSize(value: Int, digits: Int)
-        /// Whitespace after the size digits: only more of it, ";" or CR may follow.
+        /// Whitespace after the size digits: only more of it or ";" may follow.
         case chunkSizeBWS(size: Int)
-        /// After ";" up to CR; `length` counts the extension's bytes.
-        case chunkExtension(size: Int, length: Int)
+        /// After the first ";" up to CR; `length` counts the extensions' bytes.
+        case chunkExtension(size: Int, length: Int, at: ExtensionPart)
         case chunkSizeLF(size: Int)
         case chunkData(remaining: Int)
         case chunkDataCR
         case chunkDataLF
         /// Trailer section (RFC 9112 §7.1.2): field lines, then an empty line.
         case trailerLineStart
-        case trailerName
+        /// `length` name bytes so far; `framing` has a bit for each of `framingFieldName(_:)`
+        /// the name still spells.
+        case trailerName(length: Int, framing: UInt8)
         case trailerValue
         case trailerLF
         case trailerEndLF
         case untilClose
         case done
+    }
+
+    /// Where in `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )` a byte is.
+    enum ExtensionPart: UInt8, Sendable {
+        case beforeName, name, afterName, beforeValue, token, quoted, quotedEscape, quotedEnd, afterValue
     }
 
     var state: State
@@ -79,7 +86,7 @@ public struct BodyDecoder: Sendable {
                 } else if digits > 0 && c == 0x0D {
                     state = .chunkSizeLF(size: value)
                 } else if digits > 0 && c == UInt8(ascii: ";") {
-                    state = .chunkExtension(size: value, length: 0)
+                    state = .chunkExtension(size: value, length: 0, at: .beforeName)
                 } else if digits > 0 && (c == 0x20 || c == 0x09) {
                     state = .chunkSizeBWS(size: value)
                 } else {
@@ -87,26 +94,23 @@ public struct BodyDecoder: Sendable {
                 }
                 i += 1
             case .chunkSizeBWS(let size):
-                // chunk-ext = *( BWS ";" ... ): after the whitespace, "5 6" must not read as 5.
+                // BWS belongs to an extension: "5 6" or "5 " must not read as 5.
                 let c = bytes[i]
                 if c == UInt8(ascii: ";") {
-                    state = .chunkExtension(size: size, length: 0)
-                } else if c == 0x0D {
-                    state = .chunkSizeLF(size: size)
+                    state = .chunkExtension(size: size, length: 0, at: .beforeName)
                 } else if c != 0x20 && c != 0x09 {
                     throw error("junk after chunk size")
                 }
                 i += 1
-            case .chunkExtension(let size, let length):
+            case .chunkExtension(let size, let length, let part):
                 let c = bytes[i]
                 if c == 0x0D {
+                    guard part == .name || part == .token || part == .quotedEnd else { throw error("malformed chunk extension") }
                     state = .chunkSizeLF(size: size)
-                } else if c < 0x20 && c != 0x09 || c == 0x7F {
-                    throw error("invalid character in chunk extension")
-                } else if length >= Self.maxChunkExtensionBytes {
-                    throw error("chunk extension too long")
                 } else {
-                    state = .chunkExtension(size: size, length: length + 1)
+                    guard length < Self.maxChunkExtensionBytes else { throw error("chunk extension too long") }
+                    guard let next = Self.extensionStep(part, c) else { throw error("malformed chunk extension") }
+                    state = .chunkExtension(size: size, length: length + 1, at: next)
                 }
                 i += 1
             case .chunkSizeLF(let size):
@@ -121,7 +125,7 @@ public struct BodyDecoder: Sendable {
                 guard bytes[i] == 0x0A else { throw error("chunk not ended by CRLF") }
                 state = .chunkSize(value: 0, digits: 0)
                 i += 1
-            case .trailerLineStart, .trailerName, .trailerValue, .trailerLF, .trailerEndLF:
+            case .trailerLineStart, .trailerName(_, _), .trailerValue, .trailerLF, .trailerEndLF:
                 i = try consumeTrailer(bytes, from: i)
             }
         }
@@ -141,14 +145,19 @@ public struct BodyDecoder: Sendable {
                 if c == 0x0D {
                     state = .trailerEndLF
                 } else if isTokenChar(c) {
-                    state = .trailerName
+                    state = .trailerName(length: 1, framing: Self.stillSpelled(0b111, c, at: 0))
                 } else {
                     throw error("malformed chunked trailer")
                 }
-            case .trailerName:
+            case .trailerName(let length, let framing):
                 if c == UInt8(ascii: ":") {
+                    for k in 0..<3 where framing & (1 << k) != 0 && Self.framingFieldName(k).utf8CodeUnitCount == length {
+                        throw error("framing field in chunked trailer")
+                    }
                     state = .trailerValue
-                } else if !isTokenChar(c) {
+                } else if isTokenChar(c) {
+                    state = .trailerName(length: length + 1, framing: framing == 0 ? 0 : Self.stillSpelled(framing, c, at: length))
+                } else {
                     throw error("malformed chunked trailer")
                 }
             case .trailerValue:
@@ -172,6 +181,60 @@ public struct BodyDecoder: Sendable {
             if trailerBytes > Self.maxTrailerBytes { throw error("chunked trailer too large") }
         }
         return i
+    }
+
+    /// Fields that frame the message or end the connection are refused in trailers (RFC 9110
+    /// §6.5.1 forbids them there): the body is forwarded as it came, and a next hop that acts on
+    /// them (llhttp refuses Content-Length and Transfer-Encoding trailers and closes after a
+    /// `Connection: close` one) would read the stream differently from the gateway.
+    @inline(__always) static func framingFieldName(_ k: Int) -> StaticString {
+        switch k {
+        case 0: return "content-length"
+        case 1: return "transfer-encoding"
+        default: return "connection"
+        }
+    }
+
+    /// The bits of `framing` whose field name has `c` (case-insensitively) at `index`.
+    static func stillSpelled(_ framing: UInt8, _ c: UInt8, at index: Int) -> UInt8 {
+        var out: UInt8 = 0
+        for k in 0..<3 where framing & (1 << k) != 0 {
+            let name = framingFieldName(k)
+            if index < name.utf8CodeUnitCount && name.utf8Start[index] == lowercased(c) { out |= 1 << k }
+        }
+        return out
+    }
+
+    /// One byte of chunk extensions (RFC 9112 §7.1.1), after the first ";"; nil when it does
+    /// not fit the grammar. Extensions are forwarded untouched, so a next hop that parses them
+    /// must not find anything but names, values and the whitespace the grammar allows.
+    static func extensionStep(_ part: ExtensionPart, _ c: UInt8) -> ExtensionPart? {
+        let space = c == 0x20 || c == 0x09
+        switch part {
+        case .beforeName:
+            if space { return .beforeName }
+            return isTokenChar(c) ? .name : nil
+        case .name, .afterName:
+            if part == .name && isTokenChar(c) { return .name }
+            if space { return .afterName }
+            if c == UInt8(ascii: "=") { return .beforeValue }
+            return c == UInt8(ascii: ";") ? .beforeName : nil
+        case .beforeValue:
+            if space { return .beforeValue }
+            if c == UInt8(ascii: "\"") { return .quoted }
+            return isTokenChar(c) ? .token : nil
+        case .token, .quotedEnd, .afterValue:
+            if part == .token && isTokenChar(c) { return .token }
+            if space { return .afterValue }
+            return c == UInt8(ascii: ";") ? .beforeName : nil
+        case .quoted:
+            // qdtext: HTAB, SP, VCHAR but DQUOTE and backslash, obs-text
+            if c == UInt8(ascii: "\"") { return .quotedEnd }
+            if c == UInt8(ascii: "\\") { return .quotedEscape }
+            return c == 0x09 || c >= 0x20 && c != 0x7F ? .quoted : nil
+        case .quotedEscape:
+            return c == 0x09 || c >= 0x20 && c != 0x7F ? .quoted : nil
+        }
     }
 
     @inline(__always) func error(_ reason: String) -> HTTPParseError { HTTPParseError(errorStatus, reason) }

@@ -116,7 +116,8 @@ public enum HeadParser {
         head.method = 0..<i
         i += 1
         let targetStart = i
-        while i < end && b[i] > 0x20 && b[i] != 0x7F { i += 1 }
+        // URI characters are visible ASCII (RFC 3986); raw bytes above 0x7E are refused, as llhttp does.
+        while i < end && b[i] > 0x20 && b[i] < 0x7F { i += 1 }
         guard i > targetStart, i < end, b[i] == 0x20 else { throw HTTPParseError(400, "malformed request target") }
         head.target = targetStart..<i
         i += 1

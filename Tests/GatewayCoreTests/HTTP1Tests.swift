@@ -132,6 +132,8 @@ final class HeadParserTests: XCTestCase {
         XCTAssertEqual(status("CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n"), 501)
         XCTAssertEqual(status("GET /a HTTP/1.1 \r\nHost: x\r\n\r\n"), 400)
         XCTAssertEqual(status("GET /a HTTP/1.10\r\nHost: x\r\n\r\n"), 400)
+        XCTAssertEqual(status("GET /caf\u{E9} HTTP/1.1\r\nHost: x\r\n\r\n"), 400, "raw non-ASCII in the target")
+        XCTAssertEqual(status("GET /a\u{7F} HTTP/1.1\r\nHost: x\r\n\r\n"), 400)
     }
 
     func testHeaderNamesWithUnderscoresAreRefusedInRequestsOnly() throws {
@@ -144,6 +146,29 @@ final class HeadParserTests: XCTestCase {
         let lines = (0..<99).map { "X-\($0): v\r\n" }.joined()
         XCTAssertNotNil(try head("GET / HTTP/1.1\r\nHost: x\r\n" + lines + "\r\n"), "100 header lines are allowed")
         XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: x\r\nX-a: v\r\n" + lines + "\r\n"), 431)
+    }
+
+    func testParserOptions() throws {
+        let underscore = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: x\r\nX_Y: 1\r\n\r\n")
+        guard case .success(let h?) = underscore.parseHead(.request, options: .init(headersWithUnderscores: .allow)) else {
+            return XCTFail("allowed underscores are refused")
+        }
+        XCTAssertEqual(h.headerCount, 2)
+        guard case .failure(let e) = underscore.parseHead(.request, options: .requestDefaults) else { return XCTFail() }
+        XCTAssertEqual(e.status, 400)
+
+        let small = HeadParser.Options(maxHeadBytes: 40, maxHeadersCount: 2)
+        func status(_ s: String, _ kind: HeadParser.Kind = .request) -> Int? {
+            if case .failure(let e) = ByteBuffer(string: s).parseHead(kind, options: small) { return e.status }
+            return nil
+        }
+        XCTAssertNil(status("GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\n\r\n"), "two header lines, 33 bytes")
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n"), 431, "three header lines")
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: x\r\nAbcdefghij: 1\r\n\r\n"), 431, "42 bytes")
+        XCTAssertEqual(status("GET / HTTP/1.1\r\nHost: x\r\nAbcdefghijklmnopqrst"), 431, "45 bytes and no end yet")
+        XCTAssertNil(status("GET / HTTP/1.1\r\nHost: x\r\nAbcdefghijklmno"), "40 bytes and no end yet: wait")
+        XCTAssertEqual(status("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", .response), 502)
+        XCTAssertEqual(status("HTTP/1.1 200 OK\r\nAbcdefghijklmnopqrst: 1\r\n\r\n", .response), 502)
     }
 
     func testResponsesGetTheSameStrictnessWith502() throws {
@@ -220,13 +245,17 @@ final class BodyDecoderTests: XCTestCase {
 
     func testChunkSizeLineIsDigitsThenExtensionOrCRLF() {
         for ok in ["5\r\nhello\r\n0\r\n\r\n", "5;a=b\r\nhello\r\n0\r\n\r\n", "5 ;a\r\nhello\r\n0\r\n\r\n",
-                   "5\t; a = \"q\\\"x\"\r\nhello\r\n0;last\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n"] {
+                   "5\t; a = \"q\\\"x\"\r\nhello\r\n0;last\r\n\r\n", "5;a;b=\"\";c=d\r\nhello\r\n0\r\n\r\n",
+                   "5;a=\"\u{80}\"\r\nhello\r\n0\r\n\r\n"] {
             let r = feed(.chunked, [ok])
             XCTAssertNil(r.error, ok.debugDescription)
             XCTAssertTrue(r.complete, ok.debugDescription)
         }
         for bad in ["5 6\r\nhello", "5\t6\r\nhello", "5 x\r\n", "5;a=\u{0}\r\n", "5;a\nhello", "5;a\u{7F}\r\n",
-                    "5;a=\"b\rc\"\r\n", "5\r\r\n", "5;\u{0B}\r\n", "0;x\nGET / HTTP/1.1\r\n"] {
+                    "5;a=\"b\rc\"\r\n", "5\r\r\n", "5;\u{0B}\r\n", "0;x\nGET / HTTP/1.1\r\n",
+                    // the grammar: BWS only before ";" or "=", names are tokens, values tokens or quoted strings
+                    "5 \r\n", "5;x \r\n", "5;x= \r\n", "5;x=y z\r\n", "5;a b\r\n", "5;=\r\n", "5;x=\r\n",
+                    "5;x=\"a\r\n", "5;x=\"a\"b\r\n", "5;x=a\"\r\n", "5;(x)\r\n", "5;;\r\n"] {
             XCTAssertEqual(feed(.chunked, [bad]).error?.status, 400, bad.debugDescription)
         }
     }
@@ -239,9 +268,15 @@ final class BodyDecoderTests: XCTestCase {
 
     func testTrailersAreFieldLinesEndedByCRLF() {
         XCTAssertTrue(feed(.chunked, ["0\r\nX-Sum: 1\r\nY:\r\n\r\n"]).complete)
+        XCTAssertTrue(feed(.chunked, ["0\r\nContent-Lengthy: 1\r\nConnectio: 2\r\nTransfer-Encodin: 3\r\n\r\n"]).complete,
+                      "names that only begin like a framing field are fine")
+        XCTAssertTrue(feed(.chunked, ["0\r\nConn", "ection-Id: 1\r\n\r\n"]).complete)
+        XCTAssertEqual(feed(.chunked, ["0\r\nConn", "ection: close\r\n\r\n"]).error?.status, 400, "across reads too")
         for bad in ["0\r\n\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", "0\r\nGET /smuggled HTTP/1.1\r\n\r\n",
                     "0\r\nX: a\n\r\n", "0\r\nX: a\u{0}\r\n\r\n", "0\r\nX: a\rb\r\n\r\n", "0\r\nX : a\r\n\r\n",
-                    "0\r\nX: a\r\n b\r\n\r\n", "0\r\n: a\r\n\r\n", "0\r\nX\r\n\r\n", "0\r\n\r\r"] {
+                    "0\r\nX: a\r\n b\r\n\r\n", "0\r\n: a\r\n\r\n", "0\r\nX\r\n\r\n", "0\r\n\r\r",
+                    "0\r\nContent-Length: 5\r\n\r\n", "0\r\nX: 1\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
+                    "0\r\nConnection: close\r\n\r\n"] {
             XCTAssertEqual(feed(.chunked, [bad]).error?.status, 400, bad.debugDescription)
         }
         let big = "0\r\nX: " + String(repeating: "a", count: BodyDecoder.maxTrailerBytes) + "\r\n\r\n"
