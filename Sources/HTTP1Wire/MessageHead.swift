@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Why a message head or body was refused. `status` is what the client gets (the connection is
 /// closed after it), `reason` goes into the body and the access log.
 public struct HTTPParseError: Error, Equatable, Sendable {
