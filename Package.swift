@@ -115,6 +115,8 @@ let package = Package(
                 "GatewayCore",
                 "HTTP1Wire",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                // llhttp, the reference the parser's differential test compares against.
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .testTarget(

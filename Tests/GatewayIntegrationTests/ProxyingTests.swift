@@ -43,6 +43,19 @@ final class ProxyingTests: XCTestCase {
         XCTAssertEqual(upstream.seenRequests.last?.headers.first { $0.0.lowercased() == "x-request-id" }?.1, "abc")
     }
 
+    /// Headers the client names in Connection are hop-by-hop (RFC 9110 §7.6.1); the client's
+    /// X-Forwarded-Proto is replaced by the gateway's.
+    func testConnectionOptionsAndForwardedProtoAreNotForwarded() throws {
+        let c = try RawConnection(port: gw.port)
+        c.send("GET /orders HTTP/1.1\r\nHost: shop\r\nX-Secret: s\r\nConnection: keep-alive, X-Secret\r\n"
+            + "X-Forwarded-Proto: https\r\nX-Kept: k\r\n\r\n")
+        XCTAssertEqual(c.readResponse()?.status, 200)
+        let seen = try XCTUnwrap(upstream.seenRequests.first)
+        XCTAssertNil(seen.headers.first { $0.0.lowercased() == "x-secret" })
+        XCTAssertEqual(seen.headers.filter { $0.0.lowercased() == "x-forwarded-proto" }.map(\.1), ["http"])
+        XCTAssertEqual(seen.headers.first { $0.0.lowercased() == "x-kept" }?.1, "k")
+    }
+
     func testChunkedRequestBodyIsStreamed() throws {
         let c = try RawConnection(port: gw.port)
         c.send("POST /orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")

@@ -4,8 +4,10 @@ import NIOCore
 /// Writes a head onward: header lines the proxy does not change go out as they came (in one copy
 /// when nothing needs removing), hop-by-hop lines are dropped, and the proxy's own lines appended.
 enum HeadWriter {
-    /// Copies `head` from `source` into `out` without the closing blank line.
-    /// `dropForwardedFor`: the caller appends its own X-Forwarded-For.
+    /// Copies `head` from `source` into `out` without the closing blank line, leaving out:
+    /// hop-by-hop lines and the lines the Connection header names (RFC 9110 §7.6.1); in a
+    /// request, X-Forwarded-For and X-Forwarded-Proto (the caller appends its own); in a response
+    /// framed by Transfer-Encoding, Content-Length (RFC 9112 §6.3: a client must not see both).
     @inline(__always)
     static func copyWithoutHopByHop(_ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer) {
         source.withUnsafeReadableBytes { b in
@@ -24,7 +26,13 @@ enum HeadWriter {
                 var colon = start
                 while b[colon] != UInt8(ascii: ":") { colon += 1 }
                 let name = start..<colon
-                if isHopByHop(b, name) || equalsLowercase(b, name, "x-forwarded-for") { continue }
+                if isHopByHop(b, name) || head.connectionOptions.names(b, name) { continue }
+                switch head.kind {
+                case .request:
+                    if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { continue }
+                case .response:
+                    if head.hasTransferEncoding && equalsLowercase(b, name, "content-length") { continue }
+                }
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: b[start..<i]))
             }
         }

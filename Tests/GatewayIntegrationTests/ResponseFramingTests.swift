@@ -1,0 +1,100 @@
+import Foundation
+import GatewayCore
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plain-socket upstream that answers every request head it reads with the same canned bytes,
+/// then closes the connection.
+final class CannedUpstream: @unchecked Sendable {
+    let listenFD: Int32
+    let port: Int
+
+    init(_ response: String) throws {
+        (listenFD, port) = try listenOnLoopback()
+        let fd = listenFD
+        let bytes = Array(response.utf8)
+        Thread {
+            while true {
+                let c = accept(fd, nil, nil)
+                guard c >= 0 else { return }
+                var request: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                while !request.suffix(4).elementsEqual([13, 10, 13, 10]) {
+                    let n = recv(c, &chunk, chunk.count, 0)
+                    if n <= 0 { break }
+                    request += chunk[0..<n]
+                }
+                var off = 0
+                while off < bytes.count {
+                    let n = bytes[off...].withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    if n <= 0 { break }
+                    off += n
+                }
+                shutdown(c, Int32(SHUT_WR))
+                Thread.sleep(forTimeInterval: 0.2)
+                Glibc.close(c)
+            }
+        }.start()
+    }
+
+    func close() {
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        Glibc.close(listenFD)
+    }
+}
+
+/// The response side is framed as strictly as requests: what the gateway cannot frame exactly
+/// never reaches the client as if it were a response.
+final class ResponseFramingTests: XCTestCase {
+    func exchange(_ response: String) async throws -> (RawResponse?, String) {
+        let upstream = try CannedUpstream(response)
+        let gw = try await InProcessGateway(TestConfig.gateway(
+            hosts: [TestConfig.host("up", ports: [upstream.port])], routes: [TestConfig.route("/", to: "up")]))
+        let c = try RawConnection(port: gw.port, timeout: 5)
+        c.send("GET /x HTTP/1.1\r\nHost: shop\r\n\r\n")
+        let r = c.readResponse()
+        await gw.stop()
+        upstream.close()
+        return (r, response)
+    }
+
+    /// RFC 9112 §6.3: with both, chunked frames the message and the Content-Length line is
+    /// not forwarded (a client that read it would cut the body short or wait for more).
+    func testContentLengthBesideChunkedIsDropped() async throws {
+        let (r, _) = try await exchange(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        let response = try XCTUnwrap(r)
+        XCTAssertEqual(response.status, 200)
+        XCTAssertNil(response.header("content-length"))
+        XCTAssertEqual(response.body, "hello world")
+    }
+
+    func testHeadersNamedByTheUpstreamsConnectionAreDropped() async throws {
+        let (r, _) = try await exchange(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\nX-Internal: secret\r\nX-Public: p\r\nContent-Length: 2\r\n\r\nok")
+        let response = try XCTUnwrap(r)
+        XCTAssertEqual(response.status, 200)
+        XCTAssertNil(response.header("x-internal"))
+        XCTAssertEqual(response.header("x-public"), "p")
+        XCTAssertEqual(response.body, "ok")
+    }
+
+    /// Malformed upstream heads are not passed on: the client gets the gateway's own 5xx.
+    func testMalformedResponsesAreNotForwarded() async throws {
+        for bad in [
+            "HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+            "HTTP/1.1 200 OK\r\nX: a\u{0}b\r\nContent-Length: 2\r\n\r\nok",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ] {
+            let (r, _) = try await exchange(bad)
+            let response = try XCTUnwrap(r, bad.debugDescription)
+            XCTAssert((500..<600).contains(response.status), "\(bad.debugDescription): \(response.status)")
+            XCTAssertNil(response.header("x-envoy-upstream-service-time"), bad.debugDescription)
+            XCTAssertNotEqual(response.body, "ok", bad.debugDescription)
+        }
+    }
+}
