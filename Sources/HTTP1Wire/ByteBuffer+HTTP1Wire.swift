@@ -10,12 +10,14 @@ extension ByteBuffer {
         parseHead(kind, options: .defaults(for: kind))
     }
 
-    /// Parses a head at the reader index without moving it.
+    /// Parses a head at the reader index without moving it (`scanned`: see `HeadParser.parse`).
     @inline(__always)
-    public func parseHead(_ kind: HeadParser.Kind, options: HeadParser.Options) -> Result<MessageHead?, HTTPParseError> {
+    public func parseHead(
+        _ kind: HeadParser.Kind, options: HeadParser.Options, scanned: Int = 0
+    ) -> Result<MessageHead?, HTTPParseError> {
         withUnsafeReadableBytes { raw in
             do throws(HTTPParseError) {
-                return .success(try HeadParser.parse(raw, kind: kind, options: options))
+                return .success(try HeadParser.parse(raw, kind: kind, options: options, scanned: scanned))
             } catch {
                 return .failure(error)
             }

@@ -58,13 +58,15 @@ public enum HeadParser {
 
     /// Parses a complete head at the start of `bytes`. Returns nil when the blank line has not
     /// arrived yet and nothing seen so far is wrong (and the head is still within the limit).
+    /// `scanned`: how many bytes an earlier call already found without the head's end (its
+    /// `bytes.count` then), so a head arriving a byte at a time is scanned once, not once per byte.
     public static func parse(
-        _ bytes: UnsafeRawBufferPointer, kind: Kind, options: Options
+        _ bytes: UnsafeRawBufferPointer, kind: Kind, options: Options, scanned: Int = 0
     ) throws(HTTPParseError) -> MessageHead? {
         let bad = kind == .request ? 400 : 502
         // Offsets are kept in 32 bits (ConnectionOptions).
         let limit = min(options.maxHeadBytes, Int(UInt32.max))
-        guard let end = try findHeadEnd(bytes, limit: limit, bad: bad) else {
+        guard let end = try findHeadEnd(bytes, from: min(scanned, bytes.count), limit: limit, bad: bad) else {
             if bytes.count > limit { throw tooLarge(kind) }
             return nil
         }
@@ -91,10 +93,11 @@ public enum HeadParser {
     /// recipient accept a bare LF, which is how a proxy and its upstream come to split a stream
     /// differently, so it is refused, and as soon as it arrives rather than after `limit` bytes
     /// of waiting for a CRLFCRLF that a bare-LF client never sends.
-    static func findHeadEnd(_ bytes: UnsafeRawBufferPointer, limit: Int, bad: Int) throws(HTTPParseError) -> Int? {
+    /// Bytes before `from` were scanned by an earlier call (their LFs checked, no head end).
+    static func findHeadEnd(_ bytes: UnsafeRawBufferPointer, from: Int = 0, limit: Int, bad: Int) throws(HTTPParseError) -> Int? {
         let n = min(bytes.count, limit)
         guard n > 0, let base = bytes.baseAddress else { return nil }
-        var i = 0
+        var i = from
         while i < n {
             // Jump from LF to LF with memchr: heads are mostly printable bytes.
             guard let p = memchr(base + i, 0x0A, n - i) else { return nil }

@@ -211,6 +211,30 @@ final class HeadParserTests: XCTestCase {
         let v = ByteBuffer(string: text).withUnsafeReadableBytes { h.value(of: "x-user", in: $0) }
         XCTAssertEqual(v, "alice")
     }
+
+    /// A head arriving a byte at a time is scanned once: each call resumes where the last one
+    /// stopped, and the verdict is the one a single call on the whole head gives.
+    func testAHeadParsedInPiecesResumesItsScan() throws {
+        for text in ["GET /a HTTP/1.1\r\nHost: x\r\nA: 1\r\n\r\n", "GET /a HTTP/1.1\r\nHost: x\nA: 1\r\n\r\n"] {
+            let bytes = Array(text.utf8)
+            let whole = bytes.withUnsafeBytes { raw in Result { () throws(HTTPParseError) in try HeadParser.parse(raw, kind: .request) } }
+            var scanned = 0
+            var piecewise: Result<MessageHead?, HTTPParseError> = .success(nil)
+            for n in 1...bytes.count {
+                piecewise = bytes[0..<n].withUnsafeBytes { raw in
+                    Result { () throws(HTTPParseError) in
+                        try HeadParser.parse(raw, kind: .request, options: .requestDefaults, scanned: scanned)
+                    }
+                }
+                if case .success(nil) = piecewise { scanned = n } else { break }
+            }
+            switch (whole, piecewise) {
+            case (.success(let a?), .success(let b?)): XCTAssertEqual(a.length, b.length)
+            case (.failure(let a), .failure(let b)): XCTAssertEqual(a, b)
+            default: XCTFail("\(text.debugDescription): whole \(whole), in pieces \(piecewise)")
+            }
+        }
+    }
 }
 
 final class BodyDecoderTests: XCTestCase {

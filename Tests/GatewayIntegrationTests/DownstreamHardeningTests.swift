@@ -226,6 +226,20 @@ final class DownstreamHardeningTests: XCTestCase {
         XCTAssertTrue(Self.waitUntil(3) { httpRequest(port: gw.port, path: "/up/x", timeout: 1)?.status == 200 })
     }
 
+    func testHeadLimitsComeFromTheListenerBlock() throws {
+        let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
+        defer { up.close() }
+        let gw = try GatewayProcess(
+            config: config(upstreamPort: up.port, listener: "\"maxRequestHeadersKb\":1,\"maxHeadersCount\":3"),
+            extraArguments: ["--access-log", "off"])
+        let big = String(repeating: "v", count: 1100)
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/up/x", headers: ["X-Big": big])?.status, 431)
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/up/x", headers: ["A": "1", "B": "2", "C": "3"])?.status, 431,
+                       "Host and three more are four header lines")
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/up/x", headers: ["A": "1", "B": "2"])?.status, 200)
+        XCTAssertEqual(up.requests.load(ordering: .relaxed), 1)
+    }
+
     func testSlowlorisConnectionsDoNotSlowNormalRequests() throws {
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
         defer { up.close() }

@@ -20,6 +20,7 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case upstream_rq_retry_limit_exceeded
     case upstream_cx_total
     case upstream_cx_overflow
+    case upstream_cx_protocol_error
     case upstream_cx_connect_fail
     case upstream_cx_connect_timeout
     case upstream_cx_destroy
@@ -56,6 +57,7 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
         case .upstream_rq_retry_limit_exceeded: return "upstream_rq_retry_limit_exceeded"
         case .upstream_cx_total: return "upstream_cx_total"
         case .upstream_cx_overflow: return "upstream_cx_overflow"
+        case .upstream_cx_protocol_error: return "upstream_cx_protocol_error"
         case .upstream_cx_connect_fail: return "upstream_cx_connect_fail"
         case .upstream_cx_connect_timeout: return "upstream_cx_connect_timeout"
         case .upstream_cx_destroy: return "upstream_cx_destroy"

@@ -196,6 +196,9 @@ final class HostPool {
         owner.connectionFreed()
     }
 
+    /// A connection of this pool got bytes that are not HTTP/1.1 and was closed.
+    func countProtocolError() { stats.inc(.upstream_cx_protocol_error, row: row) }
+
     /// A connection of this pool stopped or resumed reading for flow control.
     func countFlowControl(paused: Bool) {
         stats.inc(paused ? .upstream_flow_control_paused_reading_total : .upstream_flow_control_resumed_reading_total, row: row)

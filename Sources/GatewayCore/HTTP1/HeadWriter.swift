@@ -8,10 +8,14 @@ enum HeadWriter {
     /// hop-by-hop lines and the lines the Connection header names (RFC 9110 §7.6.1); in a
     /// request, X-Forwarded-For and X-Forwarded-Proto (the caller appends its own); in a response
     /// framed by Transfer-Encoding, Content-Length (RFC 9112 §6.3: a client must not see both).
+    /// `dropFraming`: a response whose body goes out without its framing headers (a 204, which
+    /// must not carry them, or a chunked body de-chunked for an HTTP/1.0 client).
     @inline(__always)
-    static func copyWithoutHopByHop(_ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer) {
+    static func copyWithoutHopByHop(
+        _ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer, dropFraming: Bool = false
+    ) {
         source.withUnsafeReadableBytes { b in
-            guard head.needsLineRewrite else {
+            guard head.needsLineRewrite || dropFraming else {
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: b[0..<(head.length - 2)]))
                 return
             }
@@ -31,7 +35,8 @@ enum HeadWriter {
                 case .request:
                     if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { continue }
                 case .response:
-                    if head.hasTransferEncoding && equalsLowercase(b, name, "content-length") { continue }
+                    if (head.hasTransferEncoding || dropFraming) && equalsLowercase(b, name, "content-length") { continue }
+                    if dropFraming && equalsLowercase(b, name, "transfer-encoding") { continue }
                 }
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: b[start..<i]))
             }

@@ -21,6 +21,10 @@ final class DownstreamHandler: ChannelInboundHandler {
     let worker: Worker
     /// The listener's limits as of this connection's accept (a reload applies to new connections).
     let limits: DownstreamLimits
+    /// `maxRequestHeadersKb` and `maxHeadersCount` as the head parser takes them.
+    private let headOptions: HeadParser.Options
+    /// Bytes of the head still incomplete that the parser already scanned.
+    private var headScanned = 0
     private(set) var context: ChannelHandlerContext!
     private var input: ByteBuffer?
     private var state = State.head
@@ -49,6 +53,8 @@ final class DownstreamHandler: ChannelInboundHandler {
     init(worker: Worker) {
         self.worker = worker
         limits = worker.snapshot.config.downstream
+        headOptions = HeadParser.Options(
+            maxHeadBytes: limits.maxRequestHeadersKb * 1024, maxHeadersCount: limits.maxHeadersCount)
         let now = worker.coarseNow
         connectedAt = now
         lastActivity = now
@@ -178,16 +184,18 @@ final class DownstreamHandler: ChannelInboundHandler {
                     break loop
                 }
                 var buffer = buffer
-                switch buffer.parseHead(.request) {
+                switch buffer.parseHead(.request, options: headOptions, scanned: headScanned) {
                 case .failure(let error):
                     input = nil
                     protocolError(error)
                     break loop
                 case .success(nil):
                     if headStartedAt == nil { headStartedAt = worker.coarseNow }
+                    headScanned = buffer.readableBytes
                     break loop
                 case .success(let head?):
                     headStartedAt = nil
+                    headScanned = 0
                     started += 1
                     let headBytes = buffer.readSlice(length: head.length)!
                     input = buffer

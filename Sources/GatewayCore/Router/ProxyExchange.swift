@@ -297,11 +297,14 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         status = code
         let serviceMs = Int((now - tryStart).nanoseconds / 1_000_000)
         upstreamServiceMs = serviceMs
+        // An HTTP/1.0 client cannot read chunked coding: it gets the payload alone, ended by the close.
+        if framing == .chunked && head.minorVersion == 0 { dechunker = BodyDecoder(.chunked, errorStatus: 502) }
         closeAfterResponse = downstream.mustCloseAfterResponse(requestKeepAlive: head.keepAlive) || framing == .untilClose
+            || dechunker != nil
         // Room for a small body too: it joins the head in one write (see `upstreamResponseBody`).
         var out = downstream.reuse(&downstream.spareResponseHead, capacity: bytes.readableBytes + 64 + 1024)
         ownsOutgoing = true
-        HeadWriter.copyWithoutHopByHop(response, from: bytes, into: &out)
+        HeadWriter.copyWithoutHopByHop(response, from: bytes, into: &out, dropFraming: code == 204 || dechunker != nil)
         out.writeStaticString("x-envoy-upstream-service-time: ")
         out.writeDecimal(serviceMs)
         out.writeStaticString("\r\n")
@@ -318,8 +321,24 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
     /// Body parts join the head (or the parts before them) up to this size; larger ones go alone.
     private static let coalesceBytes = 16 * 1024
 
+    /// Strips chunked framing from the response for an HTTP/1.0 client.
+    private var dechunker: BodyDecoder?
+
     func upstreamResponseBody(_ part: ByteBuffer) {
         guard !done else { return }
+        if dechunker != nil {
+            // The upstream connection checked this framing already; this pass only finds the payload.
+            _ = try? part.withUnsafeReadableBytes { raw throws(HTTPParseError) in
+                try dechunker!.consume(raw) { range in
+                    appendToOutgoing(part.getSlice(at: part.readerIndex + range.lowerBound, length: range.count)!)
+                }
+            }
+            return
+        }
+        appendToOutgoing(part)
+    }
+
+    private func appendToOutgoing(_ part: ByteBuffer) {
         bytesSent += part.readableBytes
         if outgoing == nil {
             outgoing = part
@@ -375,6 +394,24 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
         flags.insert(.upstreamTermination)
         finishLocally(
             status: 503, body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
+    }
+
+    /// A malformed response is never forwarded and never retried (a retry would most likely
+    /// meet the same upstream bug): `502`, flag `UPE`, and the host's outlier detector counts a
+    /// gateway error, as Envoy does.
+    func upstreamProtocolError(_ error: HTTPParseError, responseStarted upstreamStarted: Bool) {
+        guard !done else { return }
+        upstream = nil
+        flags.insert(.upstreamProtocolError)
+        if let host = lastHost {
+            host.count(.error, row: worker.row)
+            cluster.cluster.outlier.record(.status(502), host: host, settings: cluster.policy.outlierDetection, now: .now())
+        }
+        if responseStarted {
+            finish(close: true)
+        } else {
+            finishLocally(status: 502, body: "upstream protocol error: \(error.reason)")
+        }
     }
 
     // MARK: timeouts

@@ -15,12 +15,14 @@ public struct ResponseFlags: OptionSet, Sendable {
     public static let downstreamTermination = ResponseFlags(rawValue: 1 << 10) // DC
     public static let downstreamProtocolError = ResponseFlags(rawValue: 1 << 11) // DPE
     public static let streamIdleTimeout = ResponseFlags(rawValue: 1 << 12)     // SI
+    public static let upstreamProtocolError = ResponseFlags(rawValue: 1 << 13) // UPE
 
     static let names: [(ResponseFlags, StaticString)] = [
         (.noHealthyUpstream, "UH"), (.upstreamConnectFailure, "UF"), (.upstreamOverflow, "UO"),
         (.noRoute, "NR"), (.retryLimitExceeded, "URX"), (.upstreamTimeout, "UT"), (.rateLimited, "RL"),
         (.delayInjected, "DI"), (.faultInjected, "FI"), (.upstreamTermination, "UC"),
         (.downstreamTermination, "DC"), (.downstreamProtocolError, "DPE"), (.streamIdleTimeout, "SI"),
+        (.upstreamProtocolError, "UPE"),
     ]
 
     public var description: String {

@@ -11,6 +11,8 @@ protocol UpstreamResponseSink: AnyObject {
     func upstreamReadComplete()
     /// The connection failed or closed before the response was complete.
     func upstreamReset(responseStarted: Bool)
+    /// The upstream's bytes are not a valid HTTP/1.1 response (Envoy's upstream protocol error).
+    func upstreamProtocolError(_ error: HTTPParseError, responseStarted: Bool)
     /// The connection's outbound buffer crossed a watermark: stop or resume reading the request body.
     func upstreamWritabilityChanged(_ writable: Bool)
 }
@@ -135,8 +137,8 @@ final class UpstreamConnection: ChannelInboundHandler {
         while buffer.readableBytes > 0, let sink {
             if body == nil {
                 switch buffer.parseHead(.response) {
-                case .failure:
-                    fail(context: context)
+                case .failure(let error):
+                    fail(error, context: context)
                     return
                 case .success(nil):
                     pending = buffer
@@ -146,7 +148,7 @@ final class UpstreamConnection: ChannelInboundHandler {
                     if head.status == 101 {
                         // The gateway never asks to switch protocols (it drops Upgrade): an
                         // upstream that does is not speaking HTTP/1.1 with us.
-                        fail(context: context)
+                        fail(HTTPParseError(502, "upstream switched protocols unasked"), context: context)
                         return
                     }
                     if head.status < 200 {
@@ -164,8 +166,11 @@ final class UpstreamConnection: ChannelInboundHandler {
                 }
             }
             if !body!.isComplete {
-                guard case .success(let n) = buffer.consumeBody(&body!) else {
-                    fail(context: context)
+                let n: Int
+                switch buffer.consumeBody(&body!) {
+                case .success(let taken): n = taken
+                case .failure(let error):
+                    fail(error, context: context)
                     return
                 }
                 if n > 0 {
@@ -210,10 +215,12 @@ final class UpstreamConnection: ChannelInboundHandler {
         releaseAfterRead = true
     }
 
-    private func fail(context: ChannelHandlerContext) {
+    /// The upstream broke HTTP/1.1: nothing more it sends can be trusted, so the connection goes.
+    private func fail(_ error: HTTPParseError, context: ChannelHandlerContext) {
         let sink = self.sink
         self.sink = nil
-        sink?.upstreamReset(responseStarted: body != nil)
+        pool.countProtocolError()
+        sink?.upstreamProtocolError(error, responseStarted: body != nil)
         context.close(promise: nil)
     }
 
