@@ -94,10 +94,9 @@ struct Serve: AsyncParsableCommand {
             try? await group.shutdownGracefully()
             throw fail("cannot listen on \(listener.address):\(listener.port) / admin \(admin.address):\(admin.port): \(error)")
         }
-        print("gateway listening on http://\(bound.listener.hostPort) admin http://\(bound.admin.hostPort) config version \(runtime.snapshot.version)")
-        fflush(nil)
-
-        let service = GatewayService(runtime: runtime, drainTimeout: .milliseconds(Int64(drainTimeout * 1000)), logger: logger)
+        let service = GatewayService(
+            runtime: runtime, drainTimeout: .milliseconds(Int64(drainTimeout * 1000)), logger: logger,
+            readyLine: "gateway listening on http://\(bound.listener.hostPort) admin http://\(bound.admin.hostPort) config version \(runtime.snapshot.version)")
         let serviceGroup = ServiceGroup(
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await serviceGroup.run()
@@ -117,9 +116,15 @@ struct GatewayService: Service {
     let runtime: GatewayRuntime
     let drainTimeout: TimeAmount
     let logger: Logger
+    /// Printed once SIGTERM, SIGINT and SIGHUP are trapped (the service group traps the first two
+    /// before it runs its services): a supervisor that signals as soon as it reads this line
+    /// gets a drain, never the default action.
+    let readyLine: String
 
     func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
+        print(readyLine)
+        fflush(nil)
         for await _ in hangups.cancelOnGracefulShutdown() {
             logger.info("SIGHUP: reloading \(runtime.configPath ?? "-")")
             runtime.reload()

@@ -265,10 +265,7 @@ final class ProxyExchange: PoolWaiter, UpstreamResponseSink {
 
     /// Methods are case-sensitive (RFC 9110 §9.1): only `HEAD` has a response without a body.
     private var isHeadRequest: Bool {
-        head.method.count == 4 && headBytes.withUnsafeReadableBytes {
-            $0[head.method.lowerBound] == UInt8(ascii: "H") && $0[head.method.lowerBound + 1] == UInt8(ascii: "E")
-                && $0[head.method.lowerBound + 2] == UInt8(ascii: "A") && $0[head.method.lowerBound + 3] == UInt8(ascii: "D")
-        }
+        head.method.count == 4 && headBytes.withUnsafeReadableBytes { equalsExactly($0, head.method, "HEAD") }
     }
 
     // MARK: upstream response
