@@ -113,6 +113,9 @@ public final class Supervisor: @unchecked Sendable {
     /// Starts everything, waits until each answers its health check; returns false (after
     /// stopping what started) when one does not.
     public func up() throws -> Bool {
+        // Trapped before any child starts: a SIGTERM while the shop is coming up (its first
+        // services may already answer) must stop every child, not kill this process alone.
+        Self.trapStopSignals()
         let gateway = Self.sibling("gateway")
         guard FileManager.default.isExecutableFile(atPath: gateway.path) else {
             throw SupervisorError("gateway executable not found at \(gateway.path): build it (swift build --product gateway)")
@@ -157,14 +160,18 @@ public final class Supervisor: @unchecked Sendable {
         return children.contains { !$0.process.isRunning }
     }
 
+    /// SIGINT and SIGTERM set `stopSignal` from now on (a signal that came earlier stays seen).
+    static func trapStopSignals() {
+        signal(SIGINT) { _ in stopSignal = 1 }
+        signal(SIGTERM) { _ in stopSignal = 1 }
+    }
+
     /// Blocks until SIGINT/SIGTERM arrives or a child dies, then stops everything.
     ///
     /// A plain signal handler that only sets a flag (async-signal-safe), polled here: libdispatch
     /// signal sources did not fire when `up` ran as a background job of a script.
     public func wait() -> Int32 {
-        stopSignal = 0
-        signal(SIGINT) { _ in stopSignal = 1 }
-        signal(SIGTERM) { _ in stopSignal = 1 }
+        Self.trapStopSignals()
         var code: Int32 = 0
         while stopSignal == 0 {
             if anyExited() {
