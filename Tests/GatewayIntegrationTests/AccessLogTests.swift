@@ -114,9 +114,9 @@ final class AccessLogTests: XCTestCase {
         let abort = #","fault":{"abort":{"httpStatus":503,"percentage":{"value":100}}}"#
         let gw = try GatewayProcess(config: configText(routes: [("/", "svc")], hostPorts: ["svc": 9], extraHTTP: abort))
         let c = try RawConnection(port: gw.port)
-        // The parser lets `"`, `\` and bytes past 0x7F through in the target, and also tabs in
-        // header values: all of them would end a quoted field or smuggle bytes into the log.
-        var request = Array("GET /x\"y\\z".utf8) + [0xC3, 0xA9] + Array(" HTTP/1.1\r\nHost: h\r\n".utf8)
+        // The parser lets `"` and `\` through in the target, and tabs and bytes past 0x7F in header
+        // values: all of them would end a quoted field or smuggle bytes into the log.
+        var request = Array("GET /x\"y\\z HTTP/1.1\r\nHost: h\r\n".utf8)
         request += Array("x-request-id: evil\" 200 - 0 0 0 0 \"forged\"\tend\\".utf8) + [0xFF] + Array("\r\n\r\n".utf8)
         c.send(request)
         XCTAssertEqual(c.readResponse()?.status, 503)
@@ -131,7 +131,7 @@ final class AccessLogTests: XCTestCase {
         let f = Self.fields(line)
         XCTAssertEqual(f.count, Self.fieldCount, "\(f)")
         guard f.count == Self.fieldCount else { return }
-        XCTAssertEqual(f[1], #""GET /x\"y\\z\xc3\xa9 HTTP/1.1""#)
+        XCTAssertEqual(f[1], #""GET /x\"y\\z HTTP/1.1""#)
         XCTAssertEqual(f[2], "503")
         XCTAssertEqual(f[3], "FI")
         XCTAssertEqual(f[9], #""evil\" 200 - 0 0 0 0 \"forged\"\x09end\\\xff""#)

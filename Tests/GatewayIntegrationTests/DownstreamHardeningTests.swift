@@ -60,7 +60,7 @@ final class DownstreamHardeningTests: XCTestCase {
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
         defer { up.close() }
         let gw = try GatewayProcess(config: config(upstreamPort: up.port), extraArguments: ["--access-log", "off"])
-        let request = Array("GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
+        let request = Array("GET / HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
         let count = 200_000
         var burst: [UInt8] = []
         burst.reserveCapacity(request.count * count)
@@ -238,6 +238,29 @@ final class DownstreamHardeningTests: XCTestCase {
                        "Host and three more are four header lines")
         XCTAssertEqual(httpRequest(port: gw.port, path: "/up/x", headers: ["A": "1", "B": "2"])?.status, 200)
         XCTAssertEqual(up.requests.load(ordering: .relaxed), 1)
+    }
+
+    /// Idle connections by the hundred against a gateway with 256 descriptors: by default it
+    /// takes at most half its descriptors in client connections, so a client already connected
+    /// keeps being served, each of its requests on a new upstream connection, and admin answers.
+    func testIdleConnectionsCannotTakeEveryDescriptor() throws {
+        let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
+        defer { up.close() }
+        let gw = try GatewayProcess(
+            config: config(upstreamPort: up.port, upstreamPolicy: "\"connectionPool\":{\"http\":{\"maxRequestsPerConnection\":1}}"),
+            extraArguments: ["--access-log", "off"], descriptorLimit: 256)
+        let client = try RawConnection(port: gw.port, timeout: 5)
+        client.send("GET /up/0 HTTP/1.1\r\nHost: a\r\n\r\n")
+        XCTAssertEqual(client.readResponse()?.status, 200)
+        var idle: [RawConnection] = []
+        for _ in 0..<400 { if let c = try? RawConnection(port: gw.port, timeout: 5) { idle.append(c) } }
+        XCTAssertTrue(Self.waitUntil(5) { (statsOf(gw)["http.ingress.downstream_cx_overflow"] ?? 0) > 0 },
+                      "past half the descriptors new connections are refused")
+        for i in 1...20 {
+            client.send("GET /up/\(i) HTTP/1.1\r\nHost: a\r\n\r\n")
+            XCTAssertEqual(client.readResponse()?.status, 200, "request \(i) of the connected client")
+        }
+        XCTAssertLessThanOrEqual(statsOf(gw)["http.ingress.downstream_cx_active"] ?? .max, (256 - 64) / 2)
     }
 
     func testSlowlorisConnectionsDoNotSlowNormalRequests() throws {

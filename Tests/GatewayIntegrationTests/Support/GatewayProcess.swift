@@ -26,12 +26,20 @@ final class GatewayProcess {
     let stdoutPipe = Pipe()
     private let stderrPipe = Pipe()
 
-    init(config: String, extraArguments: [String] = []) throws {
+    /// `descriptorLimit`: the process's RLIMIT_NOFILE (soft and hard), set by a shell before exec.
+    init(config: String, extraArguments: [String] = [], descriptorLimit: Int? = nil) throws {
         configURL = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString).json")
         try config.write(to: configURL, atomically: true, encoding: .utf8)
-        process.executableURL = try builtExecutable("gateway")
-        process.arguments = ["--config", configURL.path, "--port", "0", "--admin-port", "0", "--address", "127.0.0.1"]
+        let gateway = try builtExecutable("gateway")
+        let arguments = ["--config", configURL.path, "--port", "0", "--admin-port", "0", "--address", "127.0.0.1"]
             + extraArguments
+        if let descriptorLimit {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(descriptorLimit) && exec \"$0\" \"$@\"", gateway.path] + arguments
+        } else {
+            process.executableURL = gateway
+            process.arguments = arguments
+        }
         process.standardOutput = stdoutPipe
         process.standardError = stderrPipe
         try process.run()
