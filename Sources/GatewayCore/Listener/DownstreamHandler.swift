@@ -190,7 +190,9 @@ final class DownstreamHandler: ChannelInboundHandler {
                     protocolError(error)
                     break loop
                 case .success(nil):
-                    if headStartedAt == nil { headStartedAt = worker.coarseNow }
+                    // The clock itself, not the tick's: a head timeout must never fire early,
+                    // and only a head that arrives in pieces gets here.
+                    if headStartedAt == nil { headStartedAt = .now() }
                     headScanned = buffer.readableBytes
                     break loop
                 case .success(let head?):

@@ -98,9 +98,9 @@ final class Worker: @unchecked Sendable {
     var draining = false
     /// Open downstream connections, so a drain can close the idle ones and the tick can time them out.
     var downstreams: [ObjectIdentifier: DownstreamHandler] = [:]
-    /// The time as of the last tick. Downstream timeouts are measured against it, so the request
-    /// path stamps activity with a load and a store instead of reading the clock; they fire up
-    /// to one tick late.
+    /// The time as of the last tick. The request path stamps activity and idleness with it (a
+    /// load and a store instead of a clock read), so the stream idle and idle timeouts, minutes
+    /// long, may fire up to one tick early; the request headers timeout stamps with the clock.
     private(set) var coarseNow = NIODeadline.now()
     static let tickInterval = TimeAmount.milliseconds(250)
 
@@ -161,8 +161,9 @@ final class Worker: @unchecked Sendable {
     func tick() {
         let now = NIODeadline.now()
         coarseNow = now
-        // A copy: a timed-out connection leaves `downstreams` when it closes.
-        for d in Array(downstreams.values) { d.checkTimeouts(now: now) }
+        // Iterates the dictionary as it is now (value semantics): a timed-out connection that
+        // leaves `downstreams` while this runs costs a copy then, not on every tick.
+        for d in downstreams.values { d.checkTimeouts(now: now) }
         for pool in pools.values { pool.sweepIdle(now: now) }
         accessLog.flush()
     }
