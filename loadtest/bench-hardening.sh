@@ -8,8 +8,11 @@
 #   RSS (VmRSS) before and while holding (KiB per held connection), and wrk -t1 -c8 latency
 #   percentiles of normal requests with and without the held connections. The header timeouts
 #   are raised for this (gateway requestHeadersTimeout, HAProxy timeout http-request and timeout
-#   client) so the heads outlive the measurement. Then a fresh pair with the 10s header timeout:
-#   how many of the held connections are left 12 s after the last head was sent.
+#   client) so the heads outlive the measurement. HAProxy runs twice: as configured, and with
+#   tune.pool-high-fd-ratio raised (past 25% of its descriptors in use it stops keeping idle
+#   server connections, so with the heads held it connects to nginx once per request). Then a
+#   fresh gateway and HAProxy with the 10s header timeout: how many of the held connections are
+#   left 12 s after the last head was sent, what they were answered and after how long.
 # Part 2, throughput before and after the limits: the gateway of bb6084d (OLD_GATEWAY) and the
 #   one of this tree (NEW_GATEWAY), both release builds with the same plain config, plus HAProxy
 #   and nginx direct as anchors; wrk -t1 -c64, rounds interleaved as in bench-gateway.sh.
@@ -91,12 +94,13 @@ http {
   server {
     listen 127.0.0.1:$NGINX_PORT;
     location / { default_type application/json; return 200 '{"status":"ok","qty":10000}'; }
+    location = /nginx-status { stub_status; }
   }
 }
 CONF
 nginx -p "$WORK" -c nginx.conf
 
-haproxy_cfg() { # port maxconn http-request-timeout client-timeout
+haproxy_cfg() { # port maxconn http-request-timeout client-timeout [global lines]
   local strict=""
   # HAProxy reserves about 2 x maxconn descriptors (each client may need a server side) and by
   # default refuses to start when the process limit is lower.
@@ -106,6 +110,7 @@ global
   nbthread 2
   maxconn $2
 $strict
+${5:-}
 defaults
   mode http
   timeout connect 5s
@@ -121,8 +126,8 @@ backend be
   server nginx 127.0.0.1:$NGINX_PORT
 CONF
 }
-start_haproxy() { # name port maxconn http-request-timeout client-timeout -> PID
-  haproxy_cfg "$2" "$3" "$4" "$5" > "$WORK/$1.cfg"
+start_haproxy() { # name port maxconn http-request-timeout client-timeout [global lines] -> PID
+  haproxy_cfg "$2" "$3" "$4" "$5" "${6:-}" > "$WORK/$1.cfg"
   haproxy -f "$WORK/$1.cfg" >"$WORK/$1.log" 2>&1 &
   PID=$!
   pids+=("$PID")
@@ -147,7 +152,12 @@ start_gateway() { # name binary port admin-port extra-listener-fields -> PID
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 established() { ss -tnH state established "( sport = :$1 )" | wc -l; }
+# Connections nginx has accepted (its stub_status), not counting the one asking.
+nginx_accepts() { curl -s "http://127.0.0.1:$NGINX_PORT/nginx-status" | awk 'NR == 3 {print $1}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+quiet_cpu() { # pid: its CPU over 3 s without requests, in % of one core
+  local t0; t0=$(cpu_ticks "$1"); sleep 3
+  awk -v t="$(( $(cpu_ticks "$1") - t0 ))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f%%", t * 100 / hz / 3}'; }
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
   if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000; printf "%.2f", n }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
@@ -206,10 +216,14 @@ declare -A T
 hold_phase() { # name port pid: latency without and with HELD held heads, RSS before and while
   local name=$1 port=$2 pid=$3 r p50s=() p99s=() rps=() fd0 st
   wrk -t1 -c8 -d1s "http://127.0.0.1:$port/" >/dev/null  # warm-up: upstream connections, buffers
+  T[$name,quiet0]=$(quiet_cpu "$pid")
+  local a0 a1; a0=$(nginx_accepts)
   for r in $(seq 1 "$ROUNDS"); do
-    run "$name, none held" "http://127.0.0.1:$port/" 8
+    run "$name, none held" "http://127.0.0.1:$port/" 8 "$pid"
     p50s+=("$P50"); p99s+=("$P99"); rps+=("$RPS")
   done
+  a1=$(nginx_accepts)
+  T[$name,up0]=$(( a1 - a0 - 1 ))
   T[$name,idle]="$(median "${p50s[@]}") / $(median "${p99s[@]}") ms ($(mean "${rps[@]}") req/s)"
   local rss0 rss1 rss2 est
   rss0=$(rss_kib "$pid"); fd0=$(fd_count "$pid")
@@ -217,11 +231,17 @@ hold_phase() { # name port pid: latency without and with HELD held heads, RSS be
   rss1=$(rss_kib "$pid"); est=$(established "$port")
   echo "$name: holder $(head -n1 "$WORK/$name.hold.out")"
   echo "$name: descriptors $fd0 -> $(fd_count "$pid"), established on :$port $est, RSS $rss0 -> $rss1 KiB"
+  T[$name,quiet1]=$(quiet_cpu "$pid")
+  echo "$name: CPU with no requests: ${T[$name,quiet0]} of a core with none held, ${T[$name,quiet1]} holding $HELD"
   p50s=(); p99s=(); rps=()
+  a0=$(nginx_accepts)
   for r in $(seq 1 "$ROUNDS"); do
-    run "$name, $HELD held" "http://127.0.0.1:$port/" 8
+    run "$name, $HELD held" "http://127.0.0.1:$port/" 8 "$pid"
     p50s+=("$P50"); p99s+=("$P99"); rps+=("$RPS")
   done
+  a1=$(nginx_accepts)
+  T[$name,up1]=$(( a1 - a0 - 1 ))
+  echo "$name: connections opened to nginx: ${T[$name,up0]} in the runs with none held, ${T[$name,up1]} in the runs holding $HELD"
   rss2=$(rss_kib "$pid")
   st=$(cat "$HOLD_STATUS")
   echo "$name: after the runs: established on :$port $(established "$port"), holder $st, RSS $rss2 KiB"
@@ -259,18 +279,30 @@ if [ $(( 2 * HAP_MAXCONN + 32 )) -gt "$FD_HARD" ]; then
   echo "  maxconn $HAP_MAXCONN wants more than the hard limit $FD_HARD, so it runs with 'no strict-limits' on"
   echo "  $FD_HARD descriptors; the held heads have no server side and take about $HELD of them"
 fi
+echo "HAProxy stops keeping idle server connections once it uses more than tune.pool-high-fd-ratio (25%)"
+echo "  of those descriptors; $HELD held heads pass it, and it then opens a connection to nginx per request."
+echo "  'haproxy-pool' is the same HAProxy with tune.pool-high-fd-ratio 90 and tune.pool-low-fd-ratio 80, so"
+echo "  it keeps its nginx connections as the gateway does."
 echo "latency: wrk -t1 -c8 -d${DURATION}s, $ROUNDS runs each, median of the runs"
+echo "-- gateway"
 start_gateway gw-hold "$NEW_GATEWAY" "$GW_HOLD_PORT" "$((ADMIN_PORT + 1))" \
   ", \"maxConnections\": 15000, \"requestHeadersTimeout\": \"${HOLD_TIMEOUT}s\""
 GW_PID=$PID
+hold_phase gateway "$GW_HOLD_PORT" "$GW_PID"
+stop "$GW_PID"
+echo "-- haproxy"
 start_haproxy hap-hold "$HAP_HOLD_PORT" "$HAP_MAXCONN" "${HOLD_TIMEOUT}s" "${HOLD_TIMEOUT}s"
 HAP_PID=$PID
 grep -h -E 'WARNING|ALERT' "$WORK/hap-hold.log" | sed 's/^/haproxy: /' || true
-echo "-- gateway"
-hold_phase gateway "$GW_HOLD_PORT" "$GW_PID"
-echo "-- haproxy"
 hold_phase haproxy "$HAP_HOLD_PORT" "$HAP_PID"
-stop "$GW_PID"; stop "$HAP_PID"
+stop "$HAP_PID"
+echo "-- haproxy-pool"
+start_haproxy hap-pool "$HAP_HOLD_PORT" "$HAP_MAXCONN" "${HOLD_TIMEOUT}s" "${HOLD_TIMEOUT}s" \
+  "  tune.pool-high-fd-ratio 90
+  tune.pool-low-fd-ratio 80"
+HAP_PID=$PID
+hold_phase haproxy-pool "$HAP_HOLD_PORT" "$HAP_PID"
+stop "$HAP_PID"
 
 echo "-- 10s header timeout (gateway default; HAProxy timeout http-request 10s, timeout client 30s)"
 start_gateway gw-t10 "$NEW_GATEWAY" "$GW_T10_PORT" "$((ADMIN_PORT + 2))" ", \"maxConnections\": 15000"
@@ -283,17 +315,21 @@ timeout_phase haproxy "$HAP_T10_PORT" "$HAP_PID"
 stop "$HAP_PID"
 
 echo
-echo "| $HELD held partial heads | gateway | HAProxy 2.6 |"
-echo "| --- | --- | --- |"
-echo "| held (client), established (ss) | ${T[gateway,held]} | ${T[haproxy,held]} |"
-echo "| RSS before -> while holding | ${T[gateway,rss]} | ${T[haproxy,rss]} |"
-echo "| KiB per held connection | ${T[gateway,kib]} | ${T[haproxy,kib]} |"
-echo "| p50 / p99, none held (wrk -t1 -c8) | ${T[gateway,idle]} | ${T[haproxy,idle]} |"
-echo "| p50 / p99, $HELD held | ${T[gateway,busy]} | ${T[haproxy,busy]} |"
-echo "| still open after the runs (${HOLD_TIMEOUT}s timeout) | ${T[gateway,left]} | ${T[haproxy,left]} |"
-echo "| 10s header timeout: left 12 s after the last head | ${T[gateway,t10]} | ${T[haproxy,t10]} |"
-echo "| 10s header timeout: answers; closed after min / median / max | ${T[gateway,t10how]} | ${T[haproxy,t10how]} |"
-
+echo "| $HELD held partial heads | gateway | HAProxy 2.6 | HAProxy 2.6, pool-high-fd-ratio 90 |"
+echo "| --- | --- | --- | --- |"
+row() { # label key
+  printf '| %s | %s | %s | %s |\n' "$1" "${T[gateway,$2]:--}" "${T[haproxy,$2]:--}" "${T[haproxy-pool,$2]:--}"; }
+row "held (client), established (ss)" held
+row "RSS before -> while holding" rss
+row "KiB per held connection" kib
+row "p50 / p99, none held (wrk -t1 -c8)" idle
+row "p50 / p99, $HELD held" busy
+for k in gateway haproxy haproxy-pool; do T[$k,quiet]="${T[$k,quiet0]} -> ${T[$k,quiet1]}"; T[$k,up]="${T[$k,up0]} -> ${T[$k,up1]}"; done
+row "connections opened to nginx in those runs: none held -> held" up
+row "CPU without requests: none held -> held" quiet
+row "still open after the runs (${HOLD_TIMEOUT}s timeout)" left
+row "10s header timeout: left 12 s after the last head" t10
+row "10s header timeout: answers; closed after min / median / max" t10how
 echo
 echo "## Part 2: throughput, gateway before (bb6084d) and after the limits"
 echo "wrk -t1 -c64 -d${DURATION}s, $ROUNDS interleaved rounds; both gateways with the same plain config"

@@ -12,7 +12,8 @@ stdout once every connection has been tried and again on SIGTERM/SIGINT:
   tried, held (connected and head sent), failed (connect or send refused), open (held and not
   closed by the proxy), closed (the proxy ended it: EOF or reset), status_<code> (the answer it
   wrote before closing, e.g. status_408; status_none when it closed without one), and
-  closed_after_min/median/max: seconds from a connection's head to the proxy closing it.
+  closed_after_min/median/max: seconds from a connection's head to the proxy closing it, and
+  connect_seconds: how long opening them all took.
 """
 import argparse
 import errno
@@ -68,9 +69,13 @@ def main():
     closed_after = []
     announced = False
     last_status = 0.0
+    started = time.monotonic()
+    connect_seconds = None
 
     def counts():
         line = {"tried": tried, "held": held, "failed": failed, "open": held - closed, "closed": closed}
+        if connect_seconds is not None:
+            line["connect_seconds"] = f"{connect_seconds:.2f}"
         for code, n in sorted(statuses.items()):
             line[f"status_{code}"] = n
         if closed_after:
@@ -145,6 +150,7 @@ def main():
             drop(c)
         if not announced and tried == args.n and connecting == 0:
             announced = True
+            connect_seconds = now - started
             print(counts(), flush=True)
         if now - last_status >= 0.5:
             last_status = now
