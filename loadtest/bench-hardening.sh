@@ -22,7 +22,7 @@
 #        swift build -c release --product gateway --package-path /tmp/gw-old
 #      NEW_GATEWAY  (default .build/release/gateway of this tree, built when not given)
 #      HELD (10000), GATEWAY_THREADS (2, as HAProxy's nbthread 2), BASE_PORT (18190).
-# Needs nginx, haproxy, wrk, ss and python3: apt-get install -y haproxy nginx-light wrk
+# Needs nginx, haproxy, wrk, ss, nstat and python3: apt-get install -y haproxy nginx-light wrk
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -30,7 +30,7 @@ DURATION=${2:-5}
 HELD=${HELD:-10000}
 THREADS=${GATEWAY_THREADS:-2}
 BASE=${BASE_PORT:-18190}
-for tool in nginx haproxy wrk ss python3 curl; do
+for tool in nginx haproxy wrk ss nstat python3 curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y haproxy nginx-light wrk" >&2; exit 1; }
 done
 OLD_GATEWAY=${OLD_GATEWAY:-/tmp/gw-old/.build/release/gateway}
@@ -149,6 +149,7 @@ start_gateway() { # name binary port admin-port extra-listener-fields -> PID
   wait_http "$3"
 }
 
+listen_overflows() { nstat -asz TcpExtListenOverflows | awk '$1 == "TcpExtListenOverflows" {print $2}'; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 established() { ss -tnH state established "( sport = :$1 )" | wc -l; }
@@ -187,8 +188,9 @@ run() {
 # Starts the holder against a port and waits until every connection was tried and the proxy
 # has taken them (its descriptors grew by the number held). Sets HOLDER, HOLD_STATUS.
 hold() { # name port proxy-pid
-  local fd0 status
+  local fd0 status ov0
   fd0=$(fd_count "$3")
+  ov0=$(listen_overflows)
   HOLD_STATUS="$WORK/$1.hold"
   python3 loadtest/hold-partial-heads.py "$2" -n "$HELD" --status "$HOLD_STATUS" >"$WORK/$1.hold.out" 2>&1 &
   HOLDER=$!
@@ -201,6 +203,8 @@ hold() { # name port proxy-pid
   [ -s "$WORK/$1.hold.out" ] || { echo "$1: the holder did not finish connecting in 120 s" >&2; exit 1; }
   HELD_AT=$(date +%s.%N)
   status=$(head -n1 "$WORK/$1.hold.out")
+  # A SYN dropped on a full accept queue is sent again after 1 s: it shows in connect_seconds.
+  OVERFLOWS=$(( $(listen_overflows) - ov0 ))
   for _ in $(seq 1 300); do
     [ $(( $(fd_count "$3") - fd0 )) -ge "$(field "$status" held)" ] && break
     sleep 0.1
@@ -229,7 +233,7 @@ hold_phase() { # name port pid: latency without and with HELD held heads, RSS be
   rss0=$(rss_kib "$pid"); fd0=$(fd_count "$pid")
   hold "$name" "$port" "$pid"
   rss1=$(rss_kib "$pid"); est=$(established "$port")
-  echo "$name: holder $(head -n1 "$WORK/$name.hold.out")"
+  echo "$name: holder $(head -n1 "$WORK/$name.hold.out"); listen queue overflows (whole machine) $OVERFLOWS"
   echo "$name: descriptors $fd0 -> $(fd_count "$pid"), established on :$port $est, RSS $rss0 -> $rss1 KiB"
   T[$name,quiet1]=$(quiet_cpu "$pid")
   echo "$name: CPU with no requests: ${T[$name,quiet0]} of a core with none held, ${T[$name,quiet1]} holding $HELD"
@@ -255,7 +259,7 @@ hold_phase() { # name port pid: latency without and with HELD held heads, RSS be
 timeout_phase() { # name port pid: HELD heads against the 10s header timeout
   local name=$1 port=$2 pid=$3 st at12
   hold "$name" "$port" "$pid"
-  echo "$name: holder $(head -n1 "$WORK/$name.hold.out"), established on :$port $(established "$port")"
+  echo "$name: holder $(head -n1 "$WORK/$name.hold.out"); listen queue overflows $OVERFLOWS; established on :$port $(established "$port")"
   sleep "$(awk -v t="$HELD_AT" -v now="$(date +%s.%N)" 'BEGIN {s = t + 12 - now; print (s > 0 ? s : 0)}')"
   at12=$(established "$port")
   st=$(cat "$HOLD_STATUS")
