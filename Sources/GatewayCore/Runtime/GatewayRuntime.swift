@@ -114,7 +114,11 @@ public final class GatewayRuntime: Sendable {
     public func start(listener: BindAddress, admin: BindAddress) async throws -> BoundAddresses {
         let workerByLoop = self.workerByLoop
         let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
+            // A burst of connects (thousands of clients at once, an attack or a restart) waits in
+            // the kernel's queue rather than losing SYNs, which clients retry only after a second;
+            // the kernel caps it at net.core.somaxconn. Accepting up to 64 per wakeup drains it fast.
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.maxMessagesPerRead, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
