@@ -143,9 +143,12 @@ final class SiegeSideBySideTests: XCTestCase {
         let server = try CountingServer()
         defer { server.close() }
         let (siege, ours) = try compare({ ["-c2", "-t3S", "\($0)/orders"] }, server: server)
+        // Ours runs for the time asked. siege 4.0.7's own clock is looser: on a loaded machine it
+        // was seen to print 2.30 s for -t3S, so it is only held to having run and stopped.
+        XCTAssertEqual(ours.summary["Elapsed time"] ?? 0, 3, accuracy: 0.5, ours.output)
+        XCTAssertEqual(siege.summary["Elapsed time"] ?? 0, 2.5, accuracy: 1.0, siege.output)
         for r in [siege, ours] {
             XCTAssertEqual(Set(r.seen), ["GET /orders "], r.output)
-            XCTAssertEqual(r.summary["Elapsed time"] ?? 0, 3, accuracy: 0.5, r.output)
             XCTAssertEqual(r.summary["Failed transactions"], 0, r.output)
             // Requests in flight at the deadline reach the upstream but are not counted (both tools).
             let tx = Int(r.summary["Transactions"] ?? 0)
