@@ -106,6 +106,9 @@ let package = Package(
             dependencies: [
                 "CLISupport",
                 "MaskShop",
+                // `maskshop up` runs the gateway binary beside it: building maskshop (as
+                // `swift run maskshop up` does) builds the gateway too.
+                "gateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
