@@ -58,9 +58,38 @@ final class AdminHandler: ChannelInboundHandler {
             }
             guard let head else { return }
             self.head = nil
+            if head.method == .POST, Self.path(of: head) == "/reload", Self.browserRequestReason(head.headers) == nil {
+                reload(context, head)
+                return
+            }
             let (status, contentType, body, extra) = respond(head, local: context.channel.localAddress)
             send(context, head, status, contentType, body, extraHeaders: extra, close: !head.isKeepAlive)
         }
+    }
+
+    /// Reading and compiling a config (up to 16 MiB) runs on a thread of its own, not on this
+    /// event loop, which also carries client traffic; the answer is written back here. NIOHTTP1's
+    /// pipelining handler holds any next request on the connection until then.
+    private func reload(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        let runtime = self.runtime
+        NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) { runtime.reload() }
+            .assumeIsolated()
+            .whenComplete { outcome in
+                let answer: (HTTPResponseStatus, String)
+                switch outcome {
+                case .success(.success(let version)):
+                    answer = (.ok, "{\"version\":\(version)}\n")
+                case .success(.failure(let error)):
+                    answer = (.badRequest, "{\"error\":\(jsonString(error.description))}\n")
+                case .failure(let error):
+                    answer = (.serviceUnavailable, "{\"error\":\(jsonString("reload not run: \(error)"))}\n")
+                }
+                self.send(context, head, answer.0, "application/json", answer.1, close: !head.isKeepAlive)
+            }
+    }
+
+    static func path(of head: HTTPRequestHead) -> String {
+        head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
     }
 
     private func refuseBody(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
@@ -123,7 +152,7 @@ final class AdminHandler: ChannelInboundHandler {
 
     private func respond(_ head: HTTPRequestHead, local: SocketAddress?) -> (HTTPResponseStatus, String, String, [(String, String)]) {
         let parts = head.uri.split(separator: "?", maxSplits: 1)
-        let path = parts.first.map(String.init) ?? "/"
+        let path = Self.path(of: head)
         if head.method == .OPTIONS, let allow = Self.allowedMethods[path] {
             // Plain HTTP OPTIONS: no Access-Control-Allow-* header, so a browser's preflight fails.
             return (.noContent, "", "", [("allow", allow)])
@@ -155,13 +184,6 @@ final class AdminHandler: ChannelInboundHandler {
             return (.ok, "application/json", view.configDump())
         case (.GET, "/ready"):
             return runtime.isDraining ? (.serviceUnavailable, "text/plain", "DRAINING\n") : (.ok, "text/plain", "LIVE\n")
-        case (.POST, "/reload"):
-            switch runtime.reload() {
-            case .success(let version):
-                return (.ok, "application/json", "{\"version\":\(version)}\n")
-            case .failure(let error):
-                return (.badRequest, "application/json", "{\"error\":\(jsonString(error.description))}\n")
-            }
         case (.GET, "/"):
             return (.ok, "text/plain", """
                 admin commands are:

@@ -38,6 +38,9 @@ final class UpstreamConnection: ChannelInboundHandler {
     var mustClose = false
 
     private var pending: ByteBuffer?
+    /// Bytes of the head in `pending` the parser already scanned (a head arriving in pieces is
+    /// scanned once, not once per read).
+    private var headScanned = 0
     private var body: BodyDecoder?
     private var responseKeepAlive = true
     private var requestWasHead = false
@@ -85,6 +88,8 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     /// Starts one exchange: the caller writes the request bytes itself.
     func begin(sink: UpstreamResponseSink, requestIsHead: Bool) {
+        // A pooled connection carries nothing of an earlier response: bytes after one close it.
+        assert(pending == nil && headScanned == 0, "a reused upstream connection holds bytes of an earlier response")
         resumeReading()
         self.sink = sink
         requestWasHead = requestIsHead
@@ -136,14 +141,16 @@ final class UpstreamConnection: ChannelInboundHandler {
     private func process(_ buffer: inout ByteBuffer, context: ChannelHandlerContext) {
         while buffer.readableBytes > 0, let sink {
             if body == nil {
-                switch buffer.parseHead(.response) {
+                switch buffer.parseHead(.response, options: .responseDefaults, scanned: headScanned) {
                 case .failure(let error):
                     fail(error, context: context)
                     return
                 case .success(nil):
+                    headScanned = buffer.readableBytes
                     pending = buffer
                     return
                 case .success(let head?):
+                    headScanned = 0
                     let headBytes = buffer.readSlice(length: head.length)!
                     if head.status == 101 {
                         // The gateway never asks to switch protocols (it drops Upgrade): an
