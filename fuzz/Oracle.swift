@@ -145,9 +145,26 @@ func parseHead(_ bytes: [UInt8], _ s: FuzzSettings) -> Result<MessageHead?, HTTP
 }
 
 func consume(_ d: inout BodyDecoder, _ bytes: [UInt8]) -> Result<Int, HTTPParseError> {
-    bytes.withUnsafeBytes { raw in
+    // The payload-extracting pass (what an HTTP/1.0 client is sent) must take exactly what the
+    // framing pass takes, and name payload ranges in order, inside what it took.
+    var shadow = d
+    var ranges: [Range<Int>] = []
+    let extracted: Result<Int, HTTPParseError> = bytes.withUnsafeBytes { raw in
+        do throws(HTTPParseError) { return .success(try shadow.consume(raw) { ranges.append($0) }) } catch { return .failure(error) }
+    }
+    let framed: Result<Int, HTTPParseError> = bytes.withUnsafeBytes { raw in
         do throws(HTTPParseError) { return .success(try d.consume(raw)) } catch { return .failure(error) }
     }
+    bytes.withUnsafeBytes { raw in
+        if extracted != framed { fail("payload pass gave \(extracted), framing pass \(framed)", raw) }
+        var end = 0
+        for r in ranges {
+            if r.lowerBound < end || r.upperBound > bytes.count { fail("payload range \(r) out of order or bounds", raw) }
+            end = r.upperBound
+        }
+        if case .success(let n) = framed, end > n { fail("payload past the \(n) bytes taken", raw) }
+    }
+    return framed
 }
 
 /// Independent checks of a head the parser accepted, on its bytes `b`.
