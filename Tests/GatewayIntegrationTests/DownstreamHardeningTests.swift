@@ -139,6 +139,39 @@ final class DownstreamHardeningTests: XCTestCase {
         XCTAssertTrue(client.isClosedByPeer())
     }
 
+    /// A response cut off by the stream idle timeout while the client reads nothing: the gateway
+    /// gives up the connection even though its last write can never complete (Envoy's delayed
+    /// close), so such clients cannot pile up against maxConnections.
+    func testAConnectionClosedOnAClientThatNeverReadsIsReallyClosed() throws {
+        let big = [UInt8](repeating: UInt8(ascii: "x"), count: 64 << 20)
+        let up = try ScriptedUpstream { _, _ in [Array("HTTP/1.1 200 OK\r\nContent-Length: \(64 << 20)\r\n\r\n".utf8), big] }
+        let gw = try GatewayProcess(
+            config: config(upstreamPort: up.port, listener: "\"streamIdleTimeout\":\"1s\""), extraArguments: ["--access-log", "off"])
+        let client = try RawConnection(port: gw.port, timeout: 10)
+        var small: Int32 = 4096
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        client.send("GET /up/big HTTP/1.1\r\nHost: a\r\n\r\n")
+        XCTAssertTrue(Self.waitUntil(8) { (statsOf(gw)["http.ingress.downstream_rq_idle_timeout"] ?? 0) >= 1 })
+        XCTAssertTrue(Self.waitUntil(5) { (statsOf(gw)["http.ingress.downstream_cx_active"] ?? 1) == 0 },
+                      "the connection stays open behind an answer the client never takes")
+        XCTAssertEqual(statsOf(gw)["http.ingress.downstream_cx_delayed_close_timeout"], 1)
+    }
+
+    /// A body refused in the same read as its head ends the request it counted.
+    func testARefusedBodyInTheHeadsReadLeavesNoActiveRequest() throws {
+        let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
+        defer { up.close() }
+        let gw = try GatewayProcess(config: config(upstreamPort: up.port), extraArguments: ["--access-log", "off"])
+        for _ in 0..<3 {
+            let c = try RawConnection(port: gw.port)
+            c.send("POST /up/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            XCTAssertEqual(c.readResponse()?.status, 400)
+        }
+        XCTAssertTrue(Self.waitUntil(3) { (statsOf(gw)["http.ingress.downstream_cx_active"] ?? 1) == 0 })
+        XCTAssertEqual(statsOf(gw)["http.ingress.downstream_rq_active"], 0)
+        XCTAssertEqual(up.requests.load(ordering: .relaxed), 0)
+    }
+
     // MARK: 2. timeouts and caps
 
     func testAPartialHeadIsAnswered408AfterRequestHeadersTimeout() throws {

@@ -255,6 +255,8 @@ final class DownstreamHandler: ChannelInboundHandler {
                 self.exchange = nil
                 exchange.requestMalformed(error)
             } else {
+                // The head was counted as a request; no exchange will end it.
+                worker.listenerStats.add(.requestsActive, -1, row: worker.row)
                 protocolError(error)
             }
             return false
@@ -303,6 +305,8 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     private func requestEnded() {
+        // The exchange may have finished (and closed the connection) while it took the body's end.
+        guard state == .body else { return }
         state = .awaitingResponse
         exchange?.requestEnded()
     }
@@ -357,6 +361,8 @@ final class DownstreamHandler: ChannelInboundHandler {
     /// Writes `bytes` behind everything written before (a response still held goes first) and
     /// closes the connection once they are out.
     private func writeLastAndClose(_ bytes: ByteBuffer) {
+        assert(state == .closed, "a connection is closed only once nothing more will be read from it")
+        closing = true
         flushIfNeeded()
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { _ in channel.close(promise: nil) }
@@ -369,9 +375,24 @@ final class DownstreamHandler: ChannelInboundHandler {
 
     // MARK: timeouts
 
+    /// The last answer is written and the connection closes once it is out; a client that never
+    /// takes it would keep the connection (and its `maxConnections` slot) open, so `checkTimeouts`
+    /// closes it anyway after `streamIdleTimeout` without progress (Envoy's delayed close timeout).
+    private var closing = false
+    static let closeWithoutStreamIdleTimeout = TimeAmount.minutes(5)
+
     /// Called on every worker tick: ends what waited too long (Envoy's downstream timeouts).
     func checkTimeouts(now: NIODeadline) {
-        guard state != .closed, let context else { return }
+        guard let context else { return }
+        if state == .closed {
+            let limit = limits.streamIdleTimeout ?? Self.closeWithoutStreamIdleTimeout
+            if closing && now - lastActivity >= limit {
+                closing = false
+                worker.listenerStats.inc(.delayedCloseTimeouts, row: worker.row)
+                context.close(promise: nil)
+            }
+            return
+        }
         if let limit = limits.maxConnectionDuration, !maxDurationReached, now - connectedAt >= limit {
             maxDurationReached = true
             worker.listenerStats.inc(.maxDurationReached, row: worker.row)

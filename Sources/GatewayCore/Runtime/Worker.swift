@@ -25,6 +25,7 @@ public final class ListenerStats: Sendable {
         case noRoute, protocolErrors
         case flowControlPausedReading, flowControlResumedReading
         case headerTimeouts, connectionIdleTimeouts, streamIdleTimeouts, connectionOverflows, maxDurationReached
+        case delayedCloseTimeouts
     }
 
     private let values = ShardedCounters(count: Counter.allCases.count)
@@ -79,6 +80,7 @@ public final class ListenerStats: Sendable {
             ("downstream_rq_idle_timeout", self[.streamIdleTimeouts]),
             ("downstream_cx_overflow", self[.connectionOverflows]),
             ("downstream_cx_max_duration_reached", self[.maxDurationReached]),
+            ("downstream_cx_delayed_close_timeout", self[.delayedCloseTimeouts]),
         ]
     }
 }
@@ -143,6 +145,9 @@ final class Worker: @unchecked Sendable {
     }
 
     func install(_ new: ConfigSnapshot) {
+        // Two reloads compile in order under the runtime's lock but are handed over by two
+        // tasks: an older snapshot arriving second must not replace the newer one.
+        guard new.version > snapshot.version else { return }
         snapshot = new
         lastPool = nil
         for (id, pool) in pools {
