@@ -18,7 +18,11 @@ final class CircuitBreakerTests: XCTestCase {
         let ok = results.filter { $0?.status == 200 }.count
         let shed = results.compactMap { $0 }.filter { $0.status == 503 }
         XCTAssertEqual(ok + shed.count, 12, "every request gets an answer")
-        XCTAssertGreaterThanOrEqual(ok, 2)
+        // At least the first passes. Often two do (one on the connection, one pending), but as in
+        // Envoy a request waiting for the connection to open is itself pending: when all twelve
+        // arrive before the connect completes (a loaded machine), only that one passes.
+        XCTAssertGreaterThanOrEqual(ok, 1)
+        XCTAssertGreaterThan(shed.count, 0, "twelve at once overflow one connection and one pending slot")
         for r in shed {
             XCTAssertEqual(r.header("x-envoy-overloaded"), "true")
             XCTAssertNotNil(r.header("retry-after"))
