@@ -319,7 +319,8 @@ final class DownstreamHardeningTests: XCTestCase {
         let underAttack = latencies(200)
         XCTAssertEqual(statsOf(gw)["http.ingress.downstream_cx_active"], 2000)
         let p99 = underAttack[197], calmP99 = calm[197]
-        XCTAssertLessThan(p99, max(0.05, calmP99 * 5), "p99 \(p99)s with 2,000 slow heads held, \(calmP99)s without")
+        // Generous for a debug build on a shared machine; a blocked loop would cost seconds.
+        XCTAssertLessThan(p99, max(0.1, calmP99 * 5), "p99 \(p99)s with 2,000 slow heads held, \(calmP99)s without")
         XCTAssertEqual(up.requests.load(ordering: .relaxed), 250 + 200, "no partial head reached the upstream")
     }
 
