@@ -65,67 +65,6 @@ public enum DirectSocket {
         #endif
     }
 
-    /// The descriptor of a socket channel NIO made (an accepted or NIO-connected one), or nil.
-    /// NIO does not publish it, so it is read from the channel's stored properties by reflection,
-    /// once per connection, and only trusted when the kernel confirms that this descriptor is a
-    /// socket with exactly the channel's local and remote addresses. Anything else (another kind
-    /// of channel, a NIO that stores it differently): nil, and NIO writes as usual.
-    public static func descriptor(of channel: Channel) -> CInt? {
-        #if os(Linux)
-        guard let local = channel.localAddress, let remote = channel.remoteAddress,
-            let socket = storedProperty("socket", of: channel),
-            let fd = storedProperty("descriptor", of: socket) as? CInt, fd >= 0,
-            matches(fd, local, getsockname), matches(fd, remote, getpeername)
-        else { return nil }
-        return fd
-        #else
-        return nil
-        #endif
-    }
-
-    private static func storedProperty(_ name: String, of subject: Any) -> Any? {
-        var mirror: Mirror? = Mirror(reflecting: subject)
-        while let m = mirror {
-            if let found = m.children.first(where: { $0.label == name }) { return found.value }
-            mirror = m.superclassMirror
-        }
-        return nil
-    }
-
-    #if os(Linux)
-    private static func matches(
-        _ fd: CInt, _ expected: SocketAddress,
-        _ query: (CInt, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> CInt
-    ) -> Bool {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { query(fd, $0, &length) }
-        }
-        guard rc == 0 else { return false }
-        let family = storage.ss_family
-        return withUnsafeBytes(of: &storage) { actual in
-            switch expected {
-            case .v4(let a):
-                var sa = a.address
-                return length == MemoryLayout<sockaddr_in>.size && family == sa_family_t(AF_INET)
-                    && withUnsafeBytes(of: &sa) { sameAddress(actual, $0, port: 2, ip: 4, ipLength: 4) }
-            case .v6(let a):
-                var sa = a.address
-                return length == MemoryLayout<sockaddr_in6>.size && family == sa_family_t(AF_INET6)
-                    && withUnsafeBytes(of: &sa) { sameAddress(actual, $0, port: 2, ip: 8, ipLength: 16) }
-            default:
-                return false
-            }
-        }
-    }
-
-    /// Compares the port and IP bytes of two sockaddr_in(6) (their padding may differ).
-    private static func sameAddress(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, port: Int, ip: Int, ipLength: Int) -> Bool {
-        a[port] == b[port] && a[port + 1] == b[port + 1] && (0..<ipLength).allSatisfy { a[ip + $0] == b[ip + $0] }
-    }
-    #endif
-
     /// Sends what it can of `bytes` at once. Returns the number of bytes sent, 0 when nothing could
     /// be (a full socket buffer, or an error that NIO's own write will then meet and report).
     @inline(__always) public static func send(_ fd: CInt, _ bytes: ByteBuffer) -> Int {

@@ -18,35 +18,10 @@ public final class DirectWriter {
     /// Bytes handed to NIO and not flushed.
     private var unflushedInNIO = false
 
-    /// The channel whose descriptor is to be looked up, and how many flushes before that. Weak:
-    /// the channel's pipeline holds the handler that holds this writer.
-    private weak var channel: Channel?
-    private var flushesBeforeLookup = 0
-    /// A lookup is still to come (a plain flag: reading the weak reference costs atomics).
-    private var lookupPending = false
-
-    /// Flushes a connection makes before its descriptor is looked up. The lookup (reflection and
-    /// two system calls, ~15 µs) costs what a few dozen direct sends save, so a connection that
-    /// carries one request (`Connection: close`, `maxRequestsPerConnection: 1`) never pays it.
-    public static let lookupAfterFlushes = 32
-
+    /// `descriptor`: a socket the caller connected itself and handed to NIO
+    /// (`DirectSocket.connect`, `ClientBootstrap.withConnectedSocket`); -1 writes through NIO only.
+    /// NIO does not publish the descriptors of the channels it makes, so those write through NIO.
     public init(descriptor: CInt = -1) { self.descriptor = descriptor }
-
-    /// Looks the descriptor up (see `DirectSocket.descriptor(of:)`) once the connected channel has
-    /// flushed `after` times; until then NIO writes.
-    public func attach(_ channel: Channel, after flushes: Int = DirectWriter.lookupAfterFlushes) {
-        guard descriptor < 0 else { return }
-        self.channel = channel
-        lookupPending = true
-        flushesBeforeLookup = flushes
-        if flushes <= 0 && queuedInNIO == 0 { lookUpDescriptor() }
-    }
-
-    private func lookUpDescriptor() {
-        if let channel, channel.isActive, let fd = DirectSocket.descriptor(of: channel) { descriptor = fd }
-        channel = nil
-        lookupPending = false
-    }
 
     /// Something to flush: held bytes or bytes in NIO.
     public var needsFlush: Bool { held != nil || unflushedInNIO }
@@ -77,11 +52,6 @@ public final class DirectWriter {
             unflushedInNIO = false
             context.flush()
         }
-        if lookupPending {
-            flushesBeforeLookup -= 1
-            // Not while NIO still has bytes of this connection: a direct send would overtake them.
-            if flushesBeforeLookup <= 0 && queuedInNIO == 0 { lookUpDescriptor() }
-        }
     }
 
     @inline(__always) public func writeAndFlush(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
@@ -91,8 +61,8 @@ public final class DirectWriter {
 
     private func writeThroughNIO(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         unflushedInNIO = true
-        // Counted while direct sends are possible, or about to be once the descriptor is known.
-        guard descriptor >= 0 || lookupPending else {
+        // Counted only while direct sends are possible: they must not overtake these bytes.
+        guard descriptor >= 0 else {
             context.write(NIOAny(buffer), promise: nil)
             return
         }

@@ -33,7 +33,8 @@ final class DownstreamHandler: ChannelInboundHandler {
     /// The client's address as X-Forwarded-For and the per-client rate limit see it.
     private(set) lazy var clientAddress: String = context.channel.remoteAddress?.ipAddress ?? "unknown"
 
-    /// Responses go out with one send(2) on the client's socket when NIO has nothing queued for it.
+    /// Writes through NIO (the gateway does not own its sockets' descriptors) and knows whether
+    /// anything waits for a flush, so a flush with nothing to send costs nothing.
     private let writer = DirectWriter()
 
     /// Whether this connection took a slot of the listener's `maxConnections`.
@@ -86,7 +87,6 @@ final class DownstreamHandler: ChannelInboundHandler {
         admitted = true
         worker.downstreams[ObjectIdentifier(self)] = self
         worker.listenerStats.inc(.connectionsActive, row: worker.row)
-        writer.attach(context.channel)
         context.fireChannelActive()
     }
 

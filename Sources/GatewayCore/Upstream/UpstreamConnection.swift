@@ -51,7 +51,7 @@ final class UpstreamConnection: ChannelInboundHandler {
     /// event-loop check or walk from the tail as `Channel.write` does.
     private var context: ChannelHandlerContext?
 
-    /// Requests go out with one send(2) on the socket when NIO has nothing queued for it.
+    /// Writes through NIO (see `DownstreamHandler.writer`).
     private let writer = DirectWriter()
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -60,7 +60,6 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        writer.attach(context.channel)
         context.fireChannelActive()
     }
 
