@@ -43,7 +43,6 @@ let package = Package(
             name: "GatewayCore",
             dependencies: [
                 "HTTP1Wire",
-                "DirectIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

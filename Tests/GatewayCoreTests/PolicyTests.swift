@@ -35,29 +35,29 @@ final class TokenBucketTests: XCTestCase {
 final class RetryStateTests: XCTestCase {
     func testRetryOnConditionsFollowEnvoy() {
         let gateway = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.gatewayError]))
-        XCTAssertTrue(gateway.shouldRetry(.status(503)))
-        XCTAssertFalse(gateway.shouldRetry(.status(500)))
-        XCTAssertTrue(gateway.shouldRetry(.connectFailure))
-        XCTAssertTrue(gateway.shouldRetry(.reset))
-        XCTAssertFalse(gateway.shouldRetry(.overflow), "Envoy never retries an overflow")
+        XCTAssertTrue(gateway.wouldRetry(.response(status: 503)))
+        XCTAssertFalse(gateway.wouldRetry(.response(status: 500)))
+        XCTAssertTrue(gateway.wouldRetry(.connectFailure))
+        XCTAssertTrue(gateway.wouldRetry(.reset))
+        XCTAssertFalse(gateway.wouldRetry(.overflow), "Envoy never retries an overflow")
 
         let connectOnly = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.connectFailure]))
-        XCTAssertTrue(connectOnly.shouldRetry(.connectFailure))
-        XCTAssertFalse(connectOnly.shouldRetry(.reset))
-        XCTAssertFalse(connectOnly.shouldRetry(.status(503)))
+        XCTAssertTrue(connectOnly.wouldRetry(.connectFailure))
+        XCTAssertFalse(connectOnly.wouldRetry(.reset))
+        XCTAssertFalse(connectOnly.wouldRetry(.response(status: 503)))
 
         let istio = RetryState(policy: .istioDefault)
-        XCTAssertTrue(istio.shouldRetry(.status(503)), "retriable-status-codes 503")
-        XCTAssertFalse(istio.shouldRetry(.status(502)))
-        XCTAssertTrue(RetryState(policy: RetryPolicyConfig(attempts: 1, retryOn: [.retriable4xx])).shouldRetry(.status(409)))
-        XCTAssertFalse(RetryState(policy: .disabled).shouldRetry(.connectFailure))
+        XCTAssertTrue(istio.wouldRetry(.response(status: 503)), "retriable-status-codes 503")
+        XCTAssertFalse(istio.wouldRetry(.response(status: 502)))
+        XCTAssertTrue(RetryState(policy: RetryPolicyConfig(attempts: 1, retryOn: [.retriable4xx])).wouldRetry(.response(status: 409)))
+        XCTAssertFalse(RetryState(policy: .disabled).wouldRetry(.connectFailure))
     }
 
     func testAttemptsAndJitteredBackoff() {
         var state = RetryState(policy: RetryPolicyConfig(attempts: 3, retryOn: [.fiveXX]))
         var random = FastRandom(seed: 7)
         var ceilings: [Int64] = []
-        while state.shouldRetry(.status(500)) {
+        while state.wouldRetry(.response(status: 500)) {
             let n = state.retriesDone
             let backoff = state.nextBackoff(random: &random)
             let ceiling: Int64 = min(Int64(25_000_000) << Int64(n), 250_000_000)
@@ -93,19 +93,19 @@ final class LimitsAndOutlierTests: XCTestCase {
         let hosts = (0..<4).map { Host(endpoint: Endpoint(address: "127.0.0.1", port: 1000 + $0)) }
         od.update(settings: settings, hosts: hosts)
         let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
-        od.record(.status(500), host: hosts[0], settings: settings, now: t0)
-        od.record(.status(500), host: hosts[0], settings: settings, now: t0)
-        od.record(.status(200), host: hosts[0], settings: settings, now: t0)
-        od.record(.status(500), host: hosts[0], settings: settings, now: t0)
+        od.record(.response(status: 500), host: hosts[0], settings: settings, now: t0)
+        od.record(.response(status: 500), host: hosts[0], settings: settings, now: t0)
+        od.record(.response(status: 200), host: hosts[0], settings: settings, now: t0)
+        od.record(.response(status: 500), host: hosts[0], settings: settings, now: t0)
         XCTAssertFalse(hosts[0].isEjected, "a success resets the run")
         od.record(.connectFailure, host: hosts[0], settings: settings, now: t0)
         od.record(.timeout, host: hosts[0], settings: settings, now: t0)
         XCTAssertTrue(hosts[0].isEjected, "local failures count as 5xx")
         XCTAssertEqual(od.ejectionsActive, 1)
 
-        for _ in 0..<3 { od.record(.status(503), host: hosts[1], settings: settings, now: t0) }
+        for _ in 0..<3 { od.record(.response(status: 503), host: hosts[1], settings: settings, now: t0) }
         XCTAssertTrue(hosts[1].isEjected)
-        for _ in 0..<3 { od.record(.status(503), host: hosts[2], settings: settings, now: t0) }
+        for _ in 0..<3 { od.record(.response(status: 503), host: hosts[2], settings: settings, now: t0) }
         XCTAssertFalse(hosts[2].isEjected, "maxEjectionPercent 50 of 4 hosts")
         XCTAssertEqual(stats[.outlier_detection_ejections_overflow], 1)
 
@@ -117,7 +117,7 @@ final class LimitsAndOutlierTests: XCTestCase {
 
         // Second ejection lasts base × 2.
         let t1 = t0 + .seconds(11)
-        for _ in 0..<3 { od.record(.status(500), host: hosts[0], settings: settings, now: t1) }
+        for _ in 0..<3 { od.record(.response(status: 500), host: hosts[0], settings: settings, now: t1) }
         XCTAssertTrue(hosts[0].isEjected)
         od.sweep(now: t1 + .seconds(19))
         XCTAssertTrue(hosts[0].isEjected)
@@ -131,11 +131,11 @@ final class LimitsAndOutlierTests: XCTestCase {
         let od = OutlierDetector(settings: settings, stats: stats)
         let hosts = (0..<2).map { Host(endpoint: Endpoint(address: "127.0.0.1", port: 2000 + $0)) }
         od.update(settings: settings, hosts: hosts)
-        od.record(.status(500), host: hosts[0], settings: settings, now: .now())
-        od.record(.status(500), host: hosts[0], settings: settings, now: .now())
+        od.record(.response(status: 500), host: hosts[0], settings: settings, now: .now())
+        od.record(.response(status: 500), host: hosts[0], settings: settings, now: .now())
         XCTAssertFalse(hosts[0].isEjected, "500 is not a gateway error and 5xx detection is off")
-        od.record(.status(502), host: hosts[0], settings: settings, now: .now())
-        od.record(.status(504), host: hosts[0], settings: settings, now: .now())
+        od.record(.response(status: 502), host: hosts[0], settings: settings, now: .now())
+        od.record(.response(status: 504), host: hosts[0], settings: settings, now: .now())
         XCTAssertTrue(hosts[0].isEjected, "10% of 2 hosts still allows one ejection, as in Envoy")
         XCTAssertEqual(stats[.outlier_detection_ejections_enforced_consecutive_gateway_failure], 1)
     }

@@ -12,18 +12,48 @@ enum PoolFailure {
 
 /// A request waiting for a connection.
 protocol PoolWaiter: AnyObject {
-    func poolReady(_ connection: UpstreamConnection, host: HostPool)
+    /// `connection` is `.active` and counted; the waiter begins its request on it.
+    func poolReady(_ connection: UpstreamConnection)
     func poolFailed(_ failure: PoolFailure)
+}
+
+/// Opens the TCP connection of a new `UpstreamConnection` (its handler is `connection`). The
+/// gateway's connects through `ClientBootstrap`; tests hand the pool embedded channels.
+protocol UpstreamConnector: Sendable {
+    func connect(_ connection: UpstreamConnection, to host: Host, on eventLoop: EventLoop,
+                 timeout: TimeAmount) -> EventLoopFuture<Void>
+}
+
+/// The gateway's connector: a socket per connection, TCP_NODELAY, `connectTimeout`.
+struct SocketConnector: UpstreamConnector {
+    func connect(_ connection: UpstreamConnection, to host: Host, on eventLoop: EventLoop,
+                 timeout: TimeAmount) -> EventLoopFuture<Void> {
+        guard let address = host.address else {
+            return eventLoop.makeFailedFuture(ChannelError.connectPending)
+        }
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                }
+            }
+            .connect(to: address)
+            .map { _ in }
+    }
 }
 
 /// HTTP/1.1 connections of one event loop to one host, and the requests waiting for them
 /// (Envoy's per-worker, per-host connection pool). Limits are asked of the cluster's
-/// `ResourceManager`; the pool never counts on its own.
+/// `ResourceManager`; the pool never counts on its own. It alone moves a connection from one
+/// `UpstreamConnection.State` to the next (`transition`), so the counts kept per state (active
+/// requests, connections, connecting) change in exactly one place.
 final class HostPool {
     let host: Host
-    // unowned(unsafe): the cluster pool owns its host pools and outlives them; a checked
-    // unowned reference costs a strong retain and release on every access.
-    unowned(unsafe) let owner: ClusterPool
+    // The cluster pool owns its host pools and outlives them; only connects and closes reach it.
+    unowned let owner: ClusterPool
+    let eventLoop: EventLoop
     private let resources: ResourceManager
     private let stats: ClusterStats
     private let row: Int
@@ -31,20 +61,64 @@ final class HostPool {
     private(set) var pending = Deque<PoolWaiter>()
     private var connecting = 0
     private(set) var connections = 0
+    /// Kept in step with the cluster pool (read on every response, so not behind a reference).
+    var maxRequestsPerConnection: Int
+    var draining = false
 
     init(host: Host, owner: ClusterPool) {
         self.host = host
         self.owner = owner
+        eventLoop = owner.eventLoop
         resources = owner.cluster.resources
         stats = owner.cluster.stats
         row = owner.row
+        maxRequestsPerConnection = owner.maxRequestsPerConnection
+        draining = owner.draining
     }
+
+    // MARK: connection states
+
+    /// The one place a connection changes state; the counts follow the state.
+    private func transition(_ connection: UpstreamConnection, to next: UpstreamConnection.State) {
+        eventLoop.assertInEventLoop()
+        let previous = connection.state
+        assert(Self.allowed(from: previous, to: next), "upstream connection \(previous) -> \(next)")
+        connection.state = next
+        if previous == .active {
+            resources.requests.dec()
+            host.activeRequests.wrappingDecrement(ordering: .relaxed)
+        }
+        if next == .active {
+            resources.requests.inc()
+            host.activeRequests.wrappingIncrement(ordering: .relaxed)
+        }
+        if previous == .connecting { connecting -= 1 }
+        if next == .closed {
+            connections -= 1
+            resources.connections.dec()
+            host.activeConnections.wrappingDecrement(ordering: .relaxed)
+        }
+    }
+
+    private static func allowed(from: UpstreamConnection.State, to: UpstreamConnection.State) -> Bool {
+        switch (from, to) {
+        case (.connecting, .idle), (.connecting, .active), (.connecting, .closed): return true
+        case (.idle, .active), (.idle, .closed): return true
+        case (.active, .releasing), (.active, .closed): return true
+        case (.releasing, .idle), (.releasing, .active), (.releasing, .closed): return true
+        default: return false
+        }
+    }
+
+    // MARK: requests
 
     /// Envoy's `newStream`: a ready connection if there is one, else wait within
     /// `http1MaxPendingRequests` and open a connection within `maxConnections`.
     func newStream(_ waiter: PoolWaiter) {
+        eventLoop.assertInEventLoop()
         while let connection = idle.popLast() {
-            if connection.isClosed { continue }
+            // Asked to close while idle: its close is on the way.
+            guard connection.reusable else { continue }
             attach(connection, waiter)
             return
         }
@@ -72,16 +146,21 @@ final class HostPool {
         // http2MaxRequests bounds active requests on HTTP/1.1 too; Envoy counts its overflow as pending overflow.
         guard resources.requests.canCreate() else {
             stats.inc(.upstream_rq_pending_overflow, row: row)
-            connection.idleSince = NIODeadline.now()
-            idle.append(connection)
+            makeIdle(connection)
             waiter.poolFailed(.overflow)
             return
         }
-        resources.requests.inc()
-        host.activeRequests.wrappingIncrement(ordering: .relaxed)
-        connection.hasActiveRequest = true
-        waiter.poolReady(connection, host: self)
+        transition(connection, to: .active)
+        waiter.poolReady(connection)
     }
+
+    private func makeIdle(_ connection: UpstreamConnection) {
+        transition(connection, to: .idle)
+        connection.idleSince = NIODeadline.now()
+        idle.append(connection)
+    }
+
+    // MARK: connecting
 
     private func tryCreateConnections() {
         while pending.count > connecting {
@@ -101,20 +180,8 @@ final class HostPool {
         host.activeConnections.wrappingIncrement(ordering: .relaxed)
         stats.inc(.upstream_cx_total, row: row)
         let connection = UpstreamConnection(pool: self)
-        guard let address = host.address else {
-            owner.eventLoop.execute { self.connectFailed(connection, timeout: false) }
-            return
-        }
-        let policy = owner.snapshot.policy.connectionPool
-        ClientBootstrap(group: owner.eventLoop)
-            .connectTimeout(policy.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(connection)
-                }
-            }
-            .connect(to: address)
+        owner.connector.connect(connection, to: host, on: eventLoop,
+                                timeout: owner.snapshot.policy.connectionPool.connectTimeout)
             .assumeIsolatedUnsafeUnchecked()
             .whenComplete { result in
                 switch result {
@@ -127,20 +194,18 @@ final class HostPool {
     }
 
     private func connected(_ connection: UpstreamConnection) {
-        connecting -= 1
-        connection.connected = true
-        if connection.isClosed {
-            closed(connection)
+        // Closed while connecting (a drain): `channelInactive` reports it.
+        guard connection.state == .connecting else { return }
+        guard connection.reusable else {
+            connection.close()
             return
         }
         dispatchOrIdle(connection)
     }
 
     private func connectFailed(_ connection: UpstreamConnection, timeout: Bool) {
-        connecting -= 1
-        connections -= 1
-        resources.connections.dec()
-        host.activeConnections.wrappingDecrement(ordering: .relaxed)
+        guard connection.state == .connecting else { return }
+        transition(connection, to: .closed)
         stats.inc(.upstream_cx_connect_fail, row: row)
         if timeout { stats.inc(.upstream_cx_connect_timeout, row: row) }
         // The connection was opened for one waiting request: that one learns of the failure.
@@ -156,42 +221,45 @@ final class HostPool {
             resources.pendingRequests.dec()
             attach(connection, waiter)
         } else {
-            connection.idleSince = NIODeadline.now()
-            idle.append(connection)
+            makeIdle(connection)
         }
     }
 
-    /// The request on `connection` ended (response complete or abandoned).
-    func requestEnded(_ connection: UpstreamConnection) {
-        guard connection.hasActiveRequest else { return }
-        connection.hasActiveRequest = false
-        resources.requests.dec()
-        host.activeRequests.wrappingDecrement(ordering: .relaxed)
+    // MARK: connection events
+
+    /// The response on `connection` is complete; it is handed back at the end of the read batch.
+    func responseEnded(_ connection: UpstreamConnection) {
+        transition(connection, to: .releasing)
     }
 
-    /// A response finished; the connection may serve the next request.
-    func released(_ connection: UpstreamConnection, reusable: Bool) {
-        requestEnded(connection)
-        let max = owner.maxRequestsPerConnection
+    /// The read batch in which the response ended is over: the connection serves the next
+    /// request, or closes.
+    func released(_ connection: UpstreamConnection) {
+        let max = maxRequestsPerConnection
         if max > 0 && connection.requestsServed >= max {
             stats.inc(.upstream_cx_max_requests, row: row)
             connection.close()
-        } else if !reusable || owner.draining {
+        } else if !connection.reusable || draining {
             connection.close()
         } else {
             dispatchOrIdle(connection)
         }
     }
 
+    /// The request let go of `connection` before its response was read (timeout, client gone,
+    /// retry, malformed response): it cannot be reused.
+    func abandoned(_ connection: UpstreamConnection) {
+        guard connection.state == .active || connection.state == .releasing else { return }
+        connection.close()
+    }
+
+    /// The channel closed (`channelInactive`).
     func closed(_ connection: UpstreamConnection) {
-        requestEnded(connection)
-        guard connection.connected else { return }
-        connection.connected = false
-        connections -= 1
-        resources.connections.dec()
-        host.activeConnections.wrappingDecrement(ordering: .relaxed)
+        guard connection.state != .closed else { return }
+        let wasIdle = connection.state == .idle
+        transition(connection, to: .closed)
         stats.inc(.upstream_cx_destroy, row: row)
-        if let i = idle.firstIndex(where: { $0 === connection }) { idle.remove(at: i) }
+        if wasIdle, let i = idle.firstIndex(where: { $0 === connection }) { idle.remove(at: i) }
         // The freed connection slot may let waiting requests, here or on other hosts, connect.
         owner.connectionFreed()
     }
@@ -223,25 +291,29 @@ final class ClusterPool {
     let eventLoop: EventLoop
     /// The event loop's row in the sharded counters.
     let row: Int
-    private(set) var snapshot: ClusterSnapshot {
-        didSet { maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection }
-    }
-    /// Read on every response; kept here rather than behind three references.
+    let connector: UpstreamConnector
+    private(set) var snapshot: ClusterSnapshot
+    /// Every host pool's copy follows these.
     private(set) var maxRequestsPerConnection: Int
+    var draining = false {
+        didSet { for pool in pools.values { pool.draining = draining } }
+    }
     private var pools: [ObjectIdentifier: HostPool] = [:]
     private var roundRobin = 0
-    var draining = false
 
-    init(snapshot: ClusterSnapshot, eventLoop: EventLoop, row: Int) {
+    init(snapshot: ClusterSnapshot, eventLoop: EventLoop, row: Int, connector: UpstreamConnector = SocketConnector()) {
         self.row = row
         self.cluster = snapshot.cluster
         self.snapshot = snapshot
+        self.connector = connector
         maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
         self.eventLoop = eventLoop
     }
 
     func update(_ snapshot: ClusterSnapshot) {
         self.snapshot = snapshot
+        maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
+        for pool in pools.values { pool.maxRequestsPerConnection = maxRequestsPerConnection }
         lastPool = nil
         let live = Set(snapshot.hosts.map(ObjectIdentifier.init))
         for (id, pool) in pools where !live.contains(id) {

@@ -52,23 +52,10 @@ public final class OutlierDetector: Sendable {
         activeEjections.store(hosts.filter { $0.isEjected }.count, ordering: .relaxed)
     }
 
-    /// What an attempt on `host` ended with.
-    public enum Result: Sendable {
-        case status(Int)
-        case connectFailure
-        case reset
-        case timeout
-    }
-
+    /// What a try on `host` ended with (`TryResult.outlierStatus` maps local-origin failures).
     @inline(__always)
-    public func record(_ result: Result, host: Host, settings: OutlierDetectionSettings?, now: NIODeadline) {
-        guard let settings else { return }
-        let code: Int
-        switch result {
-        case .status(let s): code = s
-        case .connectFailure, .reset: code = 503
-        case .timeout: code = 504
-        }
+    public func record(_ result: TryResult, host: Host, settings: OutlierDetectionSettings?, now: NIODeadline) {
+        guard let settings, let code = result.outlierStatus else { return }
         guard code >= 500 else {
             // Only write when there is something to reset: keeps the success path free of stores.
             if host.consecutive5xx.load(ordering: .relaxed) != 0 { host.consecutive5xx.store(0, ordering: .relaxed) }

@@ -43,6 +43,53 @@ enum HeadWriter {
         }
     }
 
+    /// The request head sent upstream: the client's lines minus hop-by-hop ones, plus
+    /// X-Forwarded-For, X-Forwarded-Proto and (when the client sent none) an x-request-id that
+    /// `writeRequestID` writes. Returns the request id as a slice (of `out` or of `source`).
+    static func writeUpstreamHead(
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, into out: inout ByteBuffer,
+        writeRequestID: (inout ByteBuffer) -> Void
+    ) -> ByteBuffer {
+        copyWithoutHopByHop(head, from: source, into: &out)
+        out.writeStaticString("x-forwarded-for: ")
+        if let xff = head.forwardedFor {
+            out.writeImmutableBuffer(source.getSlice(at: source.readerIndex + xff.lowerBound, length: xff.count)!)
+            out.writeStaticString(", ")
+        }
+        out.writeString(clientAddress)
+        out.writeStaticString("\r\nx-forwarded-proto: http\r\n")
+        if let id = head.requestID {
+            out.writeStaticString("\r\n")
+            return source.getSlice(at: source.readerIndex + id.lowerBound, length: id.count)!
+        }
+        out.writeStaticString("x-request-id: ")
+        let at = out.writerIndex
+        writeRequestID(&out)
+        out.writeStaticString("\r\n\r\n")
+        // Sliced only now: a slice taken before the last write would make that write copy the buffer.
+        return out.getSlice(at: at, length: out.writerIndex - at - 4)!
+    }
+
+    /// The response head sent to the client: the upstream's lines minus hop-by-hop ones, plus
+    /// x-envoy-upstream-service-time and the connection's own keep-alive or close line.
+    /// `dropFraming`: see `copyWithoutHopByHop`.
+    @inline(__always)
+    static func writeResponseHead(
+        _ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer, dropFraming: Bool,
+        upstreamServiceMs: Int, close: Bool, announceKeepAlive: Bool
+    ) {
+        copyWithoutHopByHop(head, from: source, into: &out, dropFraming: dropFraming)
+        out.writeStaticString("x-envoy-upstream-service-time: ")
+        out.writeDecimal(upstreamServiceMs)
+        out.writeStaticString("\r\n")
+        if close {
+            out.writeStaticString("connection: close\r\n")
+        } else if announceKeepAlive {
+            out.writeStaticString("connection: keep-alive\r\n")
+        }
+        out.writeStaticString("\r\n")
+    }
+
     @inline(__always)
     static func writeHeader(_ out: inout ByteBuffer, _ name: StaticString, _ value: Int) {
         out.writeStaticString(name)

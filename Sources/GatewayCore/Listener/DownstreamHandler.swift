@@ -1,12 +1,12 @@
-import DirectIO
 import HTTP1Wire
 import NIOCore
 
-/// One client connection: frames HTTP/1.1 requests from the raw bytes, hands each to a
-/// `ProxyExchange`, and writes what comes back. One request at a time; pipelined requests wait
+/// One client connection (Envoy's HTTP connection manager with the HTTP/1.1 codec): frames
+/// requests from the raw bytes, hands each to a `RouterFilter`, and encodes what the filter
+/// sends back (it is the filter's `DownstreamStream`). One request at a time; pipelined requests wait
 /// in a bounded buffer and are taken in a loop, never by recursion. Every wait is timed (see
 /// `checkTimeouts`). Confined to its event loop.
-final class DownstreamHandler: ChannelInboundHandler {
+final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -29,13 +29,13 @@ final class DownstreamHandler: ChannelInboundHandler {
     private var input: ByteBuffer?
     private var state = State.head
     private var body = BodyDecoder(.none)
-    private(set) var exchange: ProxyExchange?
+    /// The request in progress; one at a time on an HTTP/1.1 connection.
+    private(set) var filter: RouterFilter?
     /// The client's address as X-Forwarded-For and the per-client rate limit see it.
     private(set) lazy var clientAddress: String = context.channel.remoteAddress?.ipAddress ?? "unknown"
 
-    /// Writes through NIO (the gateway does not own its sockets' descriptors) and knows whether
-    /// anything waits for a flush, so a flush with nothing to send costs nothing.
-    private let writer = DirectWriter()
+    /// Bytes were written and not flushed yet: a flush with nothing to send costs nothing.
+    private var needsFlush = false
 
     /// Whether this connection took a slot of the listener's `maxConnections`.
     private var admitted = false
@@ -70,7 +70,7 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     /// The context holds this handler: dropping the reference back lets both go when the
-    /// connection is over (channelInactive came first, so no exchange calls in any more).
+    /// connection is over (channelInactive came first, so no filter calls in any more).
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
     }
@@ -98,9 +98,11 @@ final class DownstreamHandler: ChannelInboundHandler {
         worker.listenerStats.releaseConnection()
         worker.downstreams[ObjectIdentifier(self)] = nil
         worker.listenerStats.add(.connectionsActive, -1, row: worker.row)
-        if let exchange {
-            self.exchange = nil
-            exchange.downstreamClosed()
+        outgoing = nil
+        if let filter {
+            self.filter = nil
+            filter.downstreamClosed()
+            worker.listenerStats.add(.requestsActive, -1, row: worker.row)
         }
     }
 
@@ -128,32 +130,35 @@ final class DownstreamHandler: ChannelInboundHandler {
     }
 
     /// Whether NIO's outbound buffer for the client is under its high watermark. While it is
-    /// not, the exchange stops reading its upstream (Envoy's flow control) and no further
+    /// not, the filter stops reading its upstream (Envoy's flow control) and no further
     /// pipelined request is started.
-    private(set) var writable = true
+    private(set) var isWritable = true
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        writable = context.channel.isWritable
-        if writable { lastActivity = worker.coarseNow }
-        exchange?.downstreamWritabilityChanged(writable)
+        isWritable = context.channel.isWritable
+        if isWritable { lastActivity = worker.coarseNow }
+        filter?.downstreamWritabilityChanged(isWritable)
         context.fireChannelWritabilityChanged()
-        if writable && state == .head { processInput() }
+        if isWritable && state == .head { processInput() }
     }
 
     private var reading = ReadPause()
 
     /// Not reading the client while the upstream takes the request body slower than it comes.
     func pauseReading() {
-        if reading.set(true, .flowControl, on: context) { worker.listenerStats.inc(.flowControlPausedReading, row: worker.row) }
+        if reading.pause(.flowControl, on: context) { worker.listenerStats.inc(.flowControlPausedReading, row: worker.row) }
     }
 
     func resumeReading() {
-        if reading.set(false, .flowControl, on: context) { worker.listenerStats.inc(.flowControlResumedReading, row: worker.row) }
+        if reading.resume(.flowControl, on: context) { worker.listenerStats.inc(.flowControlResumedReading, row: worker.row) }
     }
 
     /// Sends what was written; a flush with nothing to send does not walk the pipeline.
     @inline(__always) func flushIfNeeded() {
-        if writer.needsFlush, let context { writer.flush(context: context) }
+        if needsFlush, let context {
+            needsFlush = false
+            context.flush()
+        }
     }
 
     /// Requests taken from the input in one pass before the loop yields to other connections:
@@ -176,9 +181,9 @@ final class DownstreamHandler: ChannelInboundHandler {
             case .closed, .awaitingResponse:
                 break loop
             case .head:
-                assert(exchange == nil, "a new head while an exchange is active")
+                assert(filter == nil, "a new head while a request is active")
                 // The client has not taken the answers it already has: let it catch up first.
-                guard writable else { break loop }
+                guard isWritable else { break loop }
                 if started == Self.requestsPerPass {
                     scheduleContinuation()
                     break loop
@@ -205,13 +210,13 @@ final class DownstreamHandler: ChannelInboundHandler {
                     state = .body
                     worker.listenerStats.inc(.requestsTotal, row: worker.row)
                     worker.listenerStats.inc(.requestsActive, row: worker.row)
-                    // The body bytes already here go to the exchange before it picks a connection,
+                    // The body bytes already here go to the filter before it picks a connection,
                     // so a malformed body is refused before anything reaches the upstream.
                     guard consumeBody() else { break loop }
                     if body.isComplete { state = .awaitingResponse }
                     // May answer at once (a local reply): then `state` is `.head` again and the
                     // loop takes the next pipelined request.
-                    ProxyExchange.start(downstream: self, head: head, headBytes: headBytes)
+                    startRequest(head, headBytes)
                 }
             case .body:
                 guard consumeBody() else { break loop }
@@ -241,21 +246,20 @@ final class DownstreamHandler: ChannelInboundHandler {
     private func updateBacklogPause() {
         guard state != .closed else { return }
         let waiting = input?.readableBytes ?? 0
-        let blocked = waiting > 0 && (state == .awaitingResponse || !writable || continuationScheduled)
-        _ = reading.set(blocked || waiting > limits.perConnectionBufferLimitBytes, .backlog, on: context)
+        let blocked = waiting > 0 && (state == .awaitingResponse || !isWritable || continuationScheduled)
+        reading.update(.backlog, holds: blocked || waiting > limits.perConnectionBufferLimitBytes, on: context)
     }
 
-    /// Moves body bytes from the input into the exchange (or keeps them for it to collect).
+    /// Moves body bytes from the input into the filter (or keeps them for it to collect).
     private func consumeBody() -> Bool {
         guard var buffer = input, !body.isComplete else { return true }
         switch buffer.consumeBody(&body) {
         case .failure(let error):
             input = nil
-            if let exchange {
-                self.exchange = nil
-                exchange.requestMalformed(error)
+            if let filter {
+                filter.requestMalformed(error)
             } else {
-                // The head was counted as a request; no exchange will end it.
+                // The head was counted as a request; no filter will end it.
                 worker.listenerStats.add(.requestsActive, -1, row: worker.row)
                 protocolError(error)
             }
@@ -270,12 +274,12 @@ final class DownstreamHandler: ChannelInboundHandler {
         }
     }
 
-    /// Body that arrived before the exchange existed is held here and given to it at start.
+    /// Body that arrived before the filter existed is held here and given to it at start.
     private(set) var earlyBody: ByteBuffer?
 
     private func pendingBody(_ part: ByteBuffer) {
-        if let exchange {
-            exchange.requestBodyPart(part)
+        if let filter {
+            filter.requestBodyPart(part)
         } else if earlyBody == nil {
             earlyBody = part
         } else {
@@ -284,63 +288,171 @@ final class DownstreamHandler: ChannelInboundHandler {
         }
     }
 
-    func takeEarlyBody() -> ByteBuffer? {
-        defer { earlyBody = nil }
-        return earlyBody
+    /// Routes a request whose head (and the body bytes already here) was framed.
+    private func startRequest(_ head: MessageHead, _ headBytes: ByteBuffer) {
+        requestKeepAlive = head.keepAlive
+        requestMinorVersion = head.minorVersion
+        responseBytesSent = 0
+        let early = earlyBody
+        earlyBody = nil
+        // May answer at once (a local reply): the stream then ends before this returns.
+        guard let filter = RouterFilter.route(stream: self, worker: worker, head: head, headBytes: headBytes,
+                                              earlyBody: early) else { return }
+        self.filter = filter
+        filter.begin()
     }
 
-    func attach(_ exchange: ProxyExchange) { self.exchange = exchange }
+    private func requestEnded() {
+        // The filter may have finished (and closed the connection) while it took the body's end.
+        guard state == .body else { return }
+        state = .awaitingResponse
+        filter?.requestBodyEnded()
+    }
+
+    // MARK: the response (DownstreamStream)
+
+    /// The request's keep-alive and version, for the response's connection handling.
+    private var requestKeepAlive = true
+    private var requestMinorVersion = 1
+    /// The response must close the connection after it (decided with its head).
+    private var closeAfterResponse = false
+    private(set) var responseBytesSent = 0
+    /// Response bytes not yet handed to the channel: the head and the body parts of one upstream
+    /// read leave as one write (one syscall) instead of one per part.
+    private var outgoing: ByteBuffer?
+    /// `outgoing` is `spareResponseHead`'s storage (not a slice of the upstream's bytes).
+    private var outgoingIsSpare = false
+    /// Strips chunked framing from the response for an HTTP/1.0 client.
+    private var dechunker: BodyDecoder?
+    /// Body parts join the head (or the parts before them) up to this size; larger ones go alone.
+    private static let coalesceBytes = 16 * 1024
 
     /// Head buffers each request on this connection reuses: the head sent upstream and the one
-    /// sent back. An exchange takes one and gives it back when done with it; while a write
-    /// still holds the old storage, `clear` allocates anew, so reuse never touches bytes in flight.
-    var spareUpstreamHead: ByteBuffer?
-    var spareResponseHead: ByteBuffer?
+    /// sent back. While a write still holds the old storage, `clear` allocates anew, so reuse
+    /// never touches bytes in flight.
+    private var spareUpstreamHead: ByteBuffer?
+    private var spareResponseHead: ByteBuffer?
 
-    @inline(__always) func reuse(_ spare: inout ByteBuffer?, capacity: Int) -> ByteBuffer {
+    @inline(__always) private func reuse(_ spare: inout ByteBuffer?, capacity: Int) -> ByteBuffer {
         guard var buffer = spare else { return context.channel.allocator.buffer(capacity: capacity) }
         spare = nil
         buffer.clear(minimumCapacity: capacity)
         return buffer
     }
 
-    private func requestEnded() {
-        // The exchange may have finished (and closed the connection) while it took the body's end.
-        guard state == .body else { return }
-        state = .awaitingResponse
-        exchange?.requestEnded()
+    func headBuffer(capacity: Int) -> ByteBuffer { reuse(&spareUpstreamHead, capacity: capacity) }
+    func recycle(_ buffer: ByteBuffer) { spareUpstreamHead = buffer }
+
+    func encodeInterimHead(_ bytes: ByteBuffer) {
+        responseBytesSent += bytes.readableBytes
+        write(bytes, flush: true)
     }
 
-    /// Called by the exchange once its response is fully written.
-    func responseComplete(close: Bool) {
-        exchange = nil
+    func encodeHead(_ head: MessageHead, bytes: ByteBuffer, framing: BodyFraming, upstreamServiceMs: Int) {
+        // An HTTP/1.0 client cannot read chunked coding: it gets the payload alone, ended by the close.
+        dechunker = framing == .chunked && requestMinorVersion == 0 ? BodyDecoder(.chunked, errorStatus: 502) : nil
+        closeAfterResponse = mustCloseAfterResponse || framing == .untilClose || dechunker != nil
+        // Room for a small body too: it joins the head in one write (see `encodeBody`).
+        var out = reuse(&spareResponseHead, capacity: bytes.readableBytes + 64 + 1024)
+        HeadWriter.writeResponseHead(
+            head, from: bytes, into: &out, dropFraming: head.status == 204 || dechunker != nil,
+            upstreamServiceMs: upstreamServiceMs, close: closeAfterResponse, announceKeepAlive: requestMinorVersion == 0)
+        responseBytesSent += out.readableBytes
+        outgoing = out
+        outgoingIsSpare = true
+    }
+
+    func encodeBody(_ part: ByteBuffer) {
+        guard dechunker != nil else {
+            appendToOutgoing(part)
+            return
+        }
+        // The upstream connection checked this framing already; this pass only finds the payload.
+        _ = try? part.withUnsafeReadableBytes { raw throws(HTTPParseError) in
+            try dechunker!.consume(raw) { range in
+                appendToOutgoing(part.getSlice(at: part.readerIndex + range.lowerBound, length: range.count)!)
+            }
+        }
+    }
+
+    private func appendToOutgoing(_ part: ByteBuffer) {
+        responseBytesSent += part.readableBytes
+        if outgoing == nil {
+            outgoing = part
+        } else if outgoing!.readableBytes + part.readableBytes <= Self.coalesceBytes {
+            outgoing!.writeImmutableBuffer(part)
+        } else {
+            sendOutgoing()
+            outgoing = part
+        }
+    }
+
+    func flushResponse() {
+        sendOutgoing()
+        flushIfNeeded()
+    }
+
+    private func sendOutgoing() {
+        guard let out = outgoing else { return }
+        outgoing = nil
+        write(out, flush: false)
+        if outgoingIsSpare {
+            outgoingIsSpare = false
+            spareResponseHead = out
+        }
+    }
+
+    func encodeLocalReply(status: Int, body: String, headers: [(String, String)], forceClose: Bool) {
+        assert(outgoing == nil, "a local reply after part of a response")
+        closeAfterResponse = forceClose || mustCloseAfterResponse
+        let reply = LocalReply.make(status: status, body: body, close: closeAfterResponse, extraHeaders: headers,
+                                    allocator: context.channel.allocator)
+        responseBytesSent += reply.readableBytes
+        // Not flushed here: the input loop flushes once after the requests it took, so
+        // pipelined local replies leave in one write; a reply to a request in flight is flushed
+        // by `endStream`.
+        write(reply, flush: false)
+    }
+
+    /// The response is over: the connection takes the next request, or closes.
+    func endStream(reset: Bool) {
+        sendOutgoing()
+        dechunker = nil
+        filter = nil
         resumeReading()
         worker.listenerStats.add(.requestsActive, -1, row: worker.row)
         idleSince = worker.coarseNow
-        if close || worker.draining || maxDurationReached || state != .awaitingResponse {
+        if reset || closeAfterResponse || worker.draining || maxDurationReached || state != .awaitingResponse {
             state = .closed
             guard let context else { return }
             writeLastAndClose(context.channel.allocator.buffer(capacity: 0))
             return
         }
         state = .head
-        // Inside `processInput` (a local reply) its loop goes on; otherwise start it here.
+        // Inside `processInput` (a local reply) its loop goes on and flushes once at its end;
+        // otherwise it starts here.
         if !processing {
-            if input != nil { processInput() } else { updateBacklogPause() }
+            if input != nil {
+                processInput()
+            } else {
+                updateBacklogPause()
+                flushIfNeeded()
+            }
         }
     }
 
-    /// A response that must close the connection after it (drain, HTTP/1.0, body left unread,
-    /// the connection's maximum duration reached).
-    func mustCloseAfterResponse(requestKeepAlive: Bool) -> Bool {
+    /// The response must close the connection after it: the client asked (or spoke HTTP/1.0
+    /// without keep-alive), a drain, the connection's maximum duration, a request body left unread.
+    private var mustCloseAfterResponse: Bool {
         !requestKeepAlive || worker.draining || maxDurationReached || state != .awaitingResponse
     }
 
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool = false) {
         guard let context else { return }
         lastActivity = worker.coarseNow
-        writer.write(buffer, context: context)
-        if flush { writer.flush(context: context) }
+        context.write(NIOAny(buffer), promise: nil)
+        needsFlush = true
+        if flush { flushIfNeeded() }
     }
 
     private func protocolError(_ error: HTTPParseError) {
@@ -370,7 +482,7 @@ final class DownstreamHandler: ChannelInboundHandler {
 
     /// Drain: a connection between requests is closed now; a busy one closes after its response.
     func closeIfIdle() {
-        if exchange == nil && state == .head { context?.close(promise: nil) }
+        if filter == nil && state == .head { context?.close(promise: nil) }
     }
 
     // MARK: timeouts
@@ -400,7 +512,7 @@ final class DownstreamHandler: ChannelInboundHandler {
         switch state {
         case .closed:
             return
-        case .head where exchange == nil:
+        case .head where filter == nil:
             if let started = headStartedAt {
                 if let limit = limits.requestHeadersTimeout, now - started >= limit {
                     worker.listenerStats.inc(.headerTimeouts, row: worker.row)
@@ -412,7 +524,7 @@ final class DownstreamHandler: ChannelInboundHandler {
                     localReplyAndClose(HTTPParseError(408, "stream timeout"))
                     return
                 }
-            } else if (input?.readableBytes ?? 0) > 0 || !writable {
+            } else if (input?.readableBytes ?? 0) > 0 || !isWritable {
                 // Answers the client does not take, with its next requests waiting behind them.
                 if let limit = limits.streamIdleTimeout, now - lastActivity >= limit {
                     worker.listenerStats.inc(.streamIdleTimeouts, row: worker.row)
@@ -428,9 +540,9 @@ final class DownstreamHandler: ChannelInboundHandler {
                 context.close(promise: nil)
             }
         case .head, .body, .awaitingResponse:
-            if let limit = limits.streamIdleTimeout, now - lastActivity >= limit, let exchange {
+            if let limit = limits.streamIdleTimeout, now - lastActivity >= limit, let filter {
                 worker.listenerStats.inc(.streamIdleTimeouts, row: worker.row)
-                exchange.streamIdleTimedOut()
+                filter.streamIdleTimedOut()
             }
         }
     }

@@ -1,42 +1,68 @@
 import NIOCore
 
-/// How one try ended, as the retry policy sees it.
-public enum TryOutcome: Equatable, Sendable {
-    case status(Int)
-    case connectFailure
-    /// Connection reset or closed before a complete response head.
-    case reset
-    case perTryTimeout
-    /// A circuit breaker refused the request: Envoy never retries an overflow.
-    case overflow
+/// Envoy's `RetryStatus`: what `RetryState.shouldRetry` decided.
+public enum RetryStatus: Equatable, Sendable {
+    /// `retryOn` does not cover the result (or the result is never retried).
+    case no
+    /// Retriable, but the cluster's `maxRetries` budget is taken (`upstream_rq_retry_overflow`).
+    case noOverflow
+    /// Retriable, but the route's attempts are used up, or the body is too large to send
+    /// again (`upstream_rq_retry_limit_exceeded`, flag `URX`).
+    case noRetryLimitExceeded
+    /// A retry is scheduled after the backoff (`upstream_rq_retry`).
+    case yes
 }
 
-/// Envoy's retry state for one request: which outcomes retry (`retryOn`), how many tries are
-/// left, and the jittered exponential backoff. The router consults it; it knows no sockets.
-public struct RetryState: Sendable {
+/// Envoy's retry state for one request (`RetryStateImpl`): which results retry (`retryOn`), how
+/// many tries are left, the cluster's retry budget (`maxRetries`), the jittered exponential
+/// backoff timer and the retry stats. The router filter asks it after every failed try and
+/// acts on the status; it knows no sockets.
+public struct RetryState {
     public let policy: RetryPolicyConfig
     public private(set) var retriesDone = 0
     /// Envoy's default base interval; the cap is ten times it.
     public static let baseInterval = TimeAmount.milliseconds(25)
     public static let maxInterval = TimeAmount.milliseconds(250)
 
-    public init(policy: RetryPolicyConfig) { self.policy = policy }
+    /// The cluster's `maxRetries` resource and the counters retries bump (nil in pure policy use).
+    private let budget: ResourceLimit?
+    private let stats: ClusterStats?
+    private let row: Int
+    /// One unit of `budget` is held from a retry's scheduling until the next decision or the end
+    /// of the request, so `maxRetries` bounds retries outstanding at once, as Envoy's does.
+    private var holdsBudget = false
+    private var backoffTimer: Scheduled<Void>?
+
+    public init(policy: RetryPolicyConfig) {
+        self.init(policy: policy, budget: nil, stats: nil, row: ShardedCounters.shared)
+    }
+
+    init(policy: RetryPolicyConfig, budget: ResourceLimit?, stats: ClusterStats?, row: Int) {
+        self.policy = policy
+        self.budget = budget
+        self.stats = stats
+        self.row = row
+    }
 
     public var hasRetriesLeft: Bool { retriesDone < policy.attempts }
 
-    /// Whether `outcome` is one `retryOn` covers (ignoring how many tries are left).
-    public func isRetriable(_ outcome: TryOutcome) -> Bool {
+    /// Whether `result` would be retried now (the policy alone: no budget, nothing counted).
+    public func wouldRetry(_ result: TryResult) -> Bool { hasRetriesLeft && isRetriable(result) }
+
+    /// Whether `retryOn` covers `result` (ignoring how many tries are left).
+    public func isRetriable(_ result: TryResult) -> Bool {
         let on = policy.retryOn
-        switch outcome {
-        case .overflow:
+        switch result {
+        case .overflow, .protocolError:
+            // Envoy never retries an overflow; a malformed response would most likely come again.
             return false
         case .connectFailure:
             return !on.isDisjoint(with: [.connectFailure, .fiveXX, .gatewayError, .reset])
         case .reset:
             return !on.isDisjoint(with: [.fiveXX, .gatewayError, .reset])
-        case .perTryTimeout:
+        case .timeout:
             return !on.isDisjoint(with: [.fiveXX, .gatewayError])
-        case .status(let code):
+        case .response(let code):
             if on.contains(.fiveXX) && code >= 500 { return true }
             if on.contains(.gatewayError) && (code == 502 || code == 503 || code == 504) { return true }
             if on.contains(.retriable4xx) && code == 409 { return true }
@@ -45,7 +71,55 @@ public struct RetryState: Sendable {
         }
     }
 
-    public func shouldRetry(_ outcome: TryOutcome) -> Bool { hasRetriesLeft && isRetriable(outcome) }
+    /// Envoy's `shouldRetry`: decides, takes the budget, counts, and on `.yes` schedules
+    /// `retry` on `eventLoop` after the backoff. `replayable`: the request body is still whole
+    /// (a retry could not send a body that was not kept).
+    public mutating func shouldRetry(
+        _ result: TryResult, replayable: Bool = true, eventLoop: EventLoop, random: inout FastRandom,
+        retry: @escaping () -> Void
+    ) -> RetryStatus {
+        guard isRetriable(result) else { return .no }
+        guard hasRetriesLeft, replayable else {
+            // A route without retries has no limit to exceed.
+            guard policy.attempts > 0 else { return .no }
+            stats?.inc(.upstream_rq_retry_limit_exceeded, row: row)
+            return .noRetryLimitExceeded
+        }
+        releaseBudget()
+        if let budget {
+            guard budget.tryAcquire() else {
+                stats?.inc(.upstream_rq_retry_overflow, row: row)
+                return .noOverflow
+            }
+            holdsBudget = true
+        }
+        stats?.inc(.upstream_rq_retry, row: row)
+        let delay = nextBackoff(random: &random)
+        backoffTimer = eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { retry() }
+        return .yes
+    }
+
+    /// A response the router keeps after earlier retries: Envoy's `upstream_rq_retry_success`.
+    func countResponseKept() {
+        if retriesDone > 0 { stats?.inc(.upstream_rq_retry_success, row: row) }
+    }
+
+    /// The scheduled retry is starting (its timer fired).
+    mutating func backoffFired() { backoffTimer = nil }
+
+    /// The request is over: a pending retry is cancelled and the budget given back.
+    mutating func reset() {
+        backoffTimer?.cancel()
+        backoffTimer = nil
+        releaseBudget()
+    }
+
+    private mutating func releaseBudget() {
+        if holdsBudget {
+            holdsBudget = false
+            budget?.dec()
+        }
+    }
 
     /// Consumes one retry and returns how long to wait before it: uniformly random in
     /// [0, min(base × 2^n, max)), Envoy's fully jittered exponential backoff.

@@ -17,8 +17,21 @@ struct ReadPause {
 
     var paused: Bool { !reasons.isEmpty }
 
-    /// Adds or removes `reason`; true when `reason` itself changed (for the counters).
-    mutating func set(_ pause: Bool, _ reason: Reasons = .flowControl, on context: ChannelHandlerContext?) -> Bool {
+    /// Stops reading for `reason`; true when `reason` was not holding yet (for the counters).
+    @discardableResult
+    mutating func pause(_ reason: Reasons, on context: ChannelHandlerContext?) -> Bool {
+        update(reason, holds: true, on: context)
+    }
+
+    /// Lifts `reason`; reading resumes when no other reason holds. True when `reason` was holding.
+    @discardableResult
+    mutating func resume(_ reason: Reasons, on context: ChannelHandlerContext?) -> Bool {
+        update(reason, holds: false, on: context)
+    }
+
+    /// Pauses or resumes for `reason` as `holds` says.
+    @discardableResult
+    mutating func update(_ reason: Reasons, holds pause: Bool, on context: ChannelHandlerContext?) -> Bool {
         guard pause != reasons.contains(reason), let context else { return false }
         let wasPaused = paused
         if pause { reasons.insert(reason) } else { reasons.remove(reason) }

@@ -97,6 +97,8 @@ final class Worker: @unchecked Sendable {
     var random = FastRandom()
     let accessLog: AccessLog
     private var pools: [ObjectIdentifier: ClusterPool] = [:]
+    /// How this loop's pools open upstream connections (tests substitute embedded channels).
+    var connector: UpstreamConnector = SocketConnector()
     var draining = false
     /// Open downstream connections, so a drain can close the idle ones and the tick can time them out.
     var downstreams: [ObjectIdentifier: DownstreamHandler] = [:]
@@ -139,7 +141,7 @@ final class Worker: @unchecked Sendable {
             if p.snapshot !== cluster { p.update(cluster) }
             return p
         }
-        let p = ClusterPool(snapshot: cluster, eventLoop: eventLoop, row: row)
+        let p = ClusterPool(snapshot: cluster, eventLoop: eventLoop, row: row, connector: connector)
         pools[id] = p
         return p
     }

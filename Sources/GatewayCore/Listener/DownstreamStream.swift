@@ -1,0 +1,39 @@
+import HTTP1Wire
+import NIOCore
+
+/// The client side of one request as the router filter sees it: an HTTP/1.1 connection today,
+/// an HTTP/2 stream later (Envoy's `StreamDecoderFilterCallbacks`). The stream encodes what the
+/// filter sends in its own protocol and makes the connection's decisions (keep-alive, close,
+/// de-chunking for HTTP/1.0); the filter decides what the answer is.
+protocol DownstreamStream: AnyObject {
+    /// The client's address as X-Forwarded-For and the per-client rate limit see it.
+    var clientAddress: String { get }
+    /// Whether the client takes response bytes as fast as they come (under the high watermark).
+    var isWritable: Bool { get }
+    /// The whole request body has arrived.
+    var requestComplete: Bool { get }
+    /// Bytes of the response encoded so far, for the access log.
+    var responseBytesSent: Int { get }
+
+    /// Flow control: the upstream takes the request body slower than the client sends it.
+    func pauseReading()
+    func resumeReading()
+
+    /// A 1xx interim response, passed on at once.
+    func encodeInterimHead(_ bytes: ByteBuffer)
+    /// The upstream's final response head; `upstreamServiceMs` becomes `x-envoy-upstream-service-time`.
+    func encodeHead(_ head: MessageHead, bytes: ByteBuffer, framing: BodyFraming, upstreamServiceMs: Int)
+    /// Response body bytes as the upstream framed them.
+    func encodeBody(_ part: ByteBuffer)
+    /// An upstream read batch is over: what was encoded goes to the client now.
+    func flushResponse()
+    /// A response the gateway makes itself; `forceClose`: the connection closes after it.
+    func encodeLocalReply(status: Int, body: String, headers: [(String, String)], forceClose: Bool)
+    /// The response is over. `reset`: it was cut off (the upstream broke off, a timeout after
+    /// the head was sent), so the client must not wait for more: the connection closes.
+    func endStream(reset: Bool)
+
+    /// A buffer for the upstream head, recycled per connection (`recycle` gives it back).
+    func headBuffer(capacity: Int) -> ByteBuffer
+    func recycle(_ buffer: ByteBuffer)
+}

@@ -1,0 +1,413 @@
+import HTTP1Wire
+import NIOCore
+
+/// One downstream request on its way through the route's policies to an upstream and back
+/// (Envoy's router filter, `source/common/router/router.cc`). Its steps, in order:
+/// `route` (match, rate limit, destination) → `begin` (route timer, fault) → `tryOnce` (pick a
+/// host, one `UpstreamRequest`) → `upstreamHead`/`upstreamTryFailed` (retry decision by
+/// `RetryState`) → relay the response to the `DownstreamStream` → `finish` (access log).
+/// A try's pool wait, per-try timer and host accounting live in `UpstreamRequest`; how the
+/// answer is encoded for the client lives in the stream. Confined to the downstream's event loop.
+final class RouterFilter: UpstreamRequestOwner {
+    /// Request bodies up to this size are kept so a retry can send them again.
+    static let maxReplayBytes = 1 << 20
+
+    private let stream: DownstreamStream
+    let worker: Worker
+    let route: Route
+    let cluster: ClusterSnapshot
+    private let pool: ClusterPool
+    private let head: MessageHead
+    private let headBytes: ByteBuffer
+    /// The head every try sends: built once, so the request id is the same on every try.
+    private let upstreamHead: ByteBuffer
+    private let requestID: ByteBuffer
+    /// The body kept for a retry (while `replayable`) or until the first try has a connection.
+    private var body: ByteBuffer?
+    private var replayable = true
+    private var bytesReceived = 0
+    private var retry: RetryState
+    private var flags: ResponseFlags = []
+    private let start: NIODeadline
+    private var upstreamRequest: UpstreamRequest?
+    private var lastHost: Host?
+    private var responseStarted = false
+    private var status = 0
+    private var upstreamServiceMs: Int?
+    private var routeTimer: Scheduled<Void>?
+    private var faultDelayTimer: Scheduled<Void>?
+    private var done = false
+
+    // MARK: route
+
+    /// Matches the request to a route and applies the policies that need no upstream (rate
+    /// limit, a destination to send to). Answers locally and returns nil when one refuses it;
+    /// else the filter to attach to the stream and `begin`.
+    static func route(stream: DownstreamStream, worker: Worker, head: MessageHead, headBytes: ByteBuffer,
+                      earlyBody: ByteBuffer?) -> RouterFilter? {
+        worker.eventLoop.assertInEventLoop()
+        let now = NIODeadline.now()
+        let route = headBytes.withUnsafeReadableBytes { worker.snapshot.routes.match(head, $0) }
+        let received = earlyBody?.readableBytes ?? 0
+        guard let route else {
+            worker.listenerStats.inc(.noRoute, row: worker.row)
+            replyWithoutUpstream(stream, worker, head, headBytes, start: now, received: received, status: 404,
+                                 body: "route not found", flags: .noRoute)
+            return nil
+        }
+        if let limiter = route.rateLimiter {
+            let d = limiter.check(client: limiter.config.perClient ? stream.clientAddress : nil, now: now)
+            guard d.allowed else {
+                route.stats.rateLimited.wrappingIncrement(ordering: .relaxed)
+                let reset = String(d.resetSeconds)
+                replyWithoutUpstream(
+                    stream, worker, head, headBytes, start: now, received: received, status: 429,
+                    body: "local_rate_limited", flags: .rateLimited,
+                    headers: [
+                        ("retry-after", reset), ("ratelimit-limit", String(limiter.config.maxTokens)),
+                        ("ratelimit-remaining", "0"), ("ratelimit-reset", reset),
+                    ], route: route)
+                return nil
+            }
+            route.stats.rateLimitOK.wrappingIncrement(ordering: .relaxed)
+        }
+        guard let cluster = route.pickDestination(&worker.random) else {
+            replyWithoutUpstream(stream, worker, head, headBytes, start: now, received: received, status: 503,
+                                 body: "no healthy upstream", flags: .noHealthyUpstream, route: route)
+            return nil
+        }
+        return RouterFilter(stream: stream, worker: worker, route: route, cluster: cluster, head: head,
+                            headBytes: headBytes, body: earlyBody, start: now)
+    }
+
+    private init(stream: DownstreamStream, worker: Worker, route: Route, cluster: ClusterSnapshot, head: MessageHead,
+                 headBytes: ByteBuffer, body: ByteBuffer?, start: NIODeadline) {
+        self.stream = stream
+        self.worker = worker
+        self.route = route
+        self.cluster = cluster
+        pool = worker.pool(for: cluster)
+        self.head = head
+        self.headBytes = headBytes
+        self.start = start
+        retry = RetryState(policy: route.config.retries, budget: cluster.cluster.resources.retries,
+                           stats: cluster.cluster.stats, row: worker.row)
+        self.body = body
+        bytesReceived = body?.readableBytes ?? 0
+        if bytesReceived > Self.maxReplayBytes { replayable = false }
+        var out = stream.headBuffer(capacity: head.length + 160)
+        requestID = HeadWriter.writeUpstreamHead(head, from: headBytes, clientAddress: stream.clientAddress,
+                                                 into: &out) { worker.writeRequestID(into: &$0) }
+        upstreamHead = out
+    }
+
+    // MARK: begin
+
+    /// Starts the route timer and the fault filter, then the first try.
+    func begin() {
+        if let timeout = route.timeout {
+            routeTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) { self.routeTimedOut() }
+        }
+        guard route.hasFault else {
+            tryOnce()
+            return
+        }
+        let fault = FaultDecision.decide(route.config.fault, random: &worker.random)
+        if let delay = fault.delay {
+            flags.insert(.delayInjected)
+            route.stats.faultDelays.wrappingIncrement(ordering: .relaxed)
+            faultDelayTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) {
+                self.faultDelayTimer = nil
+                self.afterFaultDelay(abort: fault.abortStatus)
+            }
+            return
+        }
+        afterFaultDelay(abort: fault.abortStatus)
+    }
+
+    private func afterFaultDelay(abort: Int?) {
+        guard !done else { return }
+        if let status = abort {
+            flags.insert(.faultInjected)
+            route.stats.faultAborts.wrappingIncrement(ordering: .relaxed)
+            finishLocally(status: status, body: "fault filter abort")
+            return
+        }
+        tryOnce()
+    }
+
+    // MARK: one try
+
+    private func tryOnce() {
+        guard !done else { return }
+        guard let host = pool.pickHost(policy: cluster.policy.loadBalancer, exclude: lastHost, random: &worker.random)
+        else {
+            cluster.cluster.stats.inc(.upstream_cx_none_healthy, row: worker.row)
+            flags.insert(.noHealthyUpstream)
+            finishLocally(status: 503, body: "no healthy upstream")
+            return
+        }
+        lastHost = host
+        let request = UpstreamRequest(
+            owner: self, hostPool: pool.pool(for: host), cluster: cluster, eventLoop: worker.eventLoop, row: worker.row,
+            perTryTimeout: route.perTryTimeout, requestIsHead: isHeadRequest)
+        upstreamRequest = request
+        request.start(head: upstreamHead, requestComplete: stream.requestComplete)
+    }
+
+    /// Methods are case-sensitive (RFC 9110 §9.1): only `HEAD` has a response without a body.
+    private var isHeadRequest: Bool {
+        head.method.count == 4 && headBytes.withUnsafeReadableBytes { equalsExactly($0, head.method, "HEAD") }
+    }
+
+    func upstreamReady(_ request: UpstreamRequest) {
+        // Reads paused for an earlier try, or while waiting for this connection, go on: this
+        // connection reports its own watermarks.
+        stream.resumeReading()
+        if let body, body.readableBytes > 0 { request.sendBody(body) }
+        if !replayable { body = nil }
+    }
+
+    // MARK: retry decision
+
+    /// Asks the retry state; on `.yes` the next try starts after its backoff.
+    private func scheduleRetry(_ result: TryResult) -> Bool {
+        let status = retry.shouldRetry(result, replayable: replayable, eventLoop: worker.eventLoop,
+                                       random: &worker.random) { [self] in
+            retry.backoffFired()
+            tryOnce()
+        }
+        switch status {
+        case .yes: return true
+        case .noRetryLimitExceeded:
+            flags.insert(.retryLimitExceeded)
+            return false
+        case .no, .noOverflow:
+            return false
+        }
+    }
+
+    // MARK: upstream response
+
+    func upstreamInterimHead(_ bytes: ByteBuffer) {
+        guard !done else { return }
+        stream.encodeInterimHead(bytes)  // 100 Continue and friends pass through
+    }
+
+    func upstreamHead(_ request: UpstreamRequest, _ response: MessageHead, bytes: ByteBuffer, framing: BodyFraming,
+                      serviceMs: Int) -> Bool {
+        guard !done else { return false }
+        if scheduleRetry(.response(status: response.status)) {
+            upstreamRequest = nil
+            return false
+        }
+        retry.countResponseKept()
+        responseStarted = true
+        status = response.status
+        upstreamServiceMs = serviceMs
+        stream.encodeHead(response, bytes: bytes, framing: framing, upstreamServiceMs: serviceMs)
+        return true
+    }
+
+    func upstreamBody(_ part: ByteBuffer) {
+        guard !done else { return }
+        stream.encodeBody(part)
+    }
+
+    /// The upstream read batch is over: what it brought goes to the client now.
+    func upstreamReadComplete() {
+        guard !done else { return }
+        stream.flushResponse()
+        // The client may have fallen behind before this request began (no transition to see).
+        if !stream.isWritable { upstreamRequest?.pauseReading() }
+    }
+
+    func upstreamResponseEnd(_ request: UpstreamRequest) {
+        guard !done else { return }
+        upstreamRequest = nil
+        finish(reset: false)
+    }
+
+    func upstreamTryFailed(_ request: UpstreamRequest, _ result: TryResult, responseStarted _: Bool, reason: String) {
+        guard !done else { return }
+        upstreamRequest = nil
+        if responseStarted {
+            // Part of the answer is already with the client: all we can do is cut it off.
+            flags.insert(result == .protocolError ? .upstreamProtocolError : .upstreamTermination)
+            finish(reset: true)
+            return
+        }
+        let connectError = "upstream connect error or disconnect/reset before headers. reset reason: "
+        switch result {
+        case .overflow:
+            flags.insert(.upstreamOverflow)
+            finishLocally(status: 503, body: connectError + "overflow",
+                          headers: [("x-envoy-overloaded", "true"), ("retry-after", "1")])
+        case .connectFailure:
+            if scheduleRetry(result) { return }
+            flags.insert(.upstreamConnectFailure)
+            finishLocally(status: 503, body: connectError + "connection failure")
+        case .reset, .response:
+            if scheduleRetry(result) { return }
+            flags.insert(.upstreamTermination)
+            finishLocally(status: 503, body: connectError + "connection termination")
+        case .timeout:
+            if scheduleRetry(result) { return }
+            flags.insert(.upstreamTimeout)
+            finishLocally(status: 504, body: "upstream request timeout")
+        case .protocolError:
+            // Never retried (a retry would most likely meet the same upstream bug): 502, flag UPE.
+            flags.insert(.upstreamProtocolError)
+            finishLocally(status: 502, body: "upstream protocol error: \(reason)")
+        }
+    }
+
+    // MARK: route timeout
+
+    private func routeTimedOut() {
+        routeTimer = nil
+        guard !done else { return }
+        cluster.cluster.stats.inc(.upstream_rq_timeout, row: worker.row)
+        flags.insert(.upstreamTimeout)
+        if let request = upstreamRequest {
+            upstreamRequest = nil
+            request.reset(timedOut: true)
+        }
+        if responseStarted {
+            finish(reset: true)
+        } else {
+            finishLocally(status: 504, body: "upstream request timeout")
+        }
+    }
+
+    // MARK: downstream events
+
+    func requestBodyPart(_ part: ByteBuffer) {
+        bytesReceived += part.readableBytes
+        if let request = upstreamRequest, request.isConnected {
+            request.sendBody(part)
+            guard replayable else { return }
+        }
+        if body == nil {
+            body = part
+        } else {
+            body!.writeImmutableBuffer(part)
+        }
+        if replayable && body!.readableBytes > Self.maxReplayBytes {
+            replayable = false
+            if upstreamRequest?.isConnected == true { body = nil }
+        }
+        // Waiting for a connection with more body than a retry would keep: hold the client off
+        // until there is somewhere to send it.
+        if let body, body.readableBytes > Self.maxReplayBytes, upstreamRequest?.isConnected != true {
+            stream.pauseReading()
+        }
+    }
+
+    func requestBodyEnded() {
+        upstreamRequest?.requestBodyEnded()
+    }
+
+    // Flow control (Envoy's watermarks: the side that cannot keep up stops the other's reads).
+
+    func downstreamWritabilityChanged(_ writable: Bool) {
+        if writable { upstreamRequest?.resumeReading() } else { upstreamRequest?.pauseReading() }
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        guard !done else { return }
+        if writable { stream.resumeReading() } else { stream.pauseReading() }
+    }
+
+    func requestMalformed(_ error: HTTPParseError) {
+        guard !done else { return }
+        flags.insert(.downstreamProtocolError)
+        worker.listenerStats.inc(.protocolErrors, row: worker.row)
+        resetUpstream()
+        if responseStarted {
+            finish(reset: true)
+        } else {
+            finishLocally(status: error.status, body: error.reason)
+        }
+    }
+
+    /// No bytes either way for the listener's `streamIdleTimeout`: Envoy answers `408` when
+    /// nothing of the response was sent yet, else it can only cut the response off.
+    func streamIdleTimedOut() {
+        guard !done else { return }
+        flags.insert(.streamIdleTimeout)
+        resetUpstream()
+        if responseStarted {
+            finish(reset: true)
+        } else {
+            finishLocally(status: 408, body: "stream timeout", forceClose: true)
+        }
+    }
+
+    func downstreamClosed() {
+        guard !done else { return }
+        flags.insert(.downstreamTermination)
+        resetUpstream()
+        finish(reset: true, downstreamGone: true)
+    }
+
+    private func resetUpstream() {
+        if let request = upstreamRequest {
+            upstreamRequest = nil
+            request.reset()
+        }
+    }
+
+    // MARK: finishing
+
+    private func finishLocally(status: Int, body: String, headers: [(String, String)] = [], forceClose: Bool = false) {
+        self.status = status
+        stream.encodeLocalReply(status: status, body: body, headers: headers, forceClose: forceClose)
+        finish(reset: false)
+    }
+
+    private func finish(reset: Bool, downstreamGone: Bool = false) {
+        done = true
+        routeTimer?.cancel()
+        faultDelayTimer?.cancel()
+        routeTimer = nil
+        faultDelayTimer = nil
+        retry.reset()
+        resetUpstream()
+        worker.listenerStats.countResponse(status, row: worker.row)
+        Self.log(worker, head, headBytes, start: start, status: status, flags: flags, received: bytesReceived,
+                 sent: stream.responseBytesSent, serviceMs: upstreamServiceMs, host: lastHost?.endpoint,
+                 requestID: requestID, route: route)
+        guard !downstreamGone else { return }
+        stream.recycle(upstreamHead)
+        stream.endStream(reset: reset)
+    }
+
+    private static func replyWithoutUpstream(
+        _ stream: DownstreamStream, _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline,
+        received: Int, status: Int, body: String, flags: ResponseFlags, headers: [(String, String)] = [],
+        route: Route? = nil
+    ) {
+        stream.encodeLocalReply(status: status, body: body, headers: headers, forceClose: false)
+        worker.listenerStats.countResponse(status, row: worker.row)
+        let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
+        log(worker, head, headBytes, start: start, status: status, flags: flags, received: received,
+            sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route)
+        stream.endStream(reset: false)
+    }
+
+    private static func log(
+        _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, status: Int,
+        flags: ResponseFlags, received: Int, sent: Int, serviceMs: Int?, host: Endpoint?, requestID: ByteBuffer?,
+        route: Route?
+    ) {
+        guard worker.accessLog.isEnabled else { return }
+        let base = headBytes.readerIndex
+        worker.accessLog.log(AccessLog.Entry(
+            method: headBytes.getSlice(at: base + head.method.lowerBound, length: head.method.count)!,
+            path: headBytes.getSlice(at: base + head.target.lowerBound, length: head.target.count)!,
+            minorVersion: head.minorVersion, status: status, flags: flags, bytesReceived: received, bytesSent: sent,
+            durationMs: Int((NIODeadline.now() - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
+            upstreamHost: host, requestID: requestID, route: route?.config.name))
+    }
+}
