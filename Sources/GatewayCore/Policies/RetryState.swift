@@ -78,7 +78,11 @@ public struct RetryState {
         _ result: TryResult, replayable: Bool = true, eventLoop: EventLoop, random: inout FastRandom,
         retry: @escaping () -> Void
     ) -> RetryStatus {
-        guard isRetriable(result) else { return .no }
+        guard isRetriable(result) else {
+            // Envoy infers an earlier retry succeeded when its result is not one to retry.
+            if retriesDone > 0 { stats?.inc(.upstream_rq_retry_success, row: row) }
+            return .no
+        }
         guard hasRetriesLeft, replayable else {
             // A route without retries has no limit to exceed.
             guard policy.attempts > 0 else { return .no }
@@ -97,11 +101,6 @@ public struct RetryState {
         let delay = nextBackoff(random: &random)
         backoffTimer = eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { retry() }
         return .yes
-    }
-
-    /// A response the router keeps after earlier retries: Envoy's `upstream_rq_retry_success`.
-    func countResponseKept() {
-        if retriesDone > 0 { stats?.inc(.upstream_rq_retry_success, row: row) }
     }
 
     /// The scheduled retry is starting (its timer fired).

@@ -201,7 +201,6 @@ final class RouterFilter: UpstreamRequestOwner {
             upstreamRequest = nil
             return false
         }
-        retry.countResponseKept()
         responseStarted = true
         status = response.status
         upstreamServiceMs = serviceMs
