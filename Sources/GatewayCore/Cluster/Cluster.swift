@@ -38,4 +38,9 @@ public final class ClusterSnapshot: Sendable {
         self.hosts = hosts
         self.policy = policy
     }
+
+    // The cluster's shared state, read through the snapshot a request holds.
+    @inline(__always) var stats: ClusterStats { cluster.stats }
+    @inline(__always) var resources: ResourceManager { cluster.resources }
+    @inline(__always) var outlier: OutlierDetector { cluster.outlier }
 }

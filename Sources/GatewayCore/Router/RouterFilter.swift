@@ -90,8 +90,8 @@ final class RouterFilter: UpstreamRequestOwner {
         self.head = head
         self.headBytes = headBytes
         self.start = start
-        retry = RetryState(policy: route.config.retries, budget: cluster.cluster.resources.retries,
-                           stats: cluster.cluster.stats, row: worker.row)
+        retry = RetryState(policy: route.config.retries, budget: cluster.resources.retries,
+                           stats: cluster.stats, row: worker.row)
         self.body = body
         bytesReceived = body?.readableBytes ?? 0
         if bytesReceived > Self.maxReplayBytes { replayable = false }
@@ -142,7 +142,7 @@ final class RouterFilter: UpstreamRequestOwner {
         guard !done else { return }
         guard let host = pool.pickHost(policy: cluster.policy.loadBalancer, exclude: lastHost, random: &worker.random)
         else {
-            cluster.cluster.stats.inc(.upstream_cx_none_healthy, row: worker.row)
+            cluster.stats.inc(.upstream_cx_none_healthy, row: worker.row)
             flags.insert(.noHealthyUpstream)
             finishLocally(status: 503, body: "no healthy upstream")
             return
@@ -266,7 +266,7 @@ final class RouterFilter: UpstreamRequestOwner {
     private func routeTimedOut() {
         routeTimer = nil
         guard !done else { return }
-        cluster.cluster.stats.inc(.upstream_rq_timeout, row: worker.row)
+        cluster.stats.inc(.upstream_rq_timeout, row: worker.row)
         flags.insert(.upstreamTimeout)
         if let request = upstreamRequest {
             upstreamRequest = nil

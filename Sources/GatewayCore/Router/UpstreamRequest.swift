@@ -49,7 +49,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
     private var start = NIODeadline.uptimeNanoseconds(0)
     /// The whole request body was handed over (a response that ends before it leaves the rest
     /// of the body unsent, and the connection must not be reused).
-    private var requestEnded = false
+    private var wholeBodyHandedOver = false
 
     init(owner: UpstreamRequestOwner, hostPool: HostPool, cluster: ClusterSnapshot, eventLoop: EventLoop, row: Int,
          perTryTimeout: TimeAmount?, requestIsHead: Bool) {
@@ -67,7 +67,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
     func start(head: ByteBuffer, requestComplete: Bool) {
         eventLoop.assertInEventLoop()
         pendingHead = head
-        requestEnded = requestComplete
+        wholeBodyHandedOver = requestComplete
         hostPool.newStream(self)
     }
 
@@ -81,7 +81,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         assert(state == .waitingForConnection, "a connection for a request that is not waiting")
         state = .awaitingResponse
         self.connection = connection
-        cluster.cluster.stats.inc(.upstream_rq_total, row: row)
+        cluster.stats.inc(.upstream_rq_total, row: row)
         host.count(.total, row: row)
         start = .now()
         connection.begin(sink: self, requestIsHead: requestIsHead)
@@ -121,7 +121,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
     }
 
     /// The request body is complete.
-    func requestBodyEnded() { requestEnded = true }
+    func requestBodyEnded() { wholeBodyHandedOver = true }
 
     // MARK: flow control
 
@@ -145,7 +145,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         cancelPerTryTimer()
         let code = head.status
         record(.response(status: code))
-        cluster.cluster.stats.countResponse(code, row: row)
+        cluster.stats.countResponse(code, row: row)
         let serviceMs = Int((NIODeadline.now() - start).nanoseconds / 1_000_000)
         state = .receivingResponse
         guard owner.upstreamHead(self, head, bytes: bytes, framing: framing, serviceMs: serviceMs) else {
@@ -169,10 +169,10 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
 
     func upstreamResponseEnd() {
         guard state == .receivingResponse, let connection else { return }
-        if !requestEnded { connection.reusable = false }
+        if !wholeBodyHandedOver { connection.reusable = false }
         self.connection = nil
         state = .done
-        cluster.cluster.stats.inc(.upstream_rq_completed, row: row)
+        cluster.stats.inc(.upstream_rq_completed, row: row)
         owner.upstreamResponseEnd(self)
     }
 
@@ -181,7 +181,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         connection = nil
         switch failure {
         case .reset:
-            cluster.cluster.stats.inc(.upstream_rq_rx_reset, row: row)
+            cluster.stats.inc(.upstream_rq_rx_reset, row: row)
             // A response cut off after its head was counted already.
             end(.reset, responseStarted: responseStarted, reason: "connection termination", record: !responseStarted)
         case .protocolError(let error):
@@ -194,7 +194,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
     private func perTryTimedOut() {
         perTryTimer = nil
         guard state == .awaitingResponse else { return }
-        cluster.cluster.stats.inc(.upstream_rq_per_try_timeout, row: row)
+        cluster.stats.inc(.upstream_rq_per_try_timeout, row: row)
         let connection = self.connection
         self.connection = nil
         connection?.abandon()
@@ -212,7 +212,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
     private func record(_ result: TryResult) {
         if result == .overflow { return }
         host.count(result.isHostError ? .error : .success, row: row)
-        cluster.cluster.outlier.record(result, host: host, settings: cluster.policy.outlierDetection, now: .now())
+        cluster.outlier.record(result, host: host, settings: cluster.policy.outlierDetection, now: .now())
     }
 
     /// The owner gives up on this try (route timeout, client gone, malformed request): a waiting

@@ -1,0 +1,122 @@
+import NIOCore
+
+/// The hosts of one cluster as one event loop sees them: its host pools and its load balancer.
+final class ClusterPool {
+    let cluster: Cluster
+    let eventLoop: EventLoop
+    /// The event loop's row in the sharded counters.
+    let row: Int
+    let connector: UpstreamConnector
+    private(set) var snapshot: ClusterSnapshot
+    /// Every host pool's copy follows these.
+    private(set) var maxRequestsPerConnection: Int
+    var draining = false {
+        didSet { for pool in pools.values { pool.draining = draining } }
+    }
+    private var pools: [ObjectIdentifier: HostPool] = [:]
+    private var roundRobin = 0
+
+    init(snapshot: ClusterSnapshot, eventLoop: EventLoop, row: Int, connector: UpstreamConnector = SocketConnector()) {
+        self.row = row
+        self.cluster = snapshot.cluster
+        self.snapshot = snapshot
+        self.connector = connector
+        maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
+        self.eventLoop = eventLoop
+    }
+
+    func update(_ snapshot: ClusterSnapshot) {
+        self.snapshot = snapshot
+        maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
+        for pool in pools.values { pool.maxRequestsPerConnection = maxRequestsPerConnection }
+        lastPool = nil
+        let live = Set(snapshot.hosts.map(ObjectIdentifier.init))
+        for (id, pool) in pools where !live.contains(id) {
+            pool.closeIdle(olderThan: .distantFuture, all: true)
+            if pool.isUnused { pools[id] = nil }
+        }
+    }
+
+    /// The pool handed out last: one-endpoint clusters then skip hashing on every request.
+    private var lastPool: HostPool?
+
+    @inline(__always) func pool(for host: Host) -> HostPool {
+        if let last = lastPool, last.host === host { return last }
+        let id = ObjectIdentifier(host)
+        let pool: HostPool
+        if let existing = pools[id] {
+            pool = existing
+        } else {
+            pool = HostPool(host: host, owner: self)
+            pools[id] = pool
+        }
+        lastPool = pool
+        return pool
+    }
+
+    func connectionFreed() {
+        for pool in pools.values { pool.retryPending() }
+    }
+
+    func sweepIdle(now: NIODeadline) {
+        let deadline = now - snapshot.policy.connectionPool.idleTimeout
+        for pool in pools.values { pool.closeIdle(olderThan: deadline, all: draining) }
+    }
+
+    var allPools: Dictionary<ObjectIdentifier, HostPool>.Values { pools.values }
+
+    /// Picks a host that is not ejected (unless below `minHealthPercent`, Envoy's panic mode),
+    /// avoiding `exclude` when another host is available (Istio's previous-hosts retry predicate).
+    func pickHost(policy: LoadBalancerKind, exclude: Host?, random: inout FastRandom) -> Host? {
+        let hosts = snapshot.hosts
+        let n = hosts.count
+        guard n > 0 else { return nil }
+        let ejected = cluster.outlier.ejectionsActive
+        var ignoreEjection = false
+        if ejected > 0, let od = snapshot.policy.outlierDetection, od.minHealthPercent > 0 {
+            ignoreEjection = 100 * (n - ejected) < od.minHealthPercent * n
+        }
+        @inline(__always) func usable(_ h: Host) -> Bool { ignoreEjection || !h.isEjected }
+        if n == 1 { return usable(hosts[0]) ? hosts[0] : nil }
+
+        // Up to 5 draws avoid the previous host, as Istio's host_selection_retry_max_attempts.
+        var fallback: Host? = nil
+        for _ in 0..<5 {
+            guard let h = draw(policy, hosts, usable, &random) else { return nil }
+            if h !== exclude { return h }
+            fallback = h
+        }
+        return fallback
+    }
+
+    private func draw(
+        _ policy: LoadBalancerKind, _ hosts: [Host], _ usable: (Host) -> Bool, _ random: inout FastRandom
+    ) -> Host? {
+        let n = hosts.count
+        switch policy {
+        case .roundRobin:
+            for _ in 0..<n {
+                roundRobin = roundRobin &+ 1
+                let h = hosts[roundRobin % n]
+                if usable(h) { return h }
+            }
+            return nil
+        case .random:
+            let start = random.below(n)
+            for k in 0..<n where usable(hosts[(start + k) % n]) { return hosts[(start + k) % n] }
+            return nil
+        case .leastRequest:
+            // Envoy's power of two choices.
+            let a = random.below(n), b = random.below(n)
+            let ha = hosts[a], hb = hosts[b]
+            switch (usable(ha), usable(hb)) {
+            case (true, true): return hb.requestsActive < ha.requestsActive ? hb : ha
+            case (true, false): return ha
+            case (false, true): return hb
+            case (false, false):
+                for h in hosts where usable(h) { return h }
+                return nil
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import Atomics
+
+/// Downstream (listener) counters, Envoy's `http.ingress.*`.
+public final class ListenerStats: Sendable {
+    enum Counter: Int, CaseIterable {
+        case connectionsTotal, connectionsActive, requestsTotal, requestsActive
+        case responses1xx, responses2xx, responses3xx, responses4xx, responses5xx
+        case noRoute, protocolErrors
+        case flowControlPausedReading, flowControlResumedReading
+        case headerTimeouts, connectionIdleTimeouts, streamIdleTimeouts, connectionOverflows, maxDurationReached
+        case delayedCloseTimeouts
+    }
+
+    private let values = ShardedCounters(count: Counter.allCases.count)
+
+    /// Open client connections across all event loops, exact, for `maxConnections`.
+    let openConnections = ManagedAtomic<Int>(0)
+
+    /// Takes a connection slot if fewer than `limit` are open.
+    func admitConnection(limit: Int) -> Bool {
+        if openConnections.loadThenWrappingIncrement(ordering: .relaxed) < limit { return true }
+        openConnections.wrappingDecrement(ordering: .relaxed)
+        return false
+    }
+
+    func releaseConnection() { openConnections.wrappingDecrement(ordering: .relaxed) }
+
+    @inline(__always) func add(_ c: Counter, _ delta: Int, row: Int) { values.add(c.rawValue, delta, row: row) }
+    @inline(__always) func inc(_ c: Counter, row: Int) { values.increment(c.rawValue, row: row) }
+    subscript(_ c: Counter) -> Int { values[c.rawValue] }
+
+    /// `status` 0 (the client left before any answer) counts in no class, as in Envoy.
+    @inline(__always) func countResponse(_ status: Int, row: Int) {
+        let c: Counter
+        switch status {
+        case ..<100: return
+        case ..<200: c = .responses1xx
+        case ..<300: c = .responses2xx
+        case ..<400: c = .responses3xx
+        case ..<500: c = .responses4xx
+        default: c = .responses5xx
+        }
+        inc(c, row: row)
+    }
+
+    public var counters: [(String, Int)] {
+        [
+            ("downstream_cx_total", self[.connectionsTotal]),
+            ("downstream_cx_active", self[.connectionsActive]),
+            ("downstream_rq_total", self[.requestsTotal]),
+            ("downstream_rq_active", self[.requestsActive]),
+            ("downstream_rq_1xx", self[.responses1xx]),
+            ("downstream_rq_2xx", self[.responses2xx]),
+            ("downstream_rq_3xx", self[.responses3xx]),
+            ("downstream_rq_4xx", self[.responses4xx]),
+            ("downstream_rq_5xx", self[.responses5xx]),
+            ("no_route", self[.noRoute]),
+            ("downstream_cx_protocol_error", self[.protocolErrors]),
+            ("downstream_flow_control_paused_reading_total", self[.flowControlPausedReading]),
+            ("downstream_flow_control_resumed_reading_total", self[.flowControlResumedReading]),
+            ("downstream_rq_header_timeout", self[.headerTimeouts]),
+            ("downstream_cx_idle_timeout", self[.connectionIdleTimeouts]),
+            ("downstream_rq_idle_timeout", self[.streamIdleTimeouts]),
+            ("downstream_cx_overflow", self[.connectionOverflows]),
+            ("downstream_cx_max_duration_reached", self[.maxDurationReached]),
+            ("downstream_cx_delayed_close_timeout", self[.delayedCloseTimeouts]),
+        ]
+    }
+}

@@ -1,0 +1,17 @@
+import NIOCore
+
+/// One config version, compiled: the route table and the clusters it routes to. Immutable;
+/// reload builds a new one and hands it to every event loop.
+public final class ConfigSnapshot: Sendable {
+    public let version: Int
+    public let config: GatewayConfig
+    let routes: RouteTable
+    public let clusters: [String: ClusterSnapshot]
+
+    init(version: Int, config: GatewayConfig, routes: RouteTable, clusters: [String: ClusterSnapshot]) {
+        self.version = version
+        self.config = config
+        self.routes = routes
+        self.clusters = clusters
+    }
+}
