@@ -35,6 +35,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         case done
     }
 
+    /// The filter holds its current try; a try it let go of reports nothing more (`state` is `.done`).
     private unowned let owner: UpstreamRequestOwner
     let hostPool: HostPool
     var host: Host { hostPool.host }

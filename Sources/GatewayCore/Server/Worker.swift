@@ -63,6 +63,7 @@ final class Worker: @unchecked Sendable {
     }
 
     func install(_ new: ConfigSnapshot) {
+        eventLoop.assertInEventLoop()
         // Two reloads compile in order under the runtime's lock but are handed over by two
         // tasks: an older snapshot arriving second must not replace the newer one.
         guard new.version > snapshot.version else { return }
@@ -82,6 +83,7 @@ final class Worker: @unchecked Sendable {
 
     /// Periodic housekeeping: downstream timeouts, idle upstream connections, access log flush.
     func tick() {
+        eventLoop.assertInEventLoop()
         let now = NIODeadline.now()
         coarseNow = now
         // Iterates the dictionary as it is now (value semantics): a timed-out connection that
@@ -92,6 +94,7 @@ final class Worker: @unchecked Sendable {
     }
 
     func startDraining() {
+        eventLoop.assertInEventLoop()
         draining = true
         for pool in pools.values {
             pool.draining = true
