@@ -7,6 +7,11 @@
 # both sides; wrk -t1 -c64 drives each in turn, rounds interleaved so machine noise hits all alike.
 # A last run measures shedding: the gateway answering 503 UO for a cluster whose one connection
 # and one pending slot are held by a stuck upstream.
+#
+# BASELINE_GATEWAY=<binary>: also runs that gateway (an earlier commit's release build) with the
+# same config and two event loops, interleaved in every round, to compare old and new code:
+#   git worktree add /tmp/gw-base <commit> && swift build -c release --product gateway --package-path /tmp/gw-base
+#   BASELINE_GATEWAY=/tmp/gw-base/.build/release/gateway loadtest/bench-gateway.sh 10 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -14,12 +19,17 @@ ROUNDS=${2:-3}
 for tool in nginx haproxy wrk; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y haproxy nginx-light wrk" >&2; exit 1; }
 done
-swift build -c release --product gateway >/dev/null 2>&1
-GATEWAY=.build/release/gateway
+# GATEWAY_BIN=<binary>: measure that build instead of building this tree's.
+if [ -n "${GATEWAY_BIN:-}" ]; then
+  GATEWAY=$GATEWAY_BIN
+else
+  swift build -c release --product gateway >/dev/null 2>&1
+  GATEWAY=.build/release/gateway
+fi
 
 WORK=$(mktemp -d)
 NGINX_PORT=18090 HAPROXY_PORT=18091 GATEWAY_PORT=18092 ADMIN_PORT=18093 STUCK_PORT=18094
-GATEWAY1_PORT=18095 ADMIN1_PORT=18096
+GATEWAY1_PORT=18095 ADMIN1_PORT=18096 BASE_PORT=18097 BASE_ADMIN_PORT=18098
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; nginx -p "$WORK" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -93,6 +103,13 @@ sed -e "s/\"port\": $GATEWAY_PORT}/\"port\": $GATEWAY1_PORT}/" -e "s/\"port\": $
 "$GATEWAY" --config "$WORK/gateway1.json" --access-log off --threads 1 >/dev/null 2>"$WORK/gateway1.err" &
 pids+=($!)
 GATEWAY1_PID=$!
+if [ -n "${BASELINE_GATEWAY:-}" ]; then
+  sed -e "s/\"port\": $GATEWAY_PORT}/\"port\": $BASE_PORT}/" -e "s/\"port\": $ADMIN_PORT}/\"port\": $BASE_ADMIN_PORT}/" \
+    "$WORK/gateway.json" > "$WORK/baseline.json"
+  "$BASELINE_GATEWAY" --config "$WORK/baseline.json" --access-log off --threads "${GATEWAY_THREADS:-2}" >/dev/null 2>"$WORK/baseline.err" &
+  pids+=($!)
+  BASELINE_PID=$!
+fi
 sleep 1
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -120,6 +137,7 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "-- round $r"
   run nginx "http://127.0.0.1:$NGINX_PORT/"
   run haproxy "http://127.0.0.1:$HAPROXY_PORT/" "$HAPROXY_PID"
+  [ -n "${BASELINE_GATEWAY:-}" ] && run baseline "http://127.0.0.1:$BASE_PORT/" "$BASELINE_PID"
   run gateway "http://127.0.0.1:$GATEWAY_PORT/" "$GATEWAY_PID"
   run gateway-1 "http://127.0.0.1:$GATEWAY1_PORT/" "$GATEWAY1_PID"
 done
