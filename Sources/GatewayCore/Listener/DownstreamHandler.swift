@@ -293,6 +293,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         requestKeepAlive = head.keepAlive
         requestMinorVersion = head.minorVersion
         responseBytesSent = 0
+        closeAfterResponse = false
         let early = earlyBody
         earlyBody = nil
         // May answer at once (a local reply): the stream then ends before this returns.
@@ -344,7 +345,6 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     func recycle(_ buffer: ByteBuffer) { spareUpstreamHead = buffer }
 
     func encodeInterimHead(_ bytes: ByteBuffer) {
-        responseBytesSent += bytes.readableBytes
         write(bytes, flush: true)
     }
 
