@@ -25,27 +25,23 @@ enum MypageService {
         return o
     }
 
-    static func register(_ router: Router<BasicRequestContext>, store: Store) {
-        router.get("/mypages") { request, _ in
-            await handle {
-                let customer = try request.intQuery("customerId")
-                let rows = try await store.pool.read { db in
-                    if let customer {
-                        return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM mypages WHERE customerId = ? ORDER BY orderId", arguments: [customer]).map(json))
-                    }
-                    return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM mypages ORDER BY orderId").map(json))
+    static func register(_ routes: RouterGroup<BasicRequestContext>, store: Store) {
+        routes.get("/mypages") { request, _ in
+            let customer = try request.intQuery("customerId")
+            let rows = try await store.pool.read { db in
+                if let customer {
+                    return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM mypages WHERE customerId = ? ORDER BY orderId", arguments: [customer]).map(json))
                 }
-                return JSON.response(.ok, rows.value)
+                return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM mypages ORDER BY orderId").map(json))
             }
+            return JSON.response(.ok, rows.value)
         }
-        router.get("/mypages/:orderId") { _, context in
-            await handle {
-                let id = try context.intParameter("orderId")
-                guard let row = try await store.pool.read({ db in
-                    try db.one(sql: "SELECT * FROM mypages WHERE orderId = ?", arguments: [id]).map { Record(value: json($0)) }
-                }) else { throw APIError(.notFound, "no mypage row for order \(id)") }
-                return JSON.response(.ok, row.value)
-            }
+        routes.get("/mypages/:orderId") { _, context in
+            let id = try context.intParameter("orderId")
+            guard let row = try await store.pool.read({ db in
+                try db.one(sql: "SELECT * FROM mypages WHERE orderId = ?", arguments: [id]).map { Record(value: json($0)) }
+            }) else { throw APIError(.notFound, "no mypage row for order \(id)") }
+            return JSON.response(.ok, row.value)
         }
     }
 
