@@ -40,23 +40,8 @@ enum DeliveryService {
             }
             return JSON.response(created ? .created : .ok, row.value)
         }
-        routes.get("/deliveries") { request, _ in
-            let orderId = try request.intQuery("orderId")
-            let rows = try await store.pool.read { db in
-                if let orderId {
-                    return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM deliveries WHERE orderId = ?", arguments: [orderId]).map(json))
-                }
-                return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM deliveries ORDER BY id").map(json))
-            }
-            return JSON.response(.ok, rows.value)
-        }
-        routes.get("/deliveries/:id") { _, context in
-            let id = try context.intParameter("id")
-            guard let row = try await store.pool.read({ db in
-                try db.one(sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [id]).map { Record(value: json($0)) }
-            }) else { throw APIError(.notFound, "no delivery \(id)") }
-            return JSON.response(.ok, row.value)
-        }
+        routes.addReadRoutes(ReadableTable(name: "deliveries", key: "id", filter: "orderId", notFound: "no delivery", json: json),
+                             store: store)
     }
 
     /// order's feed → cancel the order's delivery and announce it. A cancel for an order with no

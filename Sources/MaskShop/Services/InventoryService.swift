@@ -23,17 +23,8 @@ enum InventoryService {
             }
             return JSON.response(.ok, ["productId": productId, "stock": stock])
         }
-        routes.get("/inventories") { _, _ in
-            let rows = try await store.pool.read { db in Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM inventories ORDER BY productId").map(json)) }
-            return JSON.response(.ok, rows.value)
-        }
-        routes.get("/inventories/:productId") { _, context in
-            let id = try context.intParameter("productId")
-            guard let row = try await store.pool.read({ db in
-                try db.one(sql: "SELECT * FROM inventories WHERE productId = ?", arguments: [id]).map { Record(value: json($0)) }
-            }) else { throw APIError(.notFound, "no inventory for product \(id)") }
-            return JSON.response(.ok, row.value)
-        }
+        routes.addReadRoutes(ReadableTable(name: "inventories", key: "productId", notFound: "no inventory for product", json: json),
+                             store: store)
     }
 
     /// delivery's feed: a registered delivery takes `qty` off, a cancelled one puts it back.

@@ -102,17 +102,7 @@ enum OrderService {
             }
             return JSON.response(.ok, row.value)
         }
-        routes.get("/orders") { _, _ in
-            let rows = try await store.pool.read { db in Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM orders ORDER BY id").map(json)) }
-            return JSON.response(.ok, rows.value)
-        }
-        routes.get("/orders/:id") { _, context in
-            let id = try context.intParameter("id")
-            guard let row = try await store.pool.read({ db in
-                try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]).map { Record(value: json($0)) }
-            }) else { throw APIError(.notFound, "no order \(id)") }
-            return JSON.response(.ok, row.value)
-        }
+        routes.addReadRoutes(ReadableTable(name: "orders", key: "id", notFound: "no order", json: json), store: store)
     }
 
     static func place(_ request: Request, store: Store, deliveryURL: String, logger: Logger, placing: Placing) async throws -> Response {
