@@ -70,33 +70,34 @@ public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, 
         }
     }
     let router = Router()
-    router.get("/health") { _, _ in JSON.response(.ok, ["status": "UP", "service": kind.rawValue]) }
-    router.get("/events") { request, _ in
-        await handle {
-            let after = try request.intQuery("after") ?? 0
-            let limit = min(max(try request.intQuery("limit") ?? 100, 1), 1000)
-            let wait = Double(try request.intQuery("wait") ?? 0)
-            return JSON.response(.ok, try await store.events(after: after, limit: limit, wait: wait))
-        }
+    // The shop's routes in a group, so the middleware leaves the router's own answer to an
+    // unknown path (Hummingbird's empty 404) as it is.
+    let routes = router.group().add(middleware: UnexpectedErrorMiddleware())
+    routes.get("/health") { _, _ in JSON.response(.ok, ["status": "UP", "service": kind.rawValue]) }
+    routes.get("/events") { request, _ in
+        let after = try request.intQuery("after") ?? 0
+        let limit = min(max(try request.intQuery("limit") ?? 100, 1), 1000)
+        let wait = Double(try request.intQuery("wait") ?? 0)
+        return JSON.response(.ok, try await store.events(after: after, limit: limit, wait: wait))
     }
     var consumerList: [EventConsumer] = []
     var services: [any Service] = []
     switch kind {
     case .order:
         let placing = OrderService.Placing()
-        OrderService.register(router, store: store, deliveryURL: options.deliveryURL, logger: logger, placing: placing)
+        OrderService.register(routes, store: store, deliveryURL: options.deliveryURL, logger: logger, placing: placing)
         services.append(OrderService.Reconciler(store: store, deliveryURL: options.deliveryURL, logger: logger, placing: placing,
                                                 interval: options.reconcileInterval, orphanAge: options.orphanAge))
     case .delivery:
-        DeliveryService.register(router, store: store)
+        DeliveryService.register(routes, store: store)
         consumerList.append(EventConsumer(feed: "order", producerURL: options.orderFeedURL, store: store, logger: logger,
                                           apply: DeliveryService.applyOrderEvent))
     case .inventory:
-        InventoryService.register(router, store: store)
+        InventoryService.register(routes, store: store)
         consumerList.append(EventConsumer(feed: "delivery", producerURL: options.deliveryFeedURL, store: store, logger: logger,
                                           apply: InventoryService.applyDeliveryEvent))
     case .mypage:
-        MypageService.register(router, store: store)
+        MypageService.register(routes, store: store)
         consumerList.append(EventConsumer(feed: "order", producerURL: options.orderFeedURL, store: store, logger: logger,
                                           apply: MypageService.applyOrderEvent))
         consumerList.append(EventConsumer(feed: "delivery", producerURL: options.deliveryFeedURL, store: store, logger: logger,
@@ -105,10 +106,10 @@ public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, 
     services += consumerList as [any Service]
     // Event lag per feed (occurredAt at the producer → committed here), for benchmarks.
     let lags = consumerList.map { ($0.feed, $0.lag) }
-    router.get("/stats/lag") { _, _ in
+    routes.get("/stats/lag") { _, _ in
         JSON.response(.ok, Dictionary(uniqueKeysWithValues: lags.map { ($0.0, $0.1.summary()) }))
     }
-    router.delete("/stats/lag") { _, _ in
+    routes.delete("/stats/lag") { _, _ in
         for (_, l) in lags { l.reset() }
         return JSON.response(.ok, [String: Any]())
     }

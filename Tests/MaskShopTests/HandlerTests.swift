@@ -36,6 +36,29 @@ final class HandlerTests: XCTestCase {
         }
     }
 
+    /// A shop error is its status with `{"error": reason}`; any other failure (here a body over the
+    /// size limit) is a 503 with a reason; a path no route serves keeps Hummingbird's empty 404.
+    func testErrorAnswers() async throws {
+        let (app, dir) = try app(.order)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/orders/7", method: .get) { r in
+                XCTAssertEqual(r.status, .notFound)
+                XCTAssertEqual(r.headers[.contentType], "application/json")
+                XCTAssertEqual(String(buffer: r.body), #"{"error":"no order 7"}"#)
+            }
+            try await client.execute(uri: "/orders", method: .post, body: ByteBuffer(repeating: 0x20, count: (1 << 20) + 1)) { r in
+                XCTAssertEqual(r.status, .serviceUnavailable)
+                XCTAssertEqual(r.headers[.contentType], "application/json")
+                XCTAssertNotNil((parseJSON(r.body) as? [String: Any])?["error"] as? String)
+            }
+            try await client.execute(uri: "/nothing", method: .get) { r in
+                XCTAssertEqual(r.status, .notFound)
+                XCTAssertEqual(r.body.readableBytes, 0)
+            }
+        }
+    }
+
     /// httpie's `key=value` sends JSON strings; numeric ones are numbers (as Jackson took them),
     /// anything else in a number field is a 400 that names the field.
     func testNumericStringsAreNumbersAndOtherStringsAreRefused() async throws {

@@ -20,49 +20,28 @@ enum DeliveryService {
          "qty": row["qty"] as Int, "status": row["status"] as String]
     }
 
-    static func register(_ router: Router<BasicRequestContext>, store: Store) {
-        router.post("/deliveries") { request, _ in
-            await handle {
-                let body = try await JSON.object(request)
-                let orderId = try JSON.required(body, "orderId", min: 1)
-                let productId = try JSON.required(body, "productId")
-                let qty = try JSON.required(body, "qty", min: 1)
-                let (row, created): (Record, Bool) = try await store.write { db in
-                    if let existing = try db.one(sql: "SELECT * FROM deliveries WHERE orderId = ?", arguments: [orderId]) {
-                        return (Record(value: json(existing)), false)
-                    }
-                    try db.run(sql: "INSERT INTO deliveries (orderId, productId, qty, status) VALUES (?, ?, ?, 'ordered')",
-                               arguments: [orderId, productId, qty])
-                    let row = try db.one(sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [db.lastInsertedRowID])!
-                    var payload = json(row)
-                    payload.removeValue(forKey: "status")
-                    try Store.append(db, type: "DeliveryRegistered", payload: payload)
-                    return (Record(value: json(row)), true)
+    static func register(_ routes: RouterGroup<BasicRequestContext>, store: Store) {
+        routes.post("/deliveries") { request, _ in
+            let body = try await JSON.object(request)
+            let orderId = try JSON.required(body, "orderId", min: 1)
+            let productId = try JSON.required(body, "productId")
+            let qty = try JSON.required(body, "qty", min: 1)
+            let (row, created): (Record, Bool) = try await store.write { db in
+                if let existing = try db.one(sql: "SELECT * FROM deliveries WHERE orderId = ?", arguments: [orderId]) {
+                    return (Record(value: json(existing)), false)
                 }
-                return JSON.response(created ? .created : .ok, row.value)
+                try db.run(sql: "INSERT INTO deliveries (orderId, productId, qty, status) VALUES (?, ?, ?, 'ordered')",
+                           arguments: [orderId, productId, qty])
+                let row = try db.one(sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [db.lastInsertedRowID])!
+                var payload = json(row)
+                payload.removeValue(forKey: "status")
+                try Store.append(db, type: "DeliveryRegistered", payload: payload)
+                return (Record(value: json(row)), true)
             }
+            return JSON.response(created ? .created : .ok, row.value)
         }
-        router.get("/deliveries") { request, _ in
-            await handle {
-                let orderId = try request.intQuery("orderId")
-                let rows = try await store.pool.read { db in
-                    if let orderId {
-                        return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM deliveries WHERE orderId = ?", arguments: [orderId]).map(json))
-                    }
-                    return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM deliveries ORDER BY id").map(json))
-                }
-                return JSON.response(.ok, rows.value)
-            }
-        }
-        router.get("/deliveries/:id") { _, context in
-            await handle {
-                let id = try context.intParameter("id")
-                guard let row = try await store.pool.read({ db in
-                    try db.one(sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [id]).map { Record(value: json($0)) }
-                }) else { throw APIError(.notFound, "no delivery \(id)") }
-                return JSON.response(.ok, row.value)
-            }
-        }
+        routes.addReadRoutes(ReadableTable(name: "deliveries", key: "id", filter: "orderId", notFound: "no delivery", json: json),
+                             store: store)
     }
 
     /// order's feed → cancel the order's delivery and announce it. A cancel for an order with no

@@ -12,34 +12,19 @@ enum InventoryService {
 
     static func json(_ row: Row) -> [String: Any] { ["productId": row["productId"] as Int, "stock": row["stock"] as Int] }
 
-    static func register(_ router: Router<BasicRequestContext>, store: Store) {
-        router.put("/inventories/:productId") { request, context in
-            await handle {
-                let productId = try context.intParameter("productId")
-                let body = try await JSON.object(request)
-                let stock = try JSON.required(body, "stock")
-                try await store.write { db in
-                    try db.run(sql: "INSERT INTO inventories (productId, stock) VALUES (?, ?) ON CONFLICT(productId) DO UPDATE SET stock = excluded.stock",
-                               arguments: [productId, stock])
-                }
-                return JSON.response(.ok, ["productId": productId, "stock": stock])
+    static func register(_ routes: RouterGroup<BasicRequestContext>, store: Store) {
+        routes.put("/inventories/:productId") { request, context in
+            let productId = try context.intParameter("productId")
+            let body = try await JSON.object(request)
+            let stock = try JSON.required(body, "stock")
+            try await store.write { db in
+                try db.run(sql: "INSERT INTO inventories (productId, stock) VALUES (?, ?) ON CONFLICT(productId) DO UPDATE SET stock = excluded.stock",
+                           arguments: [productId, stock])
             }
+            return JSON.response(.ok, ["productId": productId, "stock": stock])
         }
-        router.get("/inventories") { _, _ in
-            await handle {
-                let rows = try await store.pool.read { db in Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM inventories ORDER BY productId").map(json)) }
-                return JSON.response(.ok, rows.value)
-            }
-        }
-        router.get("/inventories/:productId") { _, context in
-            await handle {
-                let id = try context.intParameter("productId")
-                guard let row = try await store.pool.read({ db in
-                    try db.one(sql: "SELECT * FROM inventories WHERE productId = ?", arguments: [id]).map { Record(value: json($0)) }
-                }) else { throw APIError(.notFound, "no inventory for product \(id)") }
-                return JSON.response(.ok, row.value)
-            }
-        }
+        routes.addReadRoutes(ReadableTable(name: "inventories", key: "productId", notFound: "no inventory for product", json: json),
+                             store: store)
     }
 
     /// delivery's feed: a registered delivery takes `qty` off, a cancelled one puts it back.

@@ -25,28 +25,9 @@ enum MypageService {
         return o
     }
 
-    static func register(_ router: Router<BasicRequestContext>, store: Store) {
-        router.get("/mypages") { request, _ in
-            await handle {
-                let customer = try request.intQuery("customerId")
-                let rows = try await store.pool.read { db in
-                    if let customer {
-                        return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM mypages WHERE customerId = ? ORDER BY orderId", arguments: [customer]).map(json))
-                    }
-                    return Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM mypages ORDER BY orderId").map(json))
-                }
-                return JSON.response(.ok, rows.value)
-            }
-        }
-        router.get("/mypages/:orderId") { _, context in
-            await handle {
-                let id = try context.intParameter("orderId")
-                guard let row = try await store.pool.read({ db in
-                    try db.one(sql: "SELECT * FROM mypages WHERE orderId = ?", arguments: [id]).map { Record(value: json($0)) }
-                }) else { throw APIError(.notFound, "no mypage row for order \(id)") }
-                return JSON.response(.ok, row.value)
-            }
-        }
+    static func register(_ routes: RouterGroup<BasicRequestContext>, store: Store) {
+        routes.addReadRoutes(ReadableTable(name: "mypages", key: "orderId", filter: "customerId", notFound: "no mypage row for order",
+                                           json: json), store: store)
     }
 
     /// The upsert of one feed's column (two fixed texts, so each is prepared once per connection).

@@ -76,49 +76,33 @@ enum OrderService {
     /// How long order waits for delivery before it gives up (and compensates).
     static let deliveryTimeout: TimeAmount = .seconds(5)
 
-    static func register(_ router: Router<BasicRequestContext>, store: Store, deliveryURL: String, logger: Logger, placing: Placing) {
-        router.post("/orders") { request, _ in
-            await handle { try await place(request, store: store, deliveryURL: deliveryURL, logger: logger, placing: placing) }
+    static func register(_ routes: RouterGroup<BasicRequestContext>, store: Store, deliveryURL: String, logger: Logger, placing: Placing) {
+        routes.post("/orders") { request, _ in
+            try await place(request, store: store, deliveryURL: deliveryURL, logger: logger, placing: placing)
         }
-        router.patch("/orders/:id") { request, context in
-            await handle {
-                let id = try context.intParameter("id")
-                let body = try await JSON.object(request)
-                let type = try JSON.string(body, "type", hint: "\"cancel\"")
-                guard type.trimmingCharacters(in: .whitespaces).lowercased() == "cancel" else {
-                    throw APIError(.badRequest, "field 'type' must be \"cancel\", got \(JSONText.encode(type))")
+        routes.patch("/orders/:id") { request, context in
+            let id = try context.intParameter("id")
+            let body = try await JSON.object(request)
+            let type = try JSON.string(body, "type", hint: "\"cancel\"")
+            guard type.trimmingCharacters(in: .whitespaces).lowercased() == "cancel" else {
+                throw APIError(.badRequest, "field 'type' must be \"cancel\", got \(JSONText.encode(type))")
+            }
+            let row: Record = try await store.write { db in
+                guard let row = try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]) else {
+                    throw APIError(.notFound, "no order \(id)")
                 }
-                let row: Record = try await store.write { db in
-                    guard let row = try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]) else {
-                        throw APIError(.notFound, "no order \(id)")
-                    }
-                    let status: String = row["status"]
-                    if status == "cancelled" { return Record(value: json(row)) }
-                    guard status == "ordered" else {
-                        throw APIError(.conflict, "order \(id) is \(status); only an ordered order can be cancelled")
-                    }
-                    try db.run(sql: "UPDATE orders SET status = 'cancelled' WHERE id = ?", arguments: [id])
-                    try Store.append(db, type: "OrderCancelled", payload: event(row))
-                    return Record(value: json(try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!))
+                let status: String = row["status"]
+                if status == "cancelled" { return Record(value: json(row)) }
+                guard status == "ordered" else {
+                    throw APIError(.conflict, "order \(id) is \(status); only an ordered order can be cancelled")
                 }
-                return JSON.response(.ok, row.value)
+                try db.run(sql: "UPDATE orders SET status = 'cancelled' WHERE id = ?", arguments: [id])
+                try Store.append(db, type: "OrderCancelled", payload: event(row))
+                return Record(value: json(try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id])!))
             }
+            return JSON.response(.ok, row.value)
         }
-        router.get("/orders") { _, _ in
-            await handle {
-                let rows = try await store.pool.read { db in Rows(value: try Row.fetchAll(db, sql: "SELECT * FROM orders ORDER BY id").map(json)) }
-                return JSON.response(.ok, rows.value)
-            }
-        }
-        router.get("/orders/:id") { _, context in
-            await handle {
-                let id = try context.intParameter("id")
-                guard let row = try await store.pool.read({ db in
-                    try db.one(sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]).map { Record(value: json($0)) }
-                }) else { throw APIError(.notFound, "no order \(id)") }
-                return JSON.response(.ok, row.value)
-            }
-        }
+        routes.addReadRoutes(ReadableTable(name: "orders", key: "id", notFound: "no order", json: json), store: store)
     }
 
     static func place(_ request: Request, store: Store, deliveryURL: String, logger: Logger, placing: Placing) async throws -> Response {

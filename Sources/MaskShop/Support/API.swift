@@ -1,13 +1,34 @@
 import Foundation
 import Hummingbird
 
-/// A 4xx/5xx the client gets as `{"error": "<reason>"}`.
-public struct APIError: Error, Sendable {
+/// A 4xx/5xx the client gets as `{"error": "<reason>"}`: Hummingbird answers with it wherever a
+/// handler (or a database write the handler awaits) throws it.
+public struct APIError: HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status
     public var reason: String
     public init(_ status: HTTPResponse.Status, _ reason: String) {
         self.status = status
         self.reason = reason
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        JSON.response(status, ["error": reason])
+    }
+}
+
+/// Answers any other error a shop route throws (the database's, a peer's, Hummingbird's own such
+/// as a body over the size limit) as a 503 naming it, as the shop always has: a client gets a
+/// status and a JSON reason, never Hummingbird's bare 500.
+struct UnexpectedErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context,
+                next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError(.serviceUnavailable, "\(error)")
+        }
     }
 }
 
@@ -16,8 +37,6 @@ enum JSON {
         Response(status: status, headers: [.contentType: "application/json"],
                  body: ResponseBody(byteBuffer: ByteBuffer(string: JSONText.encode(object))))
     }
-
-    static func error(_ e: APIError) -> Response { response(e.status, ["error": e.reason]) }
 
     /// The request body as a JSON object, or a 400 saying what is wrong with it.
     static func object(_ request: Request) async throws -> [String: Any] {
@@ -80,17 +99,6 @@ enum JSON {
 
     static func required(_ o: [String: Any], _ key: String, min: Int = 0) throws -> Int {
         try int(o, key, min: min)!
-    }
-}
-
-/// Runs a handler and turns thrown `APIError`s into JSON answers (never a bare 500).
-func handle(_ body: () async throws -> Response) async -> Response {
-    do {
-        return try await body()
-    } catch let e as APIError {
-        return JSON.error(e)
-    } catch {
-        return JSON.error(APIError(.serviceUnavailable, "\(error)"))
     }
 }
 
