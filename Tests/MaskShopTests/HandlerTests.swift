@@ -48,9 +48,10 @@ final class HandlerTests: XCTestCase {
                 XCTAssertEqual(String(buffer: r.body), #"{"error":"no order 7"}"#)
             }
             try await client.execute(uri: "/orders", method: .post, body: ByteBuffer(repeating: 0x20, count: (1 << 20) + 1)) { r in
-                XCTAssertEqual(r.status, .serviceUnavailable)
+                XCTAssertEqual(r.status, .contentTooLarge, "a body past the limit is the client's error, with a reason")
                 XCTAssertEqual(r.headers[.contentType], "application/json")
-                XCTAssertNotNil((parseJSON(r.body) as? [String: Any])?["error"] as? String)
+                XCTAssertEqual((parseJSON(r.body) as? [String: Any])?["error"] as? String,
+                               "request body is larger than 1048576 bytes")
             }
             try await client.execute(uri: "/nothing", method: .get) { r in
                 XCTAssertEqual(r.status, .notFound)

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 
 /// A 4xx/5xx the client gets as `{"error": "<reason>"}`: Hummingbird answers with it wherever a
 /// handler (or a database write the handler awaits) throws it.
@@ -33,6 +34,9 @@ struct UnexpectedErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 enum JSON {
+    /// The largest request body a shop endpoint reads.
+    static let maxBodyBytes = 1 << 20
+
     static func response(_ status: HTTPResponse.Status, _ object: Any) -> Response {
         Response(status: status, headers: [.contentType: "application/json"],
                  body: ResponseBody(byteBuffer: ByteBuffer(string: JSONText.encode(object))))
@@ -41,7 +45,12 @@ enum JSON {
     /// The request body as a JSON object, or a 400 saying what is wrong with it.
     static func object(_ request: Request) async throws -> [String: Any] {
         var request = request
-        let buffer = try await request.collectBody(upTo: 1 << 20)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: Self.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "request body is larger than \(Self.maxBodyBytes) bytes")
+        }
         guard buffer.readableBytes > 0 else { throw APIError(.badRequest, "request body is empty: expected a JSON object") }
         let parsed: Any
         do {
