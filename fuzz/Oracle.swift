@@ -1,11 +1,14 @@
 // Oracles for the HTTP/1.1 parser fuzz targets (request.swift, response.swift), compiled with
-// the NIO-free files of Sources/HTTP1Wire by fuzz/run.sh. Beyond "no crash, no memory error":
+// the NIO-free files of Sources/HTTP1Wire by fuzz/run.sh. The input goes through the framer the
+// gateway's connections run (head parser, resumable head scan, body decoder, interim heads).
+// Beyond "no crash, no memory error":
 //
-// 1. Splits agree: the input parsed as one read and fed in random pieces (and byte by byte
+// 1. Splits agree: the input framed as one read and fed in random pieces (and byte by byte
 //    when short) must give the same messages (head and body lengths) and the same ending
 //    (refused with the same error, or waiting for more at the same place). A parser whose
 //    verdict depends on how TCP cut the stream can be steered by an attacker.
-// 2. Bounds: every offset the parser reports lies within the bytes it was given.
+// 2. Bounds: every offset and length the framer reports lies within the bytes it was given;
+//    the payload pass (de-chunking for HTTP/1.0 clients) takes what the framing pass takes.
 // 3. What was accepted is checked again by plain, independent code: CRLF line endings only,
 //    no controls, token header names without folding, one framing, Host, the limits.
 //
@@ -70,63 +73,57 @@ func fail(_ what: String, _ data: UnsafeRawBufferPointer) -> Never {
     fatalError(what)
 }
 
-/// Streams `data` through the parser in pieces of the given sizes, as the gateway's handlers
-/// do: a head is parsed from the bytes buffered since the last message ended, body bytes go to
-/// the decoder as they come, and what the decoder does not take starts the next message.
+/// Streams `data` through the framer (`RawMessageFramer`, what `MessageFramer` runs on the
+/// gateway's connections) in pieces of the given sizes: bytes are buffered as they come, each
+/// step takes what it framed from the front, and what it did not take waits for the next piece.
 func run(_ data: UnsafeRawBufferPointer, pieces: [Int], _ s: FuzzSettings) -> Outcome {
     var out = Outcome()
+    var framer = RawMessageFramer(s.kind, options: s.options)
+    if s.kind == .response { framer.expectResponse(toHead: s.requestWasHead) }
     var pending: [UInt8] = []
-    var decoder: BodyDecoder? = nil
     var current = Message(head: 0, body: 0)
     var offset = 0
     for size in pieces {
-        var rest = Array(data[offset..<(offset + size)])
+        pending += data[offset..<(offset + size)]
         offset += size
-        while true {
-            if var d = decoder {
-                let n: Int
-                switch consume(&d, rest) {
-                case .success(let taken): n = taken
-                case .failure(let error):
-                    out.ending = .refused(status: error.status, reason: error.reason)
-                    return out
-                }
-                guard n >= 0, n <= rest.count else { fail("decoder took \(n) of \(rest.count) bytes", data) }
-                current.body += n
-                rest.removeFirst(n)
-                if d.isComplete {
-                    decoder = nil
-                    out.messages.append(current)
-                    continue
-                }
-                guard rest.isEmpty else { fail("decoder stopped before the end of its input without completing", data) }
-                decoder = d
-                break
-            }
-            // Nothing new for the head parser: wait for the next piece.
-            if rest.isEmpty { break }
-            pending += rest
-            rest = []
-            let head: MessageHead?
-            switch parseHead(pending, s) {
-            case .success(let parsed): head = parsed
+        taking: while true {
+            let payload = framer.isInsideMessage && !framer.body.isComplete ? payloadPass(framer.body, pending) : nil
+            let step: RawMessageFramer.Step
+            switch pending.withUnsafeBytes({ raw in Result { () throws(HTTPParseError) in try framer.step(raw) } }) {
+            case .success(let taken): step = taken
             case .failure(let error):
+                if let payload, payload != .failure(error) { fail("payload pass gave \(payload), framing pass \(error)", data) }
                 out.ending = .refused(status: error.status, reason: error.reason)
                 return out
             }
-            guard let head else { break }
-            pending.withUnsafeBytes { checkAccepted(head, $0, s, data) }
-            current = Message(head: head.length, body: 0)
-            let framing = s.kind == .request
-                ? HeadParser.requestFraming(head)
-                : HeadParser.responseFraming(head, requestWasHead: s.requestWasHead)
-            decoder = BodyDecoder(framing, errorStatus: s.kind == .request ? 400 : 502)
-            // What followed the head is the body's (and maybe the next message's): next turn.
-            rest = Array(pending[head.length...])
-            pending = []
+            switch step {
+            case .head(let head):
+                pending.withUnsafeBytes { checkAccepted(head, $0, s, data) }
+                pending.removeFirst(head.length)
+                if head.isInterim {
+                    // No body and no end: the final head follows.
+                    out.messages.append(Message(head: head.length, body: 0))
+                } else {
+                    current = Message(head: head.length, body: 0)
+                }
+            case .body(let n):
+                guard n > 0, n <= pending.count else { fail("body step of \(n) bytes with \(pending.count) buffered", data) }
+                if let payload, payload != .success(n) { fail("payload pass gave \(payload), framing pass took \(n)", data) }
+                current.body += n
+                pending.removeFirst(n)
+            case .end:
+                out.messages.append(current)
+                if s.kind == .response { framer.expectResponse(toHead: s.requestWasHead) }
+            case .needMore:
+                if framer.isInsideMessage && !pending.isEmpty { fail("body waits with \(pending.count) bytes it did not take", data) }
+                if !framer.isInsideMessage && framer.headScanned != pending.count {
+                    fail("head scan stopped at \(framer.headScanned) of \(pending.count) bytes", data)
+                }
+                break taking
+            }
         }
     }
-    if decoder != nil {
+    if framer.isInsideMessage {
         out.ending = .inBody(head: current.head, body: current.body)
     } else if !pending.isEmpty {
         out.ending = .waitingForHead(pending.count)
@@ -134,37 +131,23 @@ func run(_ data: UnsafeRawBufferPointer, pieces: [Int], _ s: FuzzSettings) -> Ou
     return out
 }
 
-func parseHead(_ bytes: [UInt8], _ s: FuzzSettings) -> Result<MessageHead?, HTTPParseError> {
-    bytes.withUnsafeBytes { raw in
-        do throws(HTTPParseError) {
-            return .success(try HeadParser.parse(raw, kind: s.kind, options: s.options))
-        } catch {
-            return .failure(error)
-        }
-    }
-}
-
-func consume(_ d: inout BodyDecoder, _ bytes: [UInt8]) -> Result<Int, HTTPParseError> {
-    // The payload-extracting pass (what an HTTP/1.0 client is sent) must take exactly what the
-    // framing pass takes, and name payload ranges in order, inside what it took.
-    var shadow = d
+/// The payload-extracting pass (what an HTTP/1.0 client is sent) on a copy of `decoder`: it must
+/// take exactly what the framing pass takes, and name payload ranges in order, inside what it took.
+func payloadPass(_ decoder: BodyDecoder, _ bytes: [UInt8]) -> Result<Int, HTTPParseError> {
+    var shadow = decoder
     var ranges: [Range<Int>] = []
     let extracted: Result<Int, HTTPParseError> = bytes.withUnsafeBytes { raw in
         do throws(HTTPParseError) { return .success(try shadow.consume(raw) { ranges.append($0) }) } catch { return .failure(error) }
     }
-    let framed: Result<Int, HTTPParseError> = bytes.withUnsafeBytes { raw in
-        do throws(HTTPParseError) { return .success(try d.consume(raw)) } catch { return .failure(error) }
-    }
     bytes.withUnsafeBytes { raw in
-        if extracted != framed { fail("payload pass gave \(extracted), framing pass \(framed)", raw) }
         var end = 0
         for r in ranges {
             if r.lowerBound < end || r.upperBound > bytes.count { fail("payload range \(r) out of order or bounds", raw) }
             end = r.upperBound
         }
-        if case .success(let n) = framed, end > n { fail("payload past the \(n) bytes taken", raw) }
+        if case .success(let n) = extracted, end > n { fail("payload past the \(n) bytes taken", raw) }
     }
-    return framed
+    return extracted
 }
 
 /// Independent checks of a head the parser accepted, on its bytes `b`.

@@ -227,9 +227,9 @@ final class User {
     var nextSend: Scheduled<Void>?
     var done = false
     // response parsing
-    var buffer: ByteBuffer?
+    var responses = MessageFramer(.response)
+    /// The final head of the response in flight.
     var head: MessageHead?
-    var body = BodyDecoder(.none)
     var bodyBytes = 0
     var keepAlive = true
 
@@ -345,7 +345,9 @@ final class User {
     }
 
     @inline(__always) func write(_ h: UserHandler) {
-        buffer = nil
+        // Whatever came after the last response answered no request.
+        responses.reset()
+        responses.expectResponse(toHead: run.isHead[targetIndex])
         head = nil
         bodyBytes = 0
         h.write(run.requests[targetIndex])
@@ -353,36 +355,29 @@ final class User {
 
     func read(_ data: ByteBuffer) {
         guard inFlight else { return }
-        var data = data
-        if buffer != nil {
-            var b = buffer.take()!
-            b.writeBuffer(&data)
-            data = b
-        }
-        if head == nil {
-            switch data.parseHead(.response) {
-            case .failure:
+        responses.append(data)
+        while true {
+            let event: MessageFramer.Event
+            do {
+                event = try responses.next()
+            } catch {
                 failed(.badResponse)
                 return
-            case .success(nil):
-                buffer = data
-                return
-            case .success(let h?):
-                data.moveReaderIndex(forwardBy: h.length)
-                if h.status < 200 { read(data); return }
-                head = h
-                keepAlive = h.keepAlive && run.keepAliveMode
-                let framing = HeadParser.responseFraming(h, requestWasHead: run.isHead[targetIndex])
-                if framing == .untilClose { keepAlive = false }
-                body = BodyDecoder(framing, errorStatus: 502)
             }
-        }
-        switch data.consumeBody(&body) {
-        case .failure:
-            failed(.badResponse)
-        case .success(let n):
-            bodyBytes += n
-            if body.isComplete { completed() }
+            switch event {
+            case .head(let h, _):
+                // Interim answers (100 Continue) are not the response; the final head follows.
+                if h.isInterim { continue }
+                head = h
+                keepAlive = h.keepAlive && run.keepAliveMode && responses.framing != .untilClose
+            case .body(let part):
+                bodyBytes += part.readableBytes
+            case .end:
+                completed()
+                return
+            case .needMore:
+                return
+            }
         }
     }
 
@@ -392,7 +387,7 @@ final class User {
         guard handler === h else { return }
         handler = nil
         guard inFlight else { return }
-        if head != nil && body.endsAtClose {
+        if responses.endsAtClose {
             completed()
         } else {
             failed(head == nil ? .closed : .cutOff)

@@ -21,14 +21,10 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     let worker: Worker
     /// The listener's limits as of this connection's accept (a reload applies to new connections).
     let limits: DownstreamLimits
-    /// `maxRequestHeadersKb` and `maxHeadersCount` as the head parser takes them.
-    private let headOptions: HeadParser.Options
-    /// Bytes of the head still incomplete that the parser already scanned.
-    private var headScanned = 0
     private(set) var context: ChannelHandlerContext!
-    private var input: ByteBuffer?
+    /// The client's requests from its bytes; holds what arrived behind the request in flight.
+    private var requests: MessageFramer
     private var state = State.head
-    private var body = BodyDecoder(.none)
     /// The request in progress; one at a time on an HTTP/1.1 connection.
     private(set) var filter: RouterFilter?
     /// The client's address as X-Forwarded-For and the per-client rate limit see it.
@@ -54,8 +50,8 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     init(worker: Worker) {
         self.worker = worker
         limits = worker.snapshot.config.downstream
-        headOptions = HeadParser.Options(
-            maxHeadBytes: limits.maxRequestHeadersKb * 1024, maxHeadersCount: limits.maxHeadersCount)
+        requests = MessageFramer(.request, options: HeadParser.Options(
+            maxHeadBytes: limits.maxRequestHeadersKb * 1024, maxHeadersCount: limits.maxHeadersCount))
         let now = worker.coarseNow
         connectedAt = now
         lastActivity = now
@@ -92,7 +88,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
 
     func channelInactive(context: ChannelHandlerContext) {
         state = .closed
-        input = nil
+        requests.reset()
         guard admitted else { return }
         admitted = false
         worker.listenerStats.releaseConnection()
@@ -113,15 +109,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard state != .closed else { return }
         lastActivity = worker.coarseNow
-        let incoming = unwrapInboundIn(data)
-        if var buffered = input {
-            input = nil
-            var more = incoming
-            buffered.writeBuffer(&more)
-            input = buffered
-        } else {
-            input = incoming
-        }
+        requests.append(unwrapInboundIn(data))
         processInput()
     }
 
@@ -176,7 +164,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         guard !processing else { return }
         processing = true
         var started = 0
-        loop: while let buffer = input, buffer.readableBytes > 0 {
+        loop: while requests.bufferedBytes > 0 {
             switch state {
             case .closed, .awaitingResponse:
                 break loop
@@ -188,44 +176,43 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
                     scheduleContinuation()
                     break loop
                 }
-                var buffer = buffer
-                switch buffer.parseHead(.request, options: headOptions, scanned: headScanned) {
-                case .failure(let error):
-                    input = nil
+                let event: MessageFramer.Event
+                do throws(HTTPParseError) {
+                    event = try requests.next()
+                } catch {
+                    requests.reset()
                     protocolError(error)
                     break loop
-                case .success(nil):
+                }
+                switch event {
+                case .needMore:
                     // The clock itself, not the tick's: a head timeout must never fire early,
                     // and only a head that arrives in pieces gets here.
                     if headStartedAt == nil { headStartedAt = .now() }
-                    headScanned = buffer.readableBytes
                     break loop
-                case .success(let head?):
+                case .head(let head, let headBytes):
                     headStartedAt = nil
-                    headScanned = 0
                     started += 1
-                    let headBytes = buffer.readSlice(length: head.length)!
-                    input = buffer
-                    body = BodyDecoder(HeadParser.requestFraming(head))
                     state = .body
                     worker.listenerStats.inc(.requestsTotal, row: worker.row)
                     worker.listenerStats.inc(.requestsActive, row: worker.row)
                     // The body bytes already here go to the filter before it picks a connection,
                     // so a malformed body is refused before anything reaches the upstream.
-                    guard consumeBody() else { break loop }
-                    if body.isComplete { state = .awaitingResponse }
+                    let body = consumeBody()
+                    if body == .refused { break loop }
+                    if body == .ended { state = .awaitingResponse }
                     // May answer at once (a local reply): then `state` is `.head` again and the
                     // loop takes the next pipelined request.
                     startRequest(head, headBytes)
+                case .body, .end:
+                    preconditionFailure("a request framer between requests gives a head or waits for one")
                 }
             case .body:
-                guard consumeBody() else { break loop }
-                if body.isComplete { requestBodyComplete() }
+                let body = consumeBody()
+                if body == .refused { break loop }
+                if body == .ended { requestBodyComplete() }
             }
         }
-        // Holding on to a drained buffer would keep NIO from reusing its receive buffer
-        // (it reuses one only while nobody else references it) and cost a copy per read.
-        if input?.readableBytes == 0 { input = nil }
         processing = false
         updateBacklogPause()
         flushIfNeeded()
@@ -245,32 +232,36 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     /// client costs a bounded buffer whatever it sends (Envoy's per-connection buffer limit).
     private func updateBacklogPause() {
         guard state != .closed else { return }
-        let waiting = input?.readableBytes ?? 0
+        let waiting = requests.bufferedBytes
         let blocked = waiting > 0 && (state == .awaitingResponse || !isWritable || continuationScheduled)
         reading.update(.backlog, holds: blocked || waiting > limits.perConnectionBufferLimitBytes, on: context)
     }
 
-    /// Moves body bytes from the input into the filter (or keeps them for it to collect).
-    private func consumeBody() -> Bool {
-        guard var buffer = input, !body.isComplete else { return true }
-        switch buffer.consumeBody(&body) {
-        case .failure(let error):
-            input = nil
-            if let filter {
-                filter.requestMalformed(error)
-            } else {
-                // The head was counted as a request; no filter will end it.
-                worker.listenerStats.add(.requestsActive, -1, row: worker.row)
-                protocolError(error)
+    private enum BodyProgress { case ended, needsMore, refused }
+
+    /// Moves the body bytes that are here into the filter (or keeps them for it to collect).
+    private func consumeBody() -> BodyProgress {
+        while true {
+            let event: MessageFramer.Event
+            do throws(HTTPParseError) {
+                event = try requests.next()
+            } catch {
+                requests.reset()
+                if let filter {
+                    filter.requestMalformed(error)
+                } else {
+                    // The head was counted as a request; no filter will end it.
+                    worker.listenerStats.add(.requestsActive, -1, row: worker.row)
+                    protocolError(error)
+                }
+                return .refused
             }
-            return false
-        case .success(let n):
-            if n > 0 {
-                let part = buffer.readSlice(length: n)!
-                input = buffer
-                pendingBody(part)
+            switch event {
+            case .body(let part): pendingBody(part)
+            case .end: return .ended
+            case .needMore: return .needsMore
+            case .head: preconditionFailure("a head inside a request body")
             }
-            return true
         }
     }
 
@@ -432,7 +423,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         // Inside `processInput` (a local reply) its loop goes on and flushes once at its end;
         // otherwise it starts here.
         if !processing {
-            if input != nil {
+            if requests.bufferedBytes > 0 {
                 processInput()
             } else {
                 updateBacklogPause()
@@ -464,7 +455,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     private func localReplyAndClose(_ error: HTTPParseError) {
         worker.listenerStats.countResponse(error.status, row: worker.row)
         state = .closed
-        input = nil
+        requests.reset()
         let reply = LocalReply.make(
             status: error.status, body: error.reason, close: true, allocator: context.channel.allocator)
         writeLastAndClose(reply)
@@ -524,7 +515,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
                     localReplyAndClose(HTTPParseError(408, "stream timeout"))
                     return
                 }
-            } else if (input?.readableBytes ?? 0) > 0 || !isWritable {
+            } else if requests.bufferedBytes > 0 || !isWritable {
                 // Answers the client does not take, with its next requests waiting behind them.
                 if let limit = limits.streamIdleTimeout, now - lastActivity >= limit {
                     worker.listenerStats.inc(.streamIdleTimeouts, row: worker.row)
