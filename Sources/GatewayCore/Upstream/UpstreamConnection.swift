@@ -60,7 +60,8 @@ final class UpstreamConnection: ChannelInboundHandler {
     private(set) var requestsServed = 0
     var idleSince = NIODeadline.uptimeNanoseconds(0)
 
-    private var framer = UpstreamResponseFramer()
+    private var framer = MessageFramer(.response, options: .responseDefaults)
+    private var requestWasHead = false
 
     init(pool: HostPool) { self.pool = pool }
 
@@ -100,7 +101,9 @@ final class UpstreamConnection: ChannelInboundHandler {
     func begin(sink: UpstreamResponseSink, requestIsHead: Bool) {
         assert(state == .active, "a request begins only on a connection the pool handed out")
         // A pooled connection carries nothing of an earlier response: bytes after one close it.
+        assert(framer.bufferedBytes == 0 && !framer.isInsideMessage, "bytes of an earlier response are left")
         framer.expectResponse(toHead: requestIsHead)
+        requestWasHead = requestIsHead
         resumeReading()
         self.sink = sink
         requestsServed += 1
@@ -149,16 +152,30 @@ final class UpstreamConnection: ChannelInboundHandler {
     /// Frames what arrived and hands it to the sink, until the response ends or the sink lets go.
     private func process(context: ChannelHandlerContext) {
         while state == .active, let sink {
-            switch framer.next() {
-            case .failure(let error):
+            let event: MessageFramer.Event
+            do {
+                event = try framer.next()
+            } catch {
                 fail(.protocolError(error), context: context)
                 return
-            case .success(.needMore):
+            }
+            switch event {
+            case .needMore:
                 return
-            case .success(.interimHead(let bytes)):
-                sink.upstreamInterimHead(bytes)
-            case .success(.head(let head, let bytes)):
-                if !head.keepAlive || framer.announcesForbiddenBody(head) || framer.endsAtClose { reusable = false }
+            case .head(let head, let bytes):
+                if head.status == 101 {
+                    // The gateway never asks to switch protocols (it drops Upgrade): an
+                    // upstream that does is not speaking HTTP/1.1 with us.
+                    fail(.protocolError(HTTPParseError(502, "upstream switched protocols unasked")), context: context)
+                    return
+                }
+                if head.isInterim {
+                    sink.upstreamInterimHead(bytes)
+                    continue
+                }
+                if !head.keepAlive || Self.announcesForbiddenBody(head, requestWasHead: requestWasHead) || framer.endsAtClose {
+                    reusable = false
+                }
                 guard sink.upstreamResponseHead(head, bytes: bytes, framing: framer.framing) else {
                     // The request will retry elsewhere: the rest of this response is not wanted.
                     self.sink = nil
@@ -166,10 +183,16 @@ final class UpstreamConnection: ChannelInboundHandler {
                     pool.abandoned(self)
                     return
                 }
-            case .success(.body(let part)):
+            case .body(let part):
                 sink.upstreamResponseBody(part)
-            case .success(.end(let trailing)):
-                if trailing { reusable = false }
+            case .end:
+                if framer.bufferedBytes > 0 {
+                    // Bytes after a complete response (a body on a 204 or a HEAD answer, more
+                    // than Content-Length said) were sent for no request: whatever they are, they
+                    // must never be read as the next request's response.
+                    reusable = false
+                    framer.reset()
+                }
                 self.sink = nil
                 // Handed back at the end of the read batch; an idle pooled connection must read,
                 // or it would not notice the upstream closing it.
@@ -181,11 +204,23 @@ final class UpstreamConnection: ChannelInboundHandler {
         }
     }
 
+    /// A 204 or 304, or an answer to HEAD, must not have a body (RFC 9110 §6.4.1); one that
+    /// announces a chunked body, or a 204/304 with a non-zero Content-Length, may send it in a
+    /// later packet, where nothing could tell it from the next response. Such a connection is
+    /// closed after the response instead of reused. (A HEAD answer's Content-Length is the size
+    /// the GET would have, so only chunking is suspicious there.)
+    static func announcesForbiddenBody(_ head: MessageHead, requestWasHead: Bool) -> Bool {
+        let noBodyStatus = head.status == 204 || head.status == 304
+        guard noBodyStatus || requestWasHead else { return false }
+        if head.chunked { return true }
+        return noBodyStatus && (head.contentLength ?? 0) > 0
+    }
+
     /// The upstream broke HTTP/1.1: nothing more it sends can be trusted, so the connection goes.
     private func fail(_ failure: UpstreamFailure, context: ChannelHandlerContext) {
         let sink = self.sink
         self.sink = nil
-        let started = framer.responseStarted
+        let started = framer.isInsideMessage
         pool.countProtocolError()
         pool.abandoned(self)
         sink?.upstreamFailed(failure, responseStarted: started)
@@ -195,7 +230,7 @@ final class UpstreamConnection: ChannelInboundHandler {
         let sink = self.sink
         self.sink = nil
         let endsAtClose = framer.endsAtClose
-        let started = framer.responseStarted
+        let started = framer.isInsideMessage
         pool.closed(self)
         guard let sink else { return }
         if endsAtClose {
