@@ -295,6 +295,44 @@ final class RouterFilterTests: XCTestCase {
         XCTAssertEqual(first.status, 200)
         XCTAssertEqual(h.cluster.resources.requests.current, 0)
     }
+
+    /// A reload that removes the cluster drops its pool while a request still runs on one of
+    /// its connections: the response finishes, and the connection closes instead of idling.
+    func testAReloadRemovingTheClusterLetsItsConnectionFinishAndClose() throws {
+        let h = try RouterHarness(route: route(.disabled))
+        let (stream, _) = try h.send()
+        let old = h.worker.snapshot
+        h.worker.install(ConfigSnapshot(version: 2, config: old.config, routes: RouteTable(routes: []), clusters: [:]))
+        try h.connector.respond(0, ok)
+        XCTAssertEqual(stream.status, 200)
+        XCTAssertFalse(h.connector.channels[0].isActive, "a leaving cluster's connection closes after its response")
+        XCTAssertEqual(h.cluster.resources.connections.current, 0)
+        XCTAssertEqual(h.cluster.resources.requests.current, 0)
+    }
+
+    /// `http2MaxRequests` refusing a request that found an idle connection leaves that
+    /// connection idle, ready for the next one.
+    func testAnIdleConnectionRefusedByTheActiveRequestLimitStaysIdle() throws {
+        let h = try RouterHarness(route: route(.disabled),
+                                  policy: TrafficPolicy(connectionPool: ConnectionPoolSettings(http2MaxRequests: 2)))
+        try h.send()
+        try h.send()
+        try h.connector.respond(0, ok)
+        try h.connector.respond(1, ok)
+        h.cluster.resources.update(ConnectionPoolSettings(http2MaxRequests: 1))
+        let (c, _) = try h.send()
+        let (d, _) = try h.send()
+        XCTAssertEqual(d.status, 503, "over http2MaxRequests")
+        XCTAssertEqual(h.stat(.upstream_rq_pending_overflow), 1)
+        try h.connector.respond(1, ok)
+        XCTAssertEqual(c.status, 200)
+        let (e, _) = try h.send()
+        try h.connector.respond(1, ok)
+        XCTAssertEqual(e.status, 200)
+        XCTAssertEqual(h.connector.channels.count, 2, "both connections stayed in the pool")
+        XCTAssertTrue(h.connector.channels.allSatisfy(\.isActive))
+        XCTAssertEqual(h.cluster.resources.requests.current, 0)
+    }
 }
 
 /// One try on its own, its owner recorded.

@@ -24,8 +24,9 @@ protocol PoolWaiter: AnyObject {
 /// requests, connections, connecting) change in exactly one place.
 final class HostPool {
     let host: Host
-    // The cluster pool owns its host pools and outlives them; only connects and closes reach it.
-    unowned let owner: ClusterPool
+    /// Weak: a reload that removes the cluster drops its pool while connections of it still
+    /// finish their responses and close; only connects and closes reach the owner.
+    private weak var owner: ClusterPool?
     let eventLoop: EventLoop
     private let resources: ResourceManager
     private let stats: ClusterStats
@@ -119,7 +120,11 @@ final class HostPool {
         // http2MaxRequests bounds active requests on HTTP/1.1 too; Envoy counts its overflow as pending overflow.
         guard resources.requests.canCreate() else {
             stats.inc(.upstream_rq_pending_overflow, row: row)
-            makeIdle(connection)
+            if connection.state == .idle {
+                idle.append(connection)  // taken from the idle list: it goes back as it was
+            } else {
+                makeIdle(connection)
+            }
             waiter.poolFailed(.overflow)
             return
         }
@@ -153,6 +158,11 @@ final class HostPool {
         host.activeConnections.wrappingIncrement(ordering: .relaxed)
         stats.inc(.upstream_cx_total, row: row)
         let connection = UpstreamConnection(pool: self)
+        // A pool with waiting requests has an owner: each waiting request's filter holds it.
+        guard let owner else {
+            eventLoop.execute { self.connectFailed(connection, timeout: false) }
+            return
+        }
         owner.connector.connect(connection, to: host, on: eventLoop,
                                 timeout: owner.snapshot.policy.connectionPool.connectTimeout)
             .assumeIsolatedUnsafeUnchecked()
@@ -169,7 +179,8 @@ final class HostPool {
     private func connected(_ connection: UpstreamConnection) {
         // Closed while connecting (a drain): `channelInactive` reports it.
         guard connection.state == .connecting else { return }
-        guard connection.reusable else {
+        // Asked to close meanwhile, or the cluster is leaving with nobody waiting for it.
+        guard connection.reusable, !(draining && pending.isEmpty) else {
             connection.close()
             return
         }
@@ -234,7 +245,7 @@ final class HostPool {
         stats.inc(.upstream_cx_destroy, row: row)
         if wasIdle, let i = idle.firstIndex(where: { $0 === connection }) { idle.remove(at: i) }
         // The freed connection slot may let waiting requests, here or on other hosts, connect.
-        owner.connectionFreed()
+        owner?.connectionFreed()
     }
 
     /// A connection of this pool got bytes that are not HTTP/1.1 and was closed.

@@ -239,6 +239,7 @@ final class RouterFilter: UpstreamRequestOwner {
         let connectError = "upstream connect error or disconnect/reset before headers. reset reason: "
         switch result {
         case .overflow:
+            _ = scheduleRetry(result)  // never retried; counts an earlier retry's success
             flags.insert(.upstreamOverflow)
             finishLocally(status: 503, body: connectError + "overflow",
                           headers: [("x-envoy-overloaded", "true"), ("retry-after", "1")])
@@ -256,6 +257,7 @@ final class RouterFilter: UpstreamRequestOwner {
             finishLocally(status: 504, body: "upstream request timeout")
         case .protocolError:
             // Never retried (a retry would most likely meet the same upstream bug): 502, flag UPE.
+            _ = scheduleRetry(result)
             flags.insert(.upstreamProtocolError)
             finishLocally(status: 502, body: "upstream protocol error: \(reason)")
         }

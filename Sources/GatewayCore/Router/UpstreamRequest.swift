@@ -35,8 +35,9 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         case done
     }
 
-    /// The filter holds its current try; a try it let go of reports nothing more (`state` is `.done`).
-    private unowned let owner: UpstreamRequestOwner
+    /// Held until the try is `.done` (then dropped, which breaks the owner -> try -> owner
+    /// cycle): a try reports nothing after it ended.
+    private var owner: UpstreamRequestOwner?
     let hostPool: HostPool
     var host: Host { hostPool.host }
     private let cluster: ClusterSnapshot
@@ -90,10 +91,11 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         pendingHead = nil
         // The body so far joins the head in one write.
         handingOver = true
-        owner.upstreamReady(self)
+        owner?.upstreamReady(self)
         handingOver = false
         connection.flush()
-        if let perTryTimeout {
+        // A flush that failed closed the connection, and the try ended, inside the call.
+        if let perTryTimeout, state == .awaitingResponse {
             perTryTimer = eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: perTryTimeout) { self.perTryTimedOut() }
         }
     }
@@ -131,28 +133,29 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
 
     func upstreamWritabilityChanged(_ writable: Bool) {
         guard state != .done else { return }
-        owner.upstreamWritabilityChanged(writable)
+        owner?.upstreamWritabilityChanged(writable)
     }
 
     // MARK: response
 
     func upstreamInterimHead(_ bytes: ByteBuffer) {
         guard state == .awaitingResponse else { return }
-        owner.upstreamInterimHead(bytes)
+        owner?.upstreamInterimHead(bytes)
     }
 
     func upstreamResponseHead(_ head: MessageHead, bytes: ByteBuffer, framing: BodyFraming) -> Bool {
         guard state == .awaitingResponse else { return false }
         cancelPerTryTimer()
         let code = head.status
-        record(.response(status: code))
+        let now = NIODeadline.now()
+        record(.response(status: code), now: now)
         cluster.stats.countResponse(code, row: row)
-        let serviceMs = Int((NIODeadline.now() - start).nanoseconds / 1_000_000)
+        let serviceMs = Int((now - start).nanoseconds / 1_000_000)
         state = .receivingResponse
-        guard owner.upstreamHead(self, head, bytes: bytes, framing: framing, serviceMs: serviceMs) else {
+        guard owner?.upstreamHead(self, head, bytes: bytes, framing: framing, serviceMs: serviceMs) == true else {
             // The owner retries: this connection goes (its response is not read to the end).
-            state = .done
             connection = nil
+            markDone()
             return false
         }
         return true
@@ -160,21 +163,22 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard state == .receivingResponse else { return }
-        owner.upstreamBody(body)
+        owner?.upstreamBody(body)
     }
 
     func upstreamReadComplete() {
         guard state == .receivingResponse else { return }
-        owner.upstreamReadComplete()
+        owner?.upstreamReadComplete()
     }
 
     func upstreamResponseEnd() {
         guard state == .receivingResponse, let connection else { return }
         if !wholeBodyHandedOver { connection.reusable = false }
         self.connection = nil
-        state = .done
+        let owner = self.owner
+        markDone()
         cluster.stats.inc(.upstream_rq_completed, row: row)
-        owner.upstreamResponseEnd(self)
+        owner?.upstreamResponseEnd(self)
     }
 
     func upstreamFailed(_ failure: UpstreamFailure, responseStarted: Bool) {
@@ -204,16 +208,23 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
 
     private func end(_ result: TryResult, responseStarted: Bool, reason: String, record shouldRecord: Bool = true) {
         cancelPerTryTimer()
-        state = .done
+        let owner = self.owner
+        markDone()
         if shouldRecord { record(result) }
-        owner.upstreamTryFailed(self, result, responseStarted: responseStarted, reason: reason)
+        owner?.upstreamTryFailed(self, result, responseStarted: responseStarted, reason: reason)
+    }
+
+    private func markDone() {
+        state = .done
+        owner = nil
     }
 
     /// The host's counters and its outlier detector learn how the try ended.
-    private func record(_ result: TryResult) {
+    private func record(_ result: TryResult, now: NIODeadline? = nil) {
         if result == .overflow { return }
         host.count(result.isHostError ? .error : .success, row: row)
-        cluster.outlier.record(result, host: host, settings: cluster.policy.outlierDetection, now: .now())
+        guard let settings = cluster.policy.outlierDetection else { return }
+        cluster.outlier.record(result, host: host, settings: settings, now: now ?? .now())
     }
 
     /// The owner gives up on this try (route timeout, client gone, malformed request): a waiting
@@ -232,7 +243,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         }
         pendingHead = nil
         connection = nil
-        state = .done
+        markDone()
     }
 
     private func cancelPerTryTimer() {

@@ -13,7 +13,9 @@ struct SocketConnector: UpstreamConnector {
     func connect(_ connection: UpstreamConnection, to host: Host, on eventLoop: EventLoop,
                  timeout: TimeAmount) -> EventLoopFuture<Void> {
         guard let address = host.address else {
-            return eventLoop.makeFailedFuture(ChannelError.connectPending)
+            // Failed from the event loop's queue, as a refused connect would be, never inside
+            // the request that asked for the connection.
+            return eventLoop.submit { throw UnresolvedEndpoint(endpoint: host.endpoint) }
         }
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
@@ -26,4 +28,9 @@ struct SocketConnector: UpstreamConnector {
             .connect(to: address)
             .map { _ in }
     }
+}
+
+/// An endpoint whose address did not resolve when the config was loaded: a connect failure.
+struct UnresolvedEndpoint: Error {
+    let endpoint: Endpoint
 }
