@@ -433,38 +433,43 @@ final class UpstreamRequestTests: XCTestCase {
 }
 
 final class RetryStateStatusTests: XCTestCase {
+    final class Counter: RetryTarget {
+        var fired = 0
+        func retryNow() { fired += 1 }
+    }
+
     func testStatusesAndTheBudget() {
         let loop = EmbeddedEventLoop()
         let budget = ResourceLimit(max: 1)
         let stats = ClusterStats()
         var random = FastRandom(seed: 1)
-        var fired = 0
+        let target = Counter()
         var state = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.fiveXX]), budget: budget, stats: stats, row: 0)
-        XCTAssertEqual(state.shouldRetry(.response(status: 404), eventLoop: loop, random: &random) { fired += 1 }, .no)
-        XCTAssertEqual(state.shouldRetry(.overflow, eventLoop: loop, random: &random) { fired += 1 }, .no)
-        XCTAssertEqual(state.shouldRetry(.response(status: 500), eventLoop: loop, random: &random) { fired += 1 }, .yes)
+        XCTAssertEqual(state.shouldRetry(.response(status: 404), eventLoop: loop, random: &random, target: target), .no)
+        XCTAssertEqual(state.shouldRetry(.overflow, eventLoop: loop, random: &random, target: target), .no)
+        XCTAssertEqual(state.shouldRetry(.response(status: 500), eventLoop: loop, random: &random, target: target), .yes)
         XCTAssertEqual(budget.current, 1, "the scheduled retry holds the budget")
         loop.advanceTime(by: RetryState.maxInterval)
-        XCTAssertEqual(fired, 1, "the retry runs after its backoff")
+        XCTAssertEqual(target.fired, 1, "the retry runs after its backoff")
 
         // Another request's retry finds the budget taken.
         var other = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.fiveXX]), budget: budget, stats: stats, row: 0)
-        XCTAssertEqual(other.shouldRetry(.reset, eventLoop: loop, random: &random) { fired += 1 }, .noOverflow)
+        XCTAssertEqual(other.shouldRetry(.reset, eventLoop: loop, random: &random, target: target), .noOverflow)
         XCTAssertEqual(stats[.upstream_rq_retry_overflow], 1)
 
-        XCTAssertEqual(state.shouldRetry(.response(status: 503), eventLoop: loop, random: &random) { fired += 1 }, .yes,
+        XCTAssertEqual(state.shouldRetry(.response(status: 503), eventLoop: loop, random: &random, target: target), .yes,
                        "the same request's next retry reuses its unit")
-        XCTAssertEqual(state.shouldRetry(.response(status: 503), eventLoop: loop, random: &random) { fired += 1 },
+        XCTAssertEqual(state.shouldRetry(.response(status: 503), eventLoop: loop, random: &random, target: target),
                        .noRetryLimitExceeded)
         XCTAssertEqual(stats[.upstream_rq_retry_limit_exceeded], 1)
         XCTAssertEqual(stats[.upstream_rq_retry], 2)
         state.reset()
         XCTAssertEqual(budget.current, 0, "the end of the request gives the budget back")
         loop.advanceTime(by: .seconds(1))
-        XCTAssertEqual(fired, 1, "a reset cancels the pending retry")
+        XCTAssertEqual(target.fired, 1, "a reset cancels the pending retry")
 
         var unreplayable = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.fiveXX]), budget: budget, stats: stats, row: 0)
-        XCTAssertEqual(unreplayable.shouldRetry(.response(status: 500), replayable: false, eventLoop: loop, random: &random) {},
+        XCTAssertEqual(unreplayable.shouldRetry(.response(status: 500), replayable: false, eventLoop: loop, random: &random, target: target),
                        .noRetryLimitExceeded)
     }
 }

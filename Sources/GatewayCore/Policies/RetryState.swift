@@ -13,6 +13,12 @@ public enum RetryStatus: Equatable, Sendable {
     case yes
 }
 
+/// What a scheduled retry calls when its backoff is over (Envoy's `DoRetryCallback`). An object
+/// rather than a closure, so deciding *not* to retry (every successful response) allocates nothing.
+public protocol RetryTarget: AnyObject {
+    func retryNow()
+}
+
 /// Envoy's retry state for one request (`RetryStateImpl`): which results retry (`retryOn`), how
 /// many tries are left, the cluster's retry budget (`maxRetries`), the jittered exponential
 /// backoff timer and the retry stats. The router filter asks it after every failed try and
@@ -72,11 +78,11 @@ public struct RetryState {
     }
 
     /// Envoy's `shouldRetry`: decides, takes the budget, counts, and on `.yes` schedules
-    /// `retry` on `eventLoop` after the backoff. `replayable`: the request body is still whole
-    /// (a retry could not send a body that was not kept).
+    /// `target.retryNow()` on `eventLoop` after the backoff. `replayable`: the request body is
+    /// still whole (a retry could not send a body that was not kept).
     public mutating func shouldRetry(
         _ result: TryResult, replayable: Bool = true, eventLoop: EventLoop, random: inout FastRandom,
-        retry: @escaping () -> Void
+        target: RetryTarget
     ) -> RetryStatus {
         guard isRetriable(result) else {
             // Envoy infers an earlier retry succeeded when its result is not one to retry.
@@ -99,7 +105,7 @@ public struct RetryState {
         }
         stats?.inc(.upstream_rq_retry, row: row)
         let delay = nextBackoff(random: &random)
-        backoffTimer = eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { retry() }
+        backoffTimer = eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { target.retryNow() }
         return .yes
     }
 

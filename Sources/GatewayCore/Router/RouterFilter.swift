@@ -8,7 +8,7 @@ import NIOCore
 /// `RetryState`) → relay the response to the `DownstreamStream` → `finish` (access log).
 /// A try's pool wait, per-try timer and host accounting live in `UpstreamRequest`; how the
 /// answer is encoded for the client lives in the stream. Confined to the downstream's event loop.
-final class RouterFilter: UpstreamRequestOwner {
+final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     /// Request bodies up to this size are kept so a retry can send them again.
     static let maxReplayBytes = 1 << 20
 
@@ -173,10 +173,7 @@ final class RouterFilter: UpstreamRequestOwner {
     /// Asks the retry state; on `.yes` the next try starts after its backoff.
     private func scheduleRetry(_ result: TryResult) -> Bool {
         let status = retry.shouldRetry(result, replayable: replayable, eventLoop: worker.eventLoop,
-                                       random: &worker.random) { [self] in
-            retry.backoffFired()
-            tryOnce()
-        }
+                                       random: &worker.random, target: self)
         switch status {
         case .yes: return true
         case .noRetryLimitExceeded:
@@ -185,6 +182,12 @@ final class RouterFilter: UpstreamRequestOwner {
         case .no, .noOverflow:
             return false
         }
+    }
+
+    /// The backoff of a scheduled retry is over.
+    func retryNow() {
+        retry.backoffFired()
+        tryOnce()
     }
 
     // MARK: upstream response
