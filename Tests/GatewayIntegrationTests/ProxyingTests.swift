@@ -64,6 +64,41 @@ final class ProxyingTests: XCTestCase {
         XCTAssertEqual(upstream.seenRequests.first?.body, "hello world")
     }
 
+    /// Upstream is HTTP/1.1 whatever the client speaks: an HTTP/1.0 keep-alive client's requests
+    /// share the pooled upstream connections like any other, and get HTTP/1.0 answers.
+    func testHTTP10KeepAliveClientReusesTheUpstreamPool() throws {
+        let c = try RawConnection(port: gw.port)
+        for i in 0..<1000 {
+            c.send("GET /orders/\(i) HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            let r = try XCTUnwrap(c.readResponse(), "request \(i)")
+            XCTAssertEqual(r.status, 200)
+            XCTAssertTrue(r.statusLine.hasPrefix("HTTP/1.0 "), r.statusLine)
+            XCTAssertEqual(r.header("connection")?.lowercased(), "keep-alive")
+            XCTAssertFalse(r.closed)
+        }
+        XCTAssertEqual(gw.stat("cluster.order.upstream_rq_total"), 1000)
+        XCTAssertLessThanOrEqual(gw.stat("cluster.order.upstream_cx_total") ?? .max, 2,
+                                 "a handful of upstream connections for 1,000 requests")
+        let host = upstream.seenRequests.last?.headers.first { $0.0.lowercased() == "host" }?.1
+        XCTAssertEqual(host, "order", "an HTTP/1.1 request needs a Host: the destination's when the client sent none")
+    }
+
+    func testHTTP10ClientWithoutKeepAliveGetsAnHTTP10AnswerAndAClose() throws {
+        for _ in 0..<3 {
+            let c = try RawConnection(port: gw.port)
+            c.send("GET /orders/1 HTTP/1.0\r\nHost: shop.example\r\n\r\n")
+            let r = try XCTUnwrap(c.readResponse())
+            XCTAssertEqual(r.status, 200)
+            XCTAssertTrue(r.statusLine.hasPrefix("HTTP/1.0 200"), r.statusLine)
+            XCTAssertEqual(r.header("connection")?.lowercased(), "close")
+            XCTAssertTrue(c.isClosedByPeer())
+        }
+        // One pooled connection per event loop at most (the gateway runs two), not one per client.
+        XCTAssertLessThanOrEqual(gw.stat("cluster.order.upstream_cx_total") ?? .max, 2,
+                                 "the upstream connections outlive each client's")
+        XCTAssertEqual(upstream.seenRequests.last?.headers.first { $0.0.lowercased() == "host" }?.1, "shop.example")
+    }
+
     func testNoRouteIs404() {
         let r = httpRequest(port: gw.port, path: "/nothing")
         XCTAssertEqual(r?.status, 404)

@@ -40,6 +40,7 @@ public final class ClusterSnapshot: Sendable {
     }
 
     // The cluster's shared state, read through the snapshot a request holds.
+    var name: String { cluster.name }
     @inline(__always) var stats: ClusterStats { cluster.stats }
     @inline(__always) var resources: ResourceManager { cluster.resources }
     @inline(__always) var outlier: OutlierDetector { cluster.outlier }

@@ -10,19 +10,39 @@ enum HeadWriter {
     /// framed by Transfer-Encoding, Content-Length (RFC 9112 §6.3: a client must not see both).
     /// `dropFraming`: a response whose body goes out without its framing headers (a 204, which
     /// must not carry them, or a chunked body de-chunked for an HTTP/1.0 client).
+    /// `version`: the start line's version is replaced with this one (`HTTP/1.1` for every request
+    /// sent upstream, `HTTP/1.0` for a response to an HTTP/1.0 client); nil keeps it.
     @inline(__always)
     static func copyWithoutHopByHop(
-        _ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer, dropFraming: Bool = false
+        _ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer, dropFraming: Bool = false,
+        version: StaticString? = nil
     ) {
         source.withUnsafeReadableBytes { b in
-            guard head.needsLineRewrite || dropFraming else {
+            guard head.needsLineRewrite || dropFraming || version != nil else {
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: b[0..<(head.length - 2)]))
                 return
             }
             var i = 0
             while i < head.length && b[i] != 0x0A { i += 1 }
-            out.writeBytes(UnsafeRawBufferPointer(rebasing: b[0...i]))
+            if let version {
+                // The parser took "HTTP/1.x" as the request line's last 8 bytes before CRLF, or the
+                // status line's first 8.
+                if head.kind == .request {
+                    out.writeBytes(UnsafeRawBufferPointer(rebasing: b[0..<(i - 9)]))
+                    out.writeStaticString(version)
+                    out.writeStaticString("\r\n")
+                } else {
+                    out.writeStaticString(version)
+                    out.writeBytes(UnsafeRawBufferPointer(rebasing: b[8...i]))
+                }
+            } else {
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[0...i]))
+            }
             i += 1
+            guard head.needsLineRewrite || dropFraming else {
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[i..<(head.length - 2)]))
+                return
+            }
             while i < head.length - 2 {
                 let start = i
                 while b[i] != 0x0A { i += 1 }
@@ -46,11 +66,20 @@ enum HeadWriter {
     /// The request head sent upstream: the client's lines minus hop-by-hop ones, plus
     /// X-Forwarded-For, X-Forwarded-Proto and (when the client sent none) an x-request-id that
     /// `writeRequestID` writes. Returns the request id as a slice (of `out` or of `source`).
+    ///
+    /// Upstream is always HTTP/1.1, as Envoy and HAProxy speak it: an HTTP/1.0 client's request
+    /// goes out as HTTP/1.1 (with `defaultHost` as its Host when it had none), so the pooled
+    /// connection stays open after the response whatever the client spoke.
     static func writeUpstreamHead(
-        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, into out: inout ByteBuffer,
-        writeRequestID: (inout ByteBuffer) -> Void
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, defaultHost: String,
+        into out: inout ByteBuffer, writeRequestID: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
-        copyWithoutHopByHop(head, from: source, into: &out)
+        copyWithoutHopByHop(head, from: source, into: &out, version: head.minorVersion == 0 ? "HTTP/1.1" : nil)
+        if head.host == nil {
+            out.writeStaticString("host: ")
+            out.writeString(defaultHost)
+            out.writeStaticString("\r\n")
+        }
         out.writeStaticString("x-forwarded-for: ")
         if let xff = head.forwardedFor {
             out.writeImmutableBuffer(source.getSlice(at: source.readerIndex + xff.lowerBound, length: xff.count)!)
@@ -76,9 +105,9 @@ enum HeadWriter {
     @inline(__always)
     static func writeResponseHead(
         _ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer, dropFraming: Bool,
-        upstreamServiceMs: Int, close: Bool, announceKeepAlive: Bool
+        upstreamServiceMs: Int, close: Bool, announceKeepAlive: Bool, version: StaticString? = nil
     ) {
-        copyWithoutHopByHop(head, from: source, into: &out, dropFraming: dropFraming)
+        copyWithoutHopByHop(head, from: source, into: &out, dropFraming: dropFraming, version: version)
         out.writeStaticString("x-envoy-upstream-service-time: ")
         out.writeDecimal(upstreamServiceMs)
         out.writeStaticString("\r\n")

@@ -347,7 +347,9 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         var out = reuse(&spareResponseHead, capacity: bytes.readableBytes + 64 + 1024)
         HeadWriter.writeResponseHead(
             head, from: bytes, into: &out, dropFraming: head.status == 204 || dechunker != nil,
-            upstreamServiceMs: upstreamServiceMs, close: closeAfterResponse, announceKeepAlive: requestMinorVersion == 0)
+            upstreamServiceMs: upstreamServiceMs, close: closeAfterResponse, announceKeepAlive: requestMinorVersion == 0,
+            // An HTTP/1.0 client gets an HTTP/1.0 answer, as Envoy's codec writes it.
+            version: requestMinorVersion == 0 ? "HTTP/1.0" : nil)
         responseBytesSent += out.readableBytes
         outgoing = out
         outgoingIsSpare = true

@@ -96,8 +96,9 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         bytesReceived = body?.readableBytes ?? 0
         if bytesReceived > Self.maxReplayBytes { replayable = false }
         var out = stream.headBuffer(capacity: head.length + 160)
-        requestID = HeadWriter.writeUpstreamHead(head, from: headBytes, clientAddress: stream.clientAddress,
-                                                 into: &out) { worker.writeRequestID(into: &$0) }
+        requestID = HeadWriter.writeUpstreamHead(
+            head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.name, into: &out
+        ) { worker.writeRequestID(into: &$0) }
         upstreamHead = out
     }
 

@@ -9,6 +9,8 @@ struct RawResponse {
     var headers: [(String, String)]
     var body: String
     var closed: Bool
+    /// The status line as it came (its version, too).
+    var statusLine = ""
 
     func header(_ name: String) -> String? {
         headers.first { $0.0.lowercased() == name.lowercased() }?.1
@@ -100,7 +102,7 @@ final class RawConnection {
             guard let c = line.firstIndex(of: ":") else { return nil }
             return (String(line[..<c]), line[line.index(after: c)...].trimmingCharacters(in: .whitespaces))
         }
-        var response = RawResponse(status: status, headers: headers, body: "", closed: false)
+        var response = RawResponse(status: status, headers: headers, body: "", closed: false, statusLine: statusLine)
         if let cl = response.header("content-length").flatMap(Int.init) {
             while buffer.count < cl { if !fill() { response.closed = true; break } }
             let n = min(cl, buffer.count)
