@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -17,7 +20,6 @@ public final class GatewayRuntime: Sendable {
     let loadConfig: @Sendable (String) throws -> GatewayConfig
     let group: EventLoopGroup
     let workers: [Worker]
-    private let workerByLoop: [ObjectIdentifier: Worker]
     public let listenerStats = ListenerStats()
     /// Writes the access log off the event loops (nil: logging off).
     let accessLogWriter: AccessLogWriter?
@@ -32,7 +34,7 @@ public final class GatewayRuntime: Sendable {
         var reloadSuccess = 0
         var reloadFailure = 0
         var draining = false
-        var serverChannel: Channel? = nil
+        var serverChannels: [Channel] = []
         var adminChannel: Channel? = nil
     }
     private let state: NIOLockedValueBox<State>
@@ -57,7 +59,6 @@ public final class GatewayRuntime: Sendable {
                                   accessLogWriter: writer))
         }
         self.workers = workers
-        workerByLoop = Dictionary(uniqueKeysWithValues: workers.map { (ObjectIdentifier($0.eventLoop), $0) })
     }
 
     public var snapshot: ConfigSnapshot { state.withLockedValue { $0.snapshot } }
@@ -106,32 +107,43 @@ public final class GatewayRuntime: Sendable {
 
     // MARK: listening
 
+    static let reusePort = NIOBSDSocket.Option(rawValue: SO_REUSEPORT)
+
     public struct BoundAddresses: Sendable {
         public var listener: SocketAddress
         public var admin: SocketAddress
     }
 
     public func start(listener: BindAddress, admin: BindAddress) async throws -> BoundAddresses {
-        let workerByLoop = self.workerByLoop
-        let server = try await ServerBootstrap(group: group)
-            // A burst of connects (thousands of clients at once, an attack or a restart) waits in
-            // the kernel's queue rather than losing SYNs, which clients retry only after a second;
-            // the kernel caps it at net.core.somaxconn. Accepting up to 64 per wakeup drains it fast.
-            .serverChannelOption(.backlog, value: 4096)
-            .serverChannelOption(.maxMessagesPerRead, value: 64)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let worker = workerByLoop[ObjectIdentifier(channel.eventLoop)]!
-                    try channel.pipeline.syncOperations.addHandler(DownstreamHandler(worker: worker))
+        // One listening socket per event loop on the same port (SO_REUSEPORT, as Envoy binds its
+        // workers' listeners on Linux): the kernel spreads new connections over the loops, and
+        // each is accepted on the loop that serves it, with no hand-over between threads. The
+        // first bind picks the port when the config asks for 0; the others take the same one.
+        var servers: [Channel] = []
+        var port = listener.port
+        for worker in workers {
+            let server = try await ServerBootstrap(group: worker.eventLoop)
+                // A burst of connects (thousands of clients at once, an attack or a restart) waits in
+                // the kernel's queue rather than losing SYNs, which clients retry only after a second;
+                // the kernel caps it at net.core.somaxconn. Accepting up to 64 per wakeup drains it fast.
+                .serverChannelOption(.backlog, value: 4096)
+                .serverChannelOption(.maxMessagesPerRead, value: 64)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.socketOption(Self.reusePort), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(DownstreamHandler(worker: worker))
+                    }
                 }
-            }
-            .bind(host: listener.address, port: listener.port).get()
+                .bind(host: listener.address, port: port).get()
+            if port == 0, let bound = server.localAddress?.port { port = bound }
+            servers.append(server)
+        }
         let adminChannel = try await AdminServer.bind(runtime: self, address: admin)
         state.withLockedValue {
-            $0.serverChannel = server
+            $0.serverChannels = servers
             $0.adminChannel = adminChannel
         }
         for worker in workers {
@@ -140,7 +152,7 @@ public final class GatewayRuntime: Sendable {
             }
         }
         startOutlierSweeps()
-        return BoundAddresses(listener: server.localAddress!, admin: adminChannel.localAddress!)
+        return BoundAddresses(listener: servers[0].localAddress!, admin: adminChannel.localAddress!)
     }
 
     /// Every cluster with outlier detection is swept once per its `interval`.
@@ -218,11 +230,11 @@ public final class GatewayRuntime: Sendable {
     /// Stops accepting, lets in-flight requests finish (closing each connection after its
     /// response), and returns when no client connection is left or `timeout` passed.
     public func drain(timeout: TimeAmount) async {
-        let server = state.withLockedValue { st -> Channel? in
+        let servers = state.withLockedValue { st -> [Channel] in
             st.draining = true
-            return st.serverChannel
+            return st.serverChannels
         }
-        try? await server?.close()
+        for server in servers { try? await server.close() }
         for worker in workers {
             worker.eventLoop.execute { worker.startDraining() }
         }
