@@ -417,3 +417,5 @@ echo
 echo "held: RSS growth per held connection (KiB) and wrk -t1 -c8 p99 (ms) while $HELD are held, mean of the rounds"
 echo "   haproxy  $(mean "${HKIB[@]}") KiB/conn   p99 $(mean "${HP99[@]}") ms"
 echo "   gateway  $(mean "${GKIB[@]}") KiB/conn   p99 $(mean "${GP99[@]}") ms"
+echo "nginx accepts well above 0 in a held run: that proxy connected to nginx for each request while holding"
+echo "  (HAProxy past tune.pool-high-fd-ratio, see the top of $0), which sets its req/s and p99 there"
