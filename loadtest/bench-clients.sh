@@ -1,0 +1,421 @@
+#!/usr/bin/env bash
+# The client matrix: the gateway against HAProxy 2.6 in front of the same nginx, measured with
+# the load generators people have at hand, side by side in one run.
+#
+#   flock /tmp/bench.lock loadtest/bench-clients.sh
+#   ROUNDS=5 DURATION=10 flock /tmp/bench.lock loadtest/bench-clients.sh
+#   ROUNDS=1 DURATION=2 HELD=1000 flock /tmp/bench.lock loadtest/bench-clients.sh   # smoke test
+#
+# nginx (1 worker) serves a 27-byte JSON. HAProxy (nbthread 2, maxconn 4000, http-reuse always:
+# the config of bench-gateway.sh) and the gateway (2 event loops, --access-log off) proxy to it
+# with keep-alive both sides. Every row runs against HAProxy and the gateway in turn (which goes
+# first alternates by round), rounds interleaved so machine noise hits both alike. Rows:
+#   ab        ab -k -n 20000 -c 32                     HTTP/1.0 keep-alive
+#   siege     siege -b -c16 -t<DURATION-1>S            a connection per request: a temporary
+#                                                      .siegerc (-R) says 'connection = close'
+#   wrk       wrk -t1 -c64 -d<DURATION>s               keep-alive
+#   wrk-pipe  wrk -t1 -c32 -d<DURATION>s               16 requests per write (a wrk.format Lua
+#                                                      script, as wrk's scripts/pipeline.lua)
+#   hey       hey -n 40000 -c 32                       keep-alive; skipped when hey is missing
+#                                                      (ab and hey run a fixed number of requests)
+#   lt-ka     loadtest -b -c 64 -t <DURATION>S         keep-alive
+#   lt-close  loadtest -b -c 16 -t <DURATION-1>S --connection close
+#   held      HELD (10000) idle keep-alive connections held on a fresh HAProxy and a fresh gateway
+#             (loadtest/hold-idle.py: one complete request each, then nothing), and wrk -t1 -c8
+#             -d<DURATION>s --latency while they are held
+# Printed per round and row: req/s through HAProxy and through the gateway, the proxy's CPU per
+# request (user + sys from /proc/<pid>/stat), TCP connections accepted per request on the whole
+# machine (/proc/net/snmp PassiveOpens: about 1 with connection close, about 0 with keep-alive),
+# failed or non-2xx responses, and gateway/HAProxy. For 'held' also: the proxy's RSS growth per
+# held connection (VmRSS before and while holding), wrk's p99, and the connections nginx accepted
+# during that wrk run (its stub_status). At the end: the mean ratio per row.
+#
+# The held row's proxies are started fresh every round so their RSS growth is not hidden by
+# memory kept from earlier runs. HAProxy gets maxconn HELD+100 (and 'no strict-limits' when the
+# 2 x maxconn descriptors it wants exceed the hard limit) and 'timeout http-keep-alive' long
+# enough to keep the held connections for the whole measurement; the gateway gets listener
+# maxConnections HELD+100 (its default is half the descriptor limit) and raises its own soft
+# descriptor limit. As configured, HAProxy stops keeping idle connections to nginx once more than
+# tune.pool-high-fd-ratio (25%) of its descriptors are in use, so while the held connections are
+# there it may open a connection to nginx per request: the nginx accepts column shows it.
+#
+# Env: ROUNDS (3), DURATION (seconds per timed run, 5; the connection-close rows run DURATION-1,
+#      at least 1), HELD (10000), GATEWAY_BIN (default: this tree's release build, built first),
+#      LOADTEST_BIN (default .build/release/loadtest, built when missing), GATEWAY_THREADS (2),
+#      PIPELINE (16), BASE_PORT (18290; uses BASE_PORT .. BASE_PORT+7).
+# Needs nginx, haproxy, wrk, siege, ab, hey, curl and python3:
+#   apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3
+# The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+CLOSE_DURATION=$(( DURATION > 1 ? DURATION - 1 : 1 ))
+HELD=${HELD:-10000}
+THREADS=${GATEWAY_THREADS:-2}
+PIPELINE=${PIPELINE:-16}
+BASE=${BASE_PORT:-18290}
+
+for tool in nginx haproxy wrk siege ab curl python3; do
+  command -v "$tool" >/dev/null || {
+    echo "missing $tool: apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3" >&2; exit 1; }
+done
+HAVE_HEY=1
+command -v hey >/dev/null || HAVE_HEY=0
+
+if [ -n "${GATEWAY_BIN:-}" ]; then
+  GATEWAY=$GATEWAY_BIN
+else
+  swift build -c release --product gateway >/dev/null 2>&1
+  GATEWAY=.build/release/gateway
+fi
+if [ -n "${LOADTEST_BIN:-}" ]; then
+  LOADTEST=$LOADTEST_BIN
+else
+  LOADTEST=.build/release/loadtest
+  [ -x "$LOADTEST" ] || swift build -c release --product loadtest >/dev/null 2>&1
+fi
+for bin in "$GATEWAY" "$LOADTEST"; do
+  [ -x "$bin" ] || { echo "no executable at $bin" >&2; exit 1; }
+done
+
+# The held connections take a descriptor each in the holder and in the proxy.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT=$(ulimit -n)
+if [ $(( HELD + 200 )) -gt "$FD_LIMIT" ]; then
+  echo "HELD=$HELD needs more descriptors than the limit $FD_LIMIT: lower HELD or raise the hard limit" >&2; exit 1
+fi
+
+NGINX_PORT=$BASE HAP_PORT=$((BASE + 1)) GW_PORT=$((BASE + 2)) GW_ADMIN=$((BASE + 3))
+HAP_HELD_PORT=$((BASE + 4)) GW_HELD_PORT=$((BASE + 5)) GW_HELD_ADMIN=$((BASE + 6))
+HELD_MAXCONN=$(( HELD + 100 ))
+HOLD_TIMEOUT=$(( DURATION + 120 ))
+
+WORK=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # By its pid file: a daemonized nginx keeps the descriptors it inherited (a flock's lock among
+  # them) until it exits.
+  if [ -s "$WORK/nginx.pid" ]; then
+    local np; np=$(cat "$WORK/nginx.pid")
+    kill "$np" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$np" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop() { # pid: end one process this script started and forget it
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local keep=() p
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+wait_http() { # port
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null -m 1 "http://127.0.0.1:$1/" && return 0
+    sleep 0.1
+  done
+  echo "nothing answers on port $1" >&2; exit 1
+}
+
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 1;
+daemon on;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { default_type application/json; return 200 '{"status":"ok","qty":10000}'; }
+    location = /nginx-status { stub_status; }
+  }
+}
+CONF
+nginx -p "$WORK" -c nginx.conf
+
+haproxy_cfg() { # port maxconn [extra global lines] [extra defaults lines]
+  cat <<CONF
+global
+  nbthread 2
+  maxconn $2
+${3:-}
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+${4:-}
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$1
+  default_backend be
+backend be
+  http-reuse always
+  server nginx 127.0.0.1:$NGINX_PORT
+CONF
+}
+start_haproxy() { # name port maxconn [global lines] [defaults lines] -> PID
+  haproxy_cfg "$2" "$3" "${4:-}" "${5:-}" > "$WORK/$1.cfg"
+  haproxy -f "$WORK/$1.cfg" >"$WORK/$1.log" 2>&1 &
+  PID=$!
+  pids+=("$PID")
+  wait_http "$2"
+}
+start_gateway() { # name port admin-port [extra listener fields] -> PID
+  cat > "$WORK/$1.json" <<CONF
+{"listener": {"address": "127.0.0.1", "port": $2${4:-}}, "admin": {"address": "127.0.0.1", "port": $3},
+ "serviceEntries": [{"host": "nginx", "endpoints": [{"address": "127.0.0.1", "port": $NGINX_PORT}]}],
+ "virtualServices": [{"http": [{"name": "all", "route": [{"destination": {"host": "nginx"}}]}]}]}
+CONF
+  "$GATEWAY" --config "$WORK/$1.json" --access-log off --threads "$THREADS" >/dev/null 2>"$WORK/$1.err" &
+  PID=$!
+  pids+=("$PID")
+  wait_http "$2" || { cat "$WORK/$1.err" >&2; exit 1; }
+}
+
+start_haproxy haproxy "$HAP_PORT" 4000
+HAP_PID=$PID
+start_gateway gateway "$GW_PORT" "$GW_ADMIN"
+GW_PID=$PID
+
+cat > "$WORK/siegerc" <<RC
+# siege's settings for the siege row; with -R siege reads this file instead of ~/.siege/siege.conf
+connection = close
+protocol = HTTP/1.1
+verbose = false
+quiet = false
+json_output = false
+logging = false
+parser = false
+failures = 1000000
+RC
+cat > "$WORK/pipeline.lua" <<LUA
+-- $PIPELINE requests in every write, as wrk's scripts/pipeline.lua does with three
+init = function(args)
+   local r = {}
+   for i = 1, $PIPELINE do r[i] = wrk.format(nil, "/") end
+   req = table.concat(r)
+end
+request = function()
+   return req
+end
+LUA
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+passive_opens() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]+$/ {print $7}' /proc/net/snmp; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+nginx_accepts() { { curl -s "http://127.0.0.1:$NGINX_PORT/nginx-status" || true; } | awk 'NR == 3 {print $1; f = 1} END {if (!f) print 0}'; }
+field() { # "k=v k=v" key -> v (0 when absent)
+  tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2; f = 1} END {if (!f) print 0}'; }
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+  if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000; printf "%.2f", n }'; }
+is_num() { [[ "${1:-}" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+fmt0() { if is_num "${1:-}"; then printf '%.0f' "$1"; else echo n/a; fi; }
+mean() { # numbers... (n/a skipped) -> mean, or n/a
+  printf '%s\n' "$@" | awk '$1 ~ /^[0-9.]+$/ {s += $1; n++} END {if (n) printf "%.3f", s / n; else print "n/a"}'; }
+
+# The clients. Each takes a URL and sets RPS (req/s), REQS (responses counted), ERRS (failed
+# plus non-2xx) and NOTE; RPS is empty when the output could not be read.
+wrk_parse() {
+  RPS=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$1")
+  REQS=$(awk '/requests in/ {print $1}' <<<"$1")
+  ERRS=$(awk '/Non-2xx/ {s += $NF} /Socket errors/ {for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) s += $i}
+    END {print s + 0}' <<<"$1")
+  P99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$1")")
+}
+client_ab() {
+  local out
+  out=$(ab -k -n 20000 -c 32 "$1" 2>&1) || true
+  RPS=$(awk '/^Requests per second:/ {printf "%.0f", $4}' <<<"$out")
+  REQS=$(awk '/^Complete requests:/ {print $3}' <<<"$out")
+  ERRS=$(awk '/^Failed requests:/ || /^Non-2xx responses:/ {s += $3} END {print s + 0}' <<<"$out")
+  NOTE="keep-alive $(awk '/^Keep-Alive requests:/ {print $3}' <<<"$out")/${REQS:-?}"
+}
+client_siege() {
+  local out
+  # siege writes its summary to standard error.
+  out=$(siege -R "$WORK/siegerc" -b -c16 -t"${CLOSE_DURATION}S" "$1" 2>&1 >/dev/null) || true
+  RPS=$(awk -F: '/^Transaction rate:/ {split($2, a, " "); printf "%.0f", a[1]}' <<<"$out")
+  REQS=$(awk -F: '/^Transactions:/ {split($2, a, " "); print a[1]}' <<<"$out")
+  ERRS=$(awk -F: '/^Failed transactions:/ {split($2, a, " "); print a[1] + 0}' <<<"$out")
+  NOTE=""
+}
+client_wrk() {
+  local out
+  out=$(wrk -t1 -c64 -d"${DURATION}s" "$1") || true
+  wrk_parse "$out"; NOTE=""
+}
+client_wrk_pipe() {
+  local out
+  out=$(wrk -t1 -c32 -d"${DURATION}s" -s "$WORK/pipeline.lua" "$1") || true
+  wrk_parse "$out"; NOTE=""
+}
+client_hey() {
+  local out
+  out=$(hey -n 40000 -c 32 "$1" 2>&1) || true
+  RPS=$(awk '$1 == "Requests/sec:" {printf "%.0f", $2}' <<<"$out")
+  # "Status code distribution:" and "Error distribution:" list "[code or count] N ..." lines.
+  REQS=$(awk '/^Status code distribution:/ {s = 1; next} /^[A-Z]/ {s = 0}
+    s && $1 ~ /^\[[0-9]+\]$/ {n += $2} END {print n + 0}' <<<"$out")
+  ERRS=$(awk '/^Status code distribution:/ {s = 1; next} /^Error distribution:/ {s = 2; next} /^[A-Z]/ {s = 0}
+    s == 1 && $1 ~ /^\[[0-9]+\]$/ && $1 !~ /^\[2/ {n += $2} s == 2 && $1 ~ /^\[[0-9]+\]$/ {gsub(/[][]/, "", $1); n += $1}
+    END {print n + 0}' <<<"$out")
+  NOTE=""
+}
+loadtest_parse() { # json -> RPS REQS ERRS
+  read -r RPS REQS ERRS < <(python3 -c '
+import json, sys
+try:
+    d = json.loads(sys.argv[1])
+    bad = sum(n for code, n in d.get("status_codes", {}).items() if not code.startswith("2"))
+    print("%.0f %d %d" % (d["transaction_rate"], d["responses"], d["socket_failures"] + bad))
+except (ValueError, KeyError, TypeError):
+    print("- 0 0")' "$1") || true
+  [ "$RPS" = "-" ] && RPS=""
+  NOTE=""
+}
+client_lt_ka() {
+  local out
+  out=$("$LOADTEST" -b -c 64 -t "${DURATION}S" -q --json "$1") || true
+  loadtest_parse "$out"
+}
+client_lt_close() {
+  local out
+  out=$("$LOADTEST" -b -c 16 -t "${CLOSE_DURATION}S" --connection close -q --json "$1") || true
+  loadtest_parse "$out"
+}
+
+declare -A LABEL RATIOS HRPS GRPS
+ROWS=(ab siege wrk wrk-pipe hey lt-ka lt-close)
+LABEL[ab]="ab -k -n 20000 -c 32 (HTTP/1.0 keep-alive)"
+LABEL[siege]="siege -b -c16 -t${CLOSE_DURATION}S (connection = close)"
+LABEL[wrk]="wrk -t1 -c64 -d${DURATION}s"
+LABEL[wrk-pipe]="wrk -t1 -c32 -d${DURATION}s, $PIPELINE pipelined"
+LABEL[hey]="hey -n 40000 -c 32"
+LABEL[lt-ka]="loadtest -b -c 64 -t ${DURATION}S"
+LABEL[lt-close]="loadtest -b -c 16 -t ${CLOSE_DURATION}S --connection close"
+LABEL[held]="$HELD held idle, wrk -t1 -c8 -d${DURATION}s"
+
+# measure row proxy-name url pid -> one line; sets RPS
+measure() {
+  local fn=client_${1//-/_} t0 o0 cpu conns
+  t0=$(cpu_ticks "$4"); o0=$(passive_opens)
+  RPS="" REQS=0 ERRS=0 NOTE=""
+  "$fn" "$3"
+  if is_num "$RPS" && is_num "$REQS" && [ "$REQS" -gt 0 ]; then
+    cpu=$(awk -v t="$(( $(cpu_ticks "$4") - t0 ))" -v hz="$(getconf CLK_TCK)" -v n="$REQS" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
+    conns=$(awk -v c="$(( $(passive_opens) - o0 ))" -v n="$REQS" 'BEGIN {printf "%.3f", c / n}')
+    printf "   %-8s %8s req/s   cpu %6s us/req   accepts/req %6s   failed %s%s\n" "$2" "$RPS" "$cpu" "$conns" "${ERRS:-0}" "${NOTE:+   $NOTE}"
+  else
+    RPS="n/a"
+    printf "   %-8s      n/a (the client's output could not be read)\n" "$2"
+  fi
+}
+ratio() { if is_num "$1" && is_num "$2" && [ "$2" != 0 ]; then awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; else echo n/a; fi; }
+
+# held: a fresh proxy, HELD idle keep-alive connections, RSS before and while, then wrk -c8.
+declare -A HKIB GKIB HP99 GP99
+hold_run() { # proxy-name port pid -> one line; sets RPS KIB P99
+  local name=$1 port=$2 pid=$3 rss0 rss1 st a0 a1 out held
+  wrk -t1 -c8 -d1s "http://127.0.0.1:$port/" >/dev/null || true  # warm-up: upstream connections, buffers
+  sleep 0.5
+  rss0=$(rss_kib "$pid")
+  python3 loadtest/hold-idle.py "$port" -n "$HELD" --status "$WORK/$name.hold" >"$WORK/$name.hold.out" 2>&1 &
+  local holder=$!
+  pids+=("$holder")
+  for _ in $(seq 1 1200); do
+    [ -s "$WORK/$name.hold.out" ] && break
+    kill -0 "$holder" 2>/dev/null || { cat "$WORK/$name.hold.out" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -s "$WORK/$name.hold.out" ] || { echo "$name: the holder did not finish in 120 s" >&2; exit 1; }
+  sleep 1
+  rss1=$(rss_kib "$pid")
+  held=$(field "$(head -n1 "$WORK/$name.hold.out")" held)
+  a0=$(nginx_accepts)
+  out=$(wrk -t1 -c8 -d"${DURATION}s" --latency "http://127.0.0.1:$port/") || true
+  a1=$(nginx_accepts)
+  wrk_parse "$out"
+  st=$(cat "$WORK/$name.hold")
+  stop "$holder"
+  KIB=$(awk -v a="$rss0" -v b="$rss1" -v n="$held" 'BEGIN {if (n > 0) printf "%.2f", (b - a) / n; else print "n/a"}')
+  printf "   %-8s %8s req/s   p99 %7s ms   RSS %6.1f -> %6.1f MiB = %5s KiB/conn   held %s (open after wrk %s, %s s to open)   nginx accepts %s   failed %s\n" \
+    "$name" "$RPS" "$P99" "$(awk -v k="$rss0" 'BEGIN {print k / 1024}')" "$(awk -v k="$rss1" 'BEGIN {print k / 1024}')" "$KIB" \
+    "$held" "$(field "$st" open)" "$(field "$(head -n1 "$WORK/$name.hold.out")" connect_seconds)" "$(( a1 - a0 - 1 ))" "$ERRS"
+}
+held_haproxy() {
+  local strict=""
+  # HAProxy reserves about 2 x maxconn descriptors and by default refuses to start when the
+  # process limit is lower.
+  [ $(( 2 * HELD_MAXCONN + 32 )) -gt "$FD_LIMIT" ] && strict="  no strict-limits"
+  start_haproxy haproxy-held "$HAP_HELD_PORT" "$HELD_MAXCONN" "$strict" "  timeout http-keep-alive ${HOLD_TIMEOUT}s"
+  if [ "$r" = 1 ]; then
+    echo "   haproxy: maxconn $HELD_MAXCONN${strict:+, no strict-limits}, timeout http-keep-alive ${HOLD_TIMEOUT}s"
+    grep -h -E 'WARNING|ALERT' "$WORK/haproxy-held.log" | sed 's/^/   haproxy: /' || true
+  fi
+  hold_run haproxy "$HAP_HELD_PORT" "$PID"
+  stop "$PID"
+  H=$RPS; HKIB[$r]=$KIB; HP99[$r]=$P99
+}
+held_gateway() {
+  start_gateway gateway-held "$GW_HELD_PORT" "$GW_HELD_ADMIN" ", \"maxConnections\": $HELD_MAXCONN"
+  hold_run gateway "$GW_HELD_PORT" "$PID"
+  stop "$PID"
+  G=$RPS; GKIB[$r]=$KIB; GP99[$r]=$P99
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') nbthread 2, http-reuse always; gateway $GATEWAY --threads $THREADS --access-log off; nginx 1 worker"
+echo "clients: ab $(ab -V | awk 'NR == 1 {print $5}'), $(siege -V 2>&1 | awk 'NR == 1 {print $1, $2}'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), $LOADTEST"
+[ "$HAVE_HEY" = 1 ] || echo "hey: not installed (apt-get install -y hey), its row is skipped"
+echo "$ROUNDS interleaved rounds, DURATION ${DURATION}s (connection-close rows ${CLOSE_DURATION}s), HELD $HELD, descriptors $FD_LIMIT"
+echo "accepts/req: TCP connections accepted on the whole machine per request (/proc/net/snmp PassiveOpens)"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "-- round $r"
+  for row in "${ROWS[@]}" held; do
+    echo " ${LABEL[$row]}"
+    if [ "$row" = hey ] && [ "$HAVE_HEY" = 0 ]; then
+      echo "   skipped: hey is not installed"
+      continue
+    fi
+    if [ "$row" = held ]; then
+      if [ $(( r % 2 )) = 1 ]; then held_haproxy; held_gateway; else held_gateway; held_haproxy; fi
+    elif [ $(( r % 2 )) = 1 ]; then
+      measure "$row" haproxy "http://127.0.0.1:$HAP_PORT/" "$HAP_PID"; H=$RPS
+      measure "$row" gateway "http://127.0.0.1:$GW_PORT/" "$GW_PID"; G=$RPS
+    else
+      measure "$row" gateway "http://127.0.0.1:$GW_PORT/" "$GW_PID"; G=$RPS
+      measure "$row" haproxy "http://127.0.0.1:$HAP_PORT/" "$HAP_PID"; H=$RPS
+    fi
+    q=$(ratio "$G" "$H")
+    echo "   gateway/haproxy $q"
+    RATIOS[$row]="${RATIOS[$row]:-} $q"; HRPS[$row]="${HRPS[$row]:-} $H"; GRPS[$row]="${GRPS[$row]:-} $G"
+  done
+done
+
+echo
+echo "| client | HAProxy req/s (mean) | gateway req/s (mean) | gateway/HAProxy per round | mean ratio |"
+echo "| --- | ---: | ---: | --- | ---: |"
+for row in "${ROWS[@]}" held; do
+  if [ "$row" = hey ] && [ "$HAVE_HEY" = 0 ]; then
+    echo "| ${LABEL[$row]} | skipped: hey not installed | | | |"
+    continue
+  fi
+  # shellcheck disable=SC2086  # the lists are space-separated numbers
+  printf '| %s | %s | %s | %s | %s |\n' "${LABEL[$row]}" "$(fmt0 "$(mean ${HRPS[$row]})")" "$(fmt0 "$(mean ${GRPS[$row]})")" \
+    "$(xargs <<<"${RATIOS[$row]}")" "$(mean ${RATIOS[$row]})"
+done
+echo
+echo "held: RSS growth per held connection (KiB) and wrk -t1 -c8 p99 (ms) while $HELD are held, mean of the rounds"
+echo "   haproxy  $(mean "${HKIB[@]}") KiB/conn   p99 $(mean "${HP99[@]}") ms"
+echo "   gateway  $(mean "${GKIB[@]}") KiB/conn   p99 $(mean "${GP99[@]}") ms"
+echo "nginx accepts well above 0 in a held run: that proxy connected to nginx for each request while holding"
+echo "  (HAProxy past tune.pool-high-fd-ratio, see the top of $0), which sets its req/s and p99 there"
