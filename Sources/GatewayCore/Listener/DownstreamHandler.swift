@@ -324,8 +324,6 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     /// never touches bytes in flight.
     private var spareUpstreamHead: ByteBuffer?
     private var spareResponseHead: ByteBuffer?
-    /// How long a connection between requests keeps its spare head buffers.
-    static let keepSpareBuffersWhileIdle = TimeAmount.seconds(1)
 
     @inline(__always) private func reuse(_ spare: inout ByteBuffer?, capacity: Int) -> ByteBuffer {
         guard var buffer = spare else { return context.channel.allocator.buffer(capacity: capacity) }
@@ -533,11 +531,6 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
                 worker.listenerStats.inc(.connectionIdleTimeouts, row: worker.row)
                 state = .closed
                 context.close(promise: nil)
-            } else if now - idleSince >= Self.keepSpareBuffersWhileIdle {
-                // A client between requests for a while: its head buffers go, so ten thousand
-                // idle keep-alive connections do not each hold two (a busy one keeps reusing them).
-                spareUpstreamHead = nil
-                spareResponseHead = nil
             }
         case .head, .body, .awaitingResponse:
             if let limit = limits.streamIdleTimeout, now - lastActivity >= limit, let filter {
