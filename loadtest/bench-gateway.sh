@@ -13,12 +13,11 @@
 #   git worktree add /tmp/gw-base <commit> && swift build -c release --product gateway --package-path /tmp/gw-base
 #   BASELINE_GATEWAY=/tmp/gw-base/.build/release/gateway loadtest/bench-gateway.sh 10 5
 set -euo pipefail
+source "$(dirname "$0")/lib/bench.sh"
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 ROUNDS=${2:-3}
-for tool in nginx haproxy wrk; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y haproxy nginx-light wrk" >&2; exit 1; }
-done
+require_tools "apt-get install -y haproxy nginx-light wrk curl" nginx haproxy wrk curl
 # GATEWAY_BIN=<binary>: measure that build instead of building this tree's.
 if [ -n "${GATEWAY_BIN:-}" ]; then
   GATEWAY=$GATEWAY_BIN
@@ -27,50 +26,12 @@ else
   GATEWAY=.build/release/gateway
 fi
 
-WORK=$(mktemp -d)
+bench_init
 NGINX_PORT=18090 HAPROXY_PORT=18091 GATEWAY_PORT=18092 ADMIN_PORT=18093 STUCK_PORT=18094
 GATEWAY1_PORT=18095 ADMIN1_PORT=18096 BASE_PORT=18097 BASE_ADMIN_PORT=18098
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; nginx -p "$WORK" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-cat > "$WORK/nginx.conf" <<CONF
-worker_processes 1;
-daemon on;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / { default_type application/json; return 200 '{"status":"ok","qty":10000}'; }
-  }
-}
-CONF
-nginx -p "$WORK" -c nginx.conf
-
-cat > "$WORK/haproxy.cfg" <<CONF
-global
-  nbthread 2
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-frontend fe
-  bind 127.0.0.1:$HAPROXY_PORT
-  default_backend be
-backend be
-  http-reuse always
-  server nginx 127.0.0.1:$NGINX_PORT
-CONF
-haproxy -f "$WORK/haproxy.cfg" >/dev/null 2>&1 &
-pids+=($!)
-HAPROXY_PID=$!
+start_nginx "$NGINX_PORT"
+start_haproxy haproxy "$HAPROXY_PORT" "$NGINX_PORT" 4000
+HAPROXY_PID=$PID
 
 # A stuck upstream: accepts TCP, never answers, so the shedding cluster's one connection and
 # one pending slot stay taken.
@@ -112,7 +73,6 @@ if [ -n "${BASELINE_GATEWAY:-}" ]; then
 fi
 sleep 1
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # name url [pid] -> prints "name rps p50 p99 non-2xx [CPU µs per request of pid]"
   local before=0
   [ -n "${3:-}" ] && before=$(cpu_ticks "$3")
