@@ -47,6 +47,7 @@
 #   apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3
 # The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
 set -euo pipefail
+source "$(dirname "$0")/lib/bench.sh"
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
@@ -56,10 +57,8 @@ THREADS=${GATEWAY_THREADS:-2}
 PIPELINE=${PIPELINE:-16}
 BASE=${BASE_PORT:-18290}
 
-for tool in nginx haproxy wrk siege ab curl python3; do
-  command -v "$tool" >/dev/null || {
-    echo "missing $tool: apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3" >&2; exit 1; }
-done
+require_tools "apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3" \
+  nginx haproxy wrk siege ab curl python3
 HAVE_HEY=1
 command -v hey >/dev/null || HAVE_HEY=0
 
@@ -91,99 +90,12 @@ HAP_HELD_PORT=$((BASE + 4)) GW_HELD_PORT=$((BASE + 5)) GW_HELD_ADMIN=$((BASE + 6
 HELD_MAXCONN=$(( HELD + 100 ))
 HOLD_TIMEOUT=$(( DURATION + 120 ))
 
-WORK=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  # By its pid file: a daemonized nginx keeps the descriptors it inherited (a flock's lock among
-  # them) until it exits.
-  if [ -s "$WORK/nginx.pid" ]; then
-    local np; np=$(cat "$WORK/nginx.pid")
-    kill "$np" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$np" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init
+start_nginx "$NGINX_PORT" "$NGINX_STATUS_LOCATION"
 
-stop() { # pid: end one process this script started and forget it
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  local keep=() p
-  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  pids=("${keep[@]}")
-}
-wait_http() { # port
-  for _ in $(seq 1 100); do
-    curl -s -o /dev/null -m 1 "http://127.0.0.1:$1/" && return 0
-    sleep 0.1
-  done
-  echo "nothing answers on port $1" >&2; exit 1
-}
-
-cat > "$WORK/nginx.conf" <<CONF
-worker_processes 1;
-daemon on;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / { default_type application/json; return 200 '{"status":"ok","qty":10000}'; }
-    location = /nginx-status { stub_status; }
-  }
-}
-CONF
-nginx -p "$WORK" -c nginx.conf
-
-haproxy_cfg() { # port maxconn [extra global lines] [extra defaults lines]
-  cat <<CONF
-global
-  nbthread 2
-  maxconn $2
-${3:-}
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-${4:-}
-  option http-keep-alive
-frontend fe
-  bind 127.0.0.1:$1
-  default_backend be
-backend be
-  http-reuse always
-  server nginx 127.0.0.1:$NGINX_PORT
-CONF
-}
-start_haproxy() { # name port maxconn [global lines] [defaults lines] -> PID
-  haproxy_cfg "$2" "$3" "${4:-}" "${5:-}" > "$WORK/$1.cfg"
-  haproxy -f "$WORK/$1.cfg" >"$WORK/$1.log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  wait_http "$2"
-}
-start_gateway() { # name port admin-port [extra listener fields] -> PID
-  cat > "$WORK/$1.json" <<CONF
-{"listener": {"address": "127.0.0.1", "port": $2${4:-}}, "admin": {"address": "127.0.0.1", "port": $3},
- "serviceEntries": [{"host": "nginx", "endpoints": [{"address": "127.0.0.1", "port": $NGINX_PORT}]}],
- "virtualServices": [{"http": [{"name": "all", "route": [{"destination": {"host": "nginx"}}]}]}]}
-CONF
-  "$GATEWAY" --config "$WORK/$1.json" --access-log off --threads "$THREADS" >/dev/null 2>"$WORK/$1.err" &
-  PID=$!
-  pids+=("$PID")
-  wait_http "$2" || { cat "$WORK/$1.err" >&2; exit 1; }
-}
-
-start_haproxy haproxy "$HAP_PORT" 4000
+start_haproxy haproxy "$HAP_PORT" "$NGINX_PORT" 4000
 HAP_PID=$PID
-start_gateway gateway "$GW_PORT" "$GW_ADMIN"
+start_gateway gateway "$GATEWAY" "$GW_PORT" "$GW_ADMIN" "$NGINX_PORT"
 GW_PID=$PID
 
 cat > "$WORK/siegerc" <<RC
@@ -209,14 +121,7 @@ request = function()
 end
 LUA
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 passive_opens() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]+$/ {print $7}' /proc/net/snmp; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-nginx_accepts() { { curl -s "http://127.0.0.1:$NGINX_PORT/nginx-status" || true; } | awk 'NR == 3 {print $1; f = 1} END {if (!f) print 0}'; }
-field() { # "k=v k=v" key -> v (0 when absent)
-  tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2; f = 1} END {if (!f) print 0}'; }
-to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-  if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000; printf "%.2f", n }'; }
 is_num() { [[ "${1:-}" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 fmt0() { if is_num "${1:-}"; then printf '%.0f' "$1"; else echo n/a; fi; }
 mean() { # numbers... (n/a skipped) -> mean, or n/a
@@ -328,21 +233,14 @@ hold_run() { # proxy-name port pid -> one line; sets RPS KIB P99
   wrk -t1 -c8 -d1s "http://127.0.0.1:$port/" >/dev/null || true  # warm-up: upstream connections, buffers
   sleep 0.5
   rss0=$(rss_kib "$pid")
-  python3 loadtest/hold-idle.py "$port" -n "$HELD" --status "$WORK/$name.hold" >"$WORK/$name.hold.out" 2>&1 &
-  local holder=$!
-  pids+=("$holder")
-  for _ in $(seq 1 1200); do
-    [ -s "$WORK/$name.hold.out" ] && break
-    kill -0 "$holder" 2>/dev/null || { cat "$WORK/$name.hold.out" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -s "$WORK/$name.hold.out" ] || { echo "$name: the holder did not finish in 120 s" >&2; exit 1; }
+  start_holder "$name" hold-idle.py "$port"
+  local holder=$HOLDER
   sleep 1
   rss1=$(rss_kib "$pid")
   held=$(field "$(head -n1 "$WORK/$name.hold.out")" held)
-  a0=$(nginx_accepts)
+  a0=$(nginx_accepts "$NGINX_PORT")
   out=$(wrk -t1 -c8 -d"${DURATION}s" --latency "http://127.0.0.1:$port/") || true
-  a1=$(nginx_accepts)
+  a1=$(nginx_accepts "$NGINX_PORT")
   wrk_parse "$out"
   st=$(cat "$WORK/$name.hold")
   stop "$holder"
@@ -352,11 +250,9 @@ hold_run() { # proxy-name port pid -> one line; sets RPS KIB P99
     "$held" "$(field "$st" open)" "$(field "$(head -n1 "$WORK/$name.hold.out")" connect_seconds)" "$(( a1 - a0 - 1 ))" "$ERRS"
 }
 held_haproxy() {
-  local strict=""
-  # HAProxy reserves about 2 x maxconn descriptors and by default refuses to start when the
-  # process limit is lower.
-  [ $(( 2 * HELD_MAXCONN + 32 )) -gt "$FD_LIMIT" ] && strict="  no strict-limits"
-  start_haproxy haproxy-held "$HAP_HELD_PORT" "$HELD_MAXCONN" "$strict" "  timeout http-keep-alive ${HOLD_TIMEOUT}s"
+  local strict
+  strict=$(no_strict_limits "$HELD_MAXCONN" "$FD_LIMIT")
+  start_haproxy haproxy-held "$HAP_HELD_PORT" "$NGINX_PORT" "$HELD_MAXCONN" "$strict" "  timeout http-keep-alive ${HOLD_TIMEOUT}s"
   if [ "$r" = 1 ]; then
     echo "   haproxy: maxconn $HELD_MAXCONN${strict:+, no strict-limits}, timeout http-keep-alive ${HOLD_TIMEOUT}s"
     grep -h -E 'WARNING|ALERT' "$WORK/haproxy-held.log" | sed 's/^/   haproxy: /' || true
@@ -366,7 +262,7 @@ held_haproxy() {
   H=$RPS; HKIB[$r]=$KIB; HP99[$r]=$P99
 }
 held_gateway() {
-  start_gateway gateway-held "$GW_HELD_PORT" "$GW_HELD_ADMIN" ", \"maxConnections\": $HELD_MAXCONN"
+  start_gateway gateway-held "$GATEWAY" "$GW_HELD_PORT" "$GW_HELD_ADMIN" "$NGINX_PORT" ", \"maxConnections\": $HELD_MAXCONN"
   hold_run gateway "$GW_HELD_PORT" "$PID"
   stop "$PID"
   G=$RPS; GKIB[$r]=$KIB; GP99[$r]=$P99
