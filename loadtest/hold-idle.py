@@ -14,24 +14,16 @@ stdout once every connection has been tried and answered, and again on SIGTERM/S
   answer), open (held and not closed by the proxy since), closed (held, then ended by the proxy),
   status_<code> (the answers' status codes), connect_seconds (how long opening them all took).
 """
-import argparse
-import errno
-import os
-import resource
-import selectors
-import signal
-import socket
-import sys
-import time
-from collections import Counter
+from holdconns import Holder, parser
 
 
 class Conn:
-    __slots__ = ("sock", "state", "buf")
+    __slots__ = ("sock", "connecting", "answering", "buf")
 
     def __init__(self, sock):
         self.sock = sock
-        self.state = "connecting"  # -> "answering" -> "held"
+        self.connecting = True  # -> answering -> held
+        self.answering = False
         self.buf = b""
 
 
@@ -52,129 +44,45 @@ def answer_complete(buf):
     return parts[1] if len(parts) > 1 else "junk"
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("port", type=int)
-    p.add_argument("-n", type=int, default=10000, help="connections (default 10000)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--path", default="/")
-    p.add_argument("--in-flight", type=int, default=256, help="connections opening or awaiting their answer at once (default 256)")
-    p.add_argument("--status", help="file rewritten every 0.5 s with the counts")
-    args = p.parse_args()
+class IdleHolder(Holder):
+    """in_flight: connections opening or awaiting their answer."""
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if args.n + 16 > hard:
-        sys.exit(f"hold-idle: {args.n} connections need {args.n + 16} descriptors, the limit is {hard}")
+    name = "hold-idle"
 
-    request = f"GET {args.path} HTTP/1.1\r\nHost: {args.host}\r\n\r\n".encode()
-    stop = False
+    def __init__(self, args):
+        super().__init__(args)
+        self.request = f"GET {args.path} HTTP/1.1\r\nHost: {args.host}\r\n\r\n".encode()
 
-    def on_signal(_signo, _frame):
-        nonlocal stop
-        stop = True
+    def conn(self, sock):
+        return Conn(sock)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def sent(self, c, now):
+        c.answering = True
 
-    sel = selectors.DefaultSelector()
-    tried = held = failed = closed = pending = 0
-    statuses = Counter()
-    announced = False
-    last_status = 0.0
-    started = time.monotonic()
-    connect_seconds = None
-
-    def counts():
-        line = {"tried": tried, "held": held, "failed": failed, "open": held - closed, "closed": closed}
-        if connect_seconds is not None:
-            line["connect_seconds"] = f"{connect_seconds:.2f}"
-        for code, n in sorted(statuses.items()):
-            line[f"status_{code}"] = n
-        return " ".join(f"{k}={v}" for k, v in line.items())
-
-    def write_status():
-        if not args.status:
+    def readable(self, c, data, now):
+        if c.answering:
+            if not data:
+                self.in_flight -= 1
+                self.fail(c)
+                return
+            c.buf += data
+            status = answer_complete(c.buf)
+            if status is not None:
+                self.in_flight -= 1
+                self.held += 1
+                self.statuses[status] += 1
+                c.answering = False
+                c.buf = b""
             return
-        tmp = args.status + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(counts() + "\n")
-        os.replace(tmp, args.status)
+        if not data:  # a held connection the proxy ended
+            self.closed += 1
+            self.drop(c)
 
-    def drop(c):
-        sel.unregister(c.sock)
-        c.sock.close()
 
-    while not stop:
-        while tried < args.n and pending < args.in_flight:
-            tried += 1
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            err = s.connect_ex((args.host, args.port))
-            if err not in (0, errno.EINPROGRESS):
-                failed += 1
-                s.close()
-                continue
-            sel.register(s, selectors.EVENT_WRITE, Conn(s))
-            pending += 1
-        try:
-            events = sel.select(timeout=0.5)
-        except InterruptedError:
-            events = []
-        now = time.monotonic()
-        for key, _mask in events:
-            c = key.data
-            if c.state == "connecting":
-                if c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
-                    pending -= 1
-                    failed += 1
-                    drop(c)
-                    continue
-                try:
-                    c.sock.send(request)
-                except OSError:
-                    pending -= 1
-                    failed += 1
-                    drop(c)
-                    continue
-                c.state = "answering"
-                sel.modify(c.sock, selectors.EVENT_READ, c)
-                continue
-            try:
-                data = c.sock.recv(4096)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""  # reset by the proxy
-            if c.state == "answering":
-                if not data:
-                    pending -= 1
-                    failed += 1
-                    drop(c)
-                    continue
-                c.buf += data
-                status = answer_complete(c.buf)
-                if status is not None:
-                    pending -= 1
-                    held += 1
-                    statuses[status] += 1
-                    c.state = "held"
-                    c.buf = b""
-                continue
-            if not data:  # a held connection the proxy ended
-                closed += 1
-                drop(c)
-        if not announced and tried == args.n and pending == 0:
-            announced = True
-            connect_seconds = now - started
-            print(counts(), flush=True)
-        if now - last_status >= 0.5:
-            last_status = now
-            write_status()
-
-    write_status()
-    print(counts(), flush=True)
+def main():
+    p = parser(__doc__, "connections opening or awaiting their answer at once (default 256)")
+    p.add_argument("--path", default="/")
+    IdleHolder(p.parse_args()).run()
 
 
 if __name__ == "__main__":

@@ -15,16 +15,7 @@ stdout once every connection has been tried and again on SIGTERM/SIGINT:
   closed_after_min/median/max: seconds from a connection's head to the proxy closing it, and
   connect_seconds: how long opening them all took.
 """
-import argparse
-import errno
-import os
-import resource
-import selectors
-import signal
-import socket
-import sys
-import time
-from collections import Counter
+from holdconns import Holder, parser
 
 HEAD = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
 
@@ -39,125 +30,45 @@ class Conn:
         self.status = None
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("port", type=int)
-    p.add_argument("-n", type=int, default=10000, help="connections (default 10000)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--in-flight", type=int, default=256, help="connects under way at once (default 256)")
-    p.add_argument("--status", help="file rewritten every 0.5 s with the counts")
-    args = p.parse_args()
+class PartialHeadHolder(Holder):
+    """in_flight: connects under way."""
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if args.n + 16 > hard:
-        sys.exit(f"hold-partial-heads: {args.n} connections need {args.n + 16} descriptors, the limit is {hard}")
+    name = "hold-partial-heads"
+    request = HEAD
 
-    stop = False
+    def __init__(self, args):
+        super().__init__(args)
+        self.closed_after = []
 
-    def on_signal(_signo, _frame):
-        nonlocal stop
-        stop = True
+    def conn(self, sock):
+        return Conn(sock)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def sent(self, c, now):
+        self.in_flight -= 1
+        c.sent_at = now
+        self.held += 1
 
-    sel = selectors.DefaultSelector()
-    tried = held = failed = closed = connecting = 0
-    statuses = Counter()
-    closed_after = []
-    announced = False
-    last_status = 0.0
-    started = time.monotonic()
-    connect_seconds = None
+    def readable(self, c, data, now):
+        if data:
+            if c.status is None:
+                parts = data.split(b" ", 2)
+                c.status = parts[1].decode("ascii", "replace") if data.startswith(b"HTTP/") and len(parts) > 1 else "junk"
+            return
+        self.closed += 1
+        self.closed_after.append(now - c.sent_at)
+        self.statuses[c.status or "none"] += 1
+        self.drop(c)
 
-    def counts():
-        line = {"tried": tried, "held": held, "failed": failed, "open": held - closed, "closed": closed}
-        if connect_seconds is not None:
-            line["connect_seconds"] = f"{connect_seconds:.2f}"
-        for code, n in sorted(statuses.items()):
-            line[f"status_{code}"] = n
-        if closed_after:
-            s = sorted(closed_after)
+    def more_counts(self, line):
+        if self.closed_after:
+            s = sorted(self.closed_after)
             line["closed_after_min"] = f"{s[0]:.2f}"
             line["closed_after_median"] = f"{s[len(s) // 2]:.2f}"
             line["closed_after_max"] = f"{s[-1]:.2f}"
-        return " ".join(f"{k}={v}" for k, v in line.items())
 
-    def write_status():
-        if not args.status:
-            return
-        tmp = args.status + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(counts() + "\n")
-        os.replace(tmp, args.status)
 
-    def drop(c):
-        sel.unregister(c.sock)
-        c.sock.close()
-
-    while not stop:
-        while tried < args.n and connecting < args.in_flight:
-            tried += 1
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            err = s.connect_ex((args.host, args.port))
-            if err not in (0, errno.EINPROGRESS):
-                failed += 1
-                s.close()
-                continue
-            sel.register(s, selectors.EVENT_WRITE, Conn(s))
-            connecting += 1
-        try:
-            events = sel.select(timeout=0.5)
-        except InterruptedError:
-            events = []
-        now = time.monotonic()
-        for key, _mask in events:
-            c = key.data
-            if c.connecting:
-                connecting -= 1
-                c.connecting = False
-                if c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
-                    failed += 1
-                    drop(c)
-                    continue
-                try:
-                    c.sock.send(HEAD)
-                except OSError:
-                    failed += 1
-                    drop(c)
-                    continue
-                c.sent_at = now
-                held += 1
-                sel.modify(c.sock, selectors.EVENT_READ, c)
-                continue
-            try:
-                data = c.sock.recv(4096)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""  # reset by the proxy
-            if data:
-                if c.status is None:
-                    parts = data.split(b" ", 2)
-                    c.status = parts[1].decode("ascii", "replace") if data.startswith(b"HTTP/") and len(parts) > 1 else "junk"
-                continue
-            closed += 1
-            closed_after.append(now - c.sent_at)
-            statuses[c.status or "none"] += 1
-            drop(c)
-        if not announced and tried == args.n and connecting == 0:
-            announced = True
-            connect_seconds = now - started
-            print(counts(), flush=True)
-        if now - last_status >= 0.5:
-            last_status = now
-            write_status()
-
-    write_status()
-    print(counts(), flush=True)
+def main():
+    PartialHeadHolder(parser(__doc__, "connects under way at once (default 256)").parse_args()).run()
 
 
 if __name__ == "__main__":
