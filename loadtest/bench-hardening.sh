@@ -24,15 +24,14 @@
 #      HELD (10000), GATEWAY_THREADS (2, as HAProxy's nbthread 2), BASE_PORT (18190).
 # Needs nginx, haproxy, wrk, ss, nstat and python3: apt-get install -y haproxy nginx-light wrk
 set -euo pipefail
+source "$(dirname "$0")/lib/bench.sh"
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 DURATION=${2:-5}
 HELD=${HELD:-10000}
 THREADS=${GATEWAY_THREADS:-2}
 BASE=${BASE_PORT:-18190}
-for tool in nginx haproxy wrk ss nstat python3 curl; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y haproxy nginx-light wrk" >&2; exit 1; }
-done
+require_tools "apt-get install -y haproxy nginx-light wrk" nginx haproxy wrk ss nstat python3 curl
 OLD_GATEWAY=${OLD_GATEWAY:-/tmp/gw-old/.build/release/gateway}
 if [ -z "${NEW_GATEWAY:-}" ]; then
   swift build -c release --product gateway >/dev/null 2>&1
@@ -55,116 +54,25 @@ HAP_MAXCONN=$(( HELD + 100 ))
 FD_LIMIT=$(ulimit -n)
 FD_HARD=$(ulimit -Hn)
 
-WORK=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  nginx -p "$WORK" -c nginx.conf -s stop 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init
+start_nginx "$NGINX_PORT" "$NGINX_STATUS_LOCATION"
 
-stop() { # pid: end one process this script started and forget it
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  local keep=() p
-  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  pids=("${keep[@]}")
+start_haproxy_t() { # name port maxconn http-request-timeout client-timeout [global lines] -> PID
+  start_haproxy "$1" "$2" "$NGINX_PORT" "$3" "$(no_strict_limits "$3" "$FD_HARD")
+${6:-}" "  timeout http-request $4" "$5"
 }
-
-wait_http() { # port: until the proxy answers
-  for _ in $(seq 1 100); do
-    curl -s -o /dev/null -m 1 "http://127.0.0.1:$1/" && return 0
-    sleep 0.1
-  done
-  echo "nothing answers on port $1" >&2; exit 1
-}
-
-cat > "$WORK/nginx.conf" <<CONF
-worker_processes 1;
-daemon on;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / { default_type application/json; return 200 '{"status":"ok","qty":10000}'; }
-    location = /nginx-status { stub_status; }
-  }
-}
-CONF
-nginx -p "$WORK" -c nginx.conf
-
-haproxy_cfg() { # port maxconn http-request-timeout client-timeout [global lines]
-  local strict=""
-  # HAProxy reserves about 2 x maxconn descriptors (each client may need a server side) and by
-  # default refuses to start when the process limit is lower.
-  [ $(( 2 * $2 + 32 )) -gt "$FD_HARD" ] && strict="  no strict-limits"
-  cat <<CONF
-global
-  nbthread 2
-  maxconn $2
-$strict
-${5:-}
-defaults
-  mode http
-  timeout connect 5s
-  timeout client $4
-  timeout server 30s
-  timeout http-request $3
-  option http-keep-alive
-frontend fe
-  bind 127.0.0.1:$1
-  default_backend be
-backend be
-  http-reuse always
-  server nginx 127.0.0.1:$NGINX_PORT
-CONF
-}
-start_haproxy() { # name port maxconn http-request-timeout client-timeout [global lines] -> PID
-  haproxy_cfg "$2" "$3" "$4" "$5" "${6:-}" > "$WORK/$1.cfg"
-  haproxy -f "$WORK/$1.cfg" >"$WORK/$1.log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  wait_http "$2"
-}
-
-gateway_json() { # port admin-port extra-listener-fields
-  cat <<CONF
-{"listener": {"address": "127.0.0.1", "port": $1$3}, "admin": {"address": "127.0.0.1", "port": $2},
- "serviceEntries": [{"host": "nginx", "endpoints": [{"address": "127.0.0.1", "port": $NGINX_PORT}]}],
- "virtualServices": [{"http": [{"name": "all", "route": [{"destination": {"host": "nginx"}}]}]}]}
-CONF
-}
-start_gateway() { # name binary port admin-port extra-listener-fields -> PID
-  gateway_json "$3" "$4" "$5" > "$WORK/$1.json"
-  "$2" --config "$WORK/$1.json" --access-log off --threads "$THREADS" >/dev/null 2>"$WORK/$1.err" &
-  PID=$!
-  pids+=("$PID")
-  wait_http "$3"
+start_gateway_on() { # name binary port admin-port extra-listener-fields -> PID
+  start_gateway "$1" "$2" "$3" "$4" "$NGINX_PORT" "$5"
 }
 
 listen_overflows() { nstat -asz TcpExtListenOverflows | awk '$1 == "TcpExtListenOverflows" {print $2}'; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 established() { ss -tnH state established "( sport = :$1 )" | wc -l; }
-# Connections nginx has accepted (its stub_status), not counting the one asking.
-nginx_accepts() { curl -s "http://127.0.0.1:$NGINX_PORT/nginx-status" | awk 'NR == 3 {print $1}'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 quiet_cpu() { # pid: its CPU over 3 s without requests, in % of one core
   local t0; t0=$(cpu_ticks "$1"); sleep 3
   awk -v t="$(( $(cpu_ticks "$1") - t0 ))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f%%", t * 100 / hz / 3}'; }
-to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-  if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000; printf "%.2f", n }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
 mean() { printf '%s\n' "$@" | awk '{s += $1} END {printf "%.0f", s / NR}'; }
-field() { # status-line key
-  tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2; f = 1} END {if (!f) print 0}'; }
 
 # wrk: name url connections [pid] -> prints one line; sets RPS P50 P99 (ms)
 run() {
@@ -192,15 +100,7 @@ hold() { # name port proxy-pid
   fd0=$(fd_count "$3")
   ov0=$(listen_overflows)
   HOLD_STATUS="$WORK/$1.hold"
-  python3 loadtest/hold-partial-heads.py "$2" -n "$HELD" --status "$HOLD_STATUS" >"$WORK/$1.hold.out" 2>&1 &
-  HOLDER=$!
-  pids+=("$HOLDER")
-  for _ in $(seq 1 1200); do
-    [ -s "$WORK/$1.hold.out" ] && break
-    kill -0 "$HOLDER" 2>/dev/null || { cat "$WORK/$1.hold.out" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -s "$WORK/$1.hold.out" ] || { echo "$1: the holder did not finish connecting in 120 s" >&2; exit 1; }
+  start_holder "$1" hold-partial-heads.py "$2"
   HELD_AT=$(date +%s.%N)
   status=$(head -n1 "$WORK/$1.hold.out")
   # A SYN dropped on a full accept queue is sent again after 1 s: it shows in connect_seconds.
@@ -221,12 +121,12 @@ hold_phase() { # name port pid: latency without and with HELD held heads, RSS be
   local name=$1 port=$2 pid=$3 r p50s=() p99s=() rps=() fd0 st
   wrk -t1 -c8 -d1s "http://127.0.0.1:$port/" >/dev/null  # warm-up: upstream connections, buffers
   T[$name,quiet0]=$(quiet_cpu "$pid")
-  local a0 a1; a0=$(nginx_accepts)
+  local a0 a1; a0=$(nginx_accepts "$NGINX_PORT")
   for r in $(seq 1 "$ROUNDS"); do
     run "$name, none held" "http://127.0.0.1:$port/" 8 "$pid"
     p50s+=("$P50"); p99s+=("$P99"); rps+=("$RPS")
   done
-  a1=$(nginx_accepts)
+  a1=$(nginx_accepts "$NGINX_PORT")
   T[$name,up0]=$(( a1 - a0 - 1 ))
   T[$name,idle]="$(median "${p50s[@]}") / $(median "${p99s[@]}") ms ($(mean "${rps[@]}") req/s)"
   local rss0 rss1 rss2 est
@@ -238,12 +138,12 @@ hold_phase() { # name port pid: latency without and with HELD held heads, RSS be
   T[$name,quiet1]=$(quiet_cpu "$pid")
   echo "$name: CPU with no requests: ${T[$name,quiet0]} of a core with none held, ${T[$name,quiet1]} holding $HELD"
   p50s=(); p99s=(); rps=()
-  a0=$(nginx_accepts)
+  a0=$(nginx_accepts "$NGINX_PORT")
   for r in $(seq 1 "$ROUNDS"); do
     run "$name, $HELD held" "http://127.0.0.1:$port/" 8 "$pid"
     p50s+=("$P50"); p99s+=("$P99"); rps+=("$RPS")
   done
-  a1=$(nginx_accepts)
+  a1=$(nginx_accepts "$NGINX_PORT")
   T[$name,up1]=$(( a1 - a0 - 1 ))
   echo "$name: connections opened to nginx: ${T[$name,up0]} in the runs with none held, ${T[$name,up1]} in the runs holding $HELD"
   rss2=$(rss_kib "$pid")
@@ -289,19 +189,19 @@ echo "  'haproxy-pool' is the same HAProxy with tune.pool-high-fd-ratio 90 and t
 echo "  it keeps its nginx connections as the gateway does."
 echo "latency: wrk -t1 -c8 -d${DURATION}s, $ROUNDS runs each, median of the runs"
 echo "-- gateway"
-start_gateway gw-hold "$NEW_GATEWAY" "$GW_HOLD_PORT" "$((ADMIN_PORT + 1))" \
+start_gateway_on gw-hold "$NEW_GATEWAY" "$GW_HOLD_PORT" "$((ADMIN_PORT + 1))" \
   ", \"maxConnections\": 15000, \"requestHeadersTimeout\": \"${HOLD_TIMEOUT}s\""
 GW_PID=$PID
 hold_phase gateway "$GW_HOLD_PORT" "$GW_PID"
 stop "$GW_PID"
 echo "-- haproxy"
-start_haproxy hap-hold "$HAP_HOLD_PORT" "$HAP_MAXCONN" "${HOLD_TIMEOUT}s" "${HOLD_TIMEOUT}s"
+start_haproxy_t hap-hold "$HAP_HOLD_PORT" "$HAP_MAXCONN" "${HOLD_TIMEOUT}s" "${HOLD_TIMEOUT}s"
 HAP_PID=$PID
 grep -h -E 'WARNING|ALERT' "$WORK/hap-hold.log" | sed 's/^/haproxy: /' || true
 hold_phase haproxy "$HAP_HOLD_PORT" "$HAP_PID"
 stop "$HAP_PID"
 echo "-- haproxy-pool"
-start_haproxy hap-pool "$HAP_HOLD_PORT" "$HAP_MAXCONN" "${HOLD_TIMEOUT}s" "${HOLD_TIMEOUT}s" \
+start_haproxy_t hap-pool "$HAP_HOLD_PORT" "$HAP_MAXCONN" "${HOLD_TIMEOUT}s" "${HOLD_TIMEOUT}s" \
   "  tune.pool-high-fd-ratio 90
   tune.pool-low-fd-ratio 80"
 HAP_PID=$PID
@@ -309,11 +209,11 @@ hold_phase haproxy-pool "$HAP_HOLD_PORT" "$HAP_PID"
 stop "$HAP_PID"
 
 echo "-- 10s header timeout (gateway default; HAProxy timeout http-request 10s, timeout client 30s)"
-start_gateway gw-t10 "$NEW_GATEWAY" "$GW_T10_PORT" "$((ADMIN_PORT + 2))" ", \"maxConnections\": 15000"
+start_gateway_on gw-t10 "$NEW_GATEWAY" "$GW_T10_PORT" "$((ADMIN_PORT + 2))" ", \"maxConnections\": 15000"
 GW_PID=$PID
 timeout_phase gateway "$GW_T10_PORT" "$GW_PID"
 stop "$GW_PID"
-start_haproxy hap-t10 "$HAP_T10_PORT" "$HAP_MAXCONN" 10s 30s
+start_haproxy_t hap-t10 "$HAP_T10_PORT" "$HAP_MAXCONN" 10s 30s
 HAP_PID=$PID
 timeout_phase haproxy "$HAP_T10_PORT" "$HAP_PID"
 stop "$HAP_PID"
@@ -337,11 +237,11 @@ row "10s header timeout: answers; closed after min / median / max" t10how
 echo
 echo "## Part 2: throughput, gateway before (bb6084d) and after the limits"
 echo "wrk -t1 -c64 -d${DURATION}s, $ROUNDS interleaved rounds; both gateways with the same plain config"
-start_haproxy haproxy "$HAP_PORT" 4000 10s 30s
+start_haproxy_t haproxy "$HAP_PORT" 4000 10s 30s
 HAP_PID=$PID
-start_gateway gw-old "$OLD_GATEWAY" "$OLD_PORT" "$((ADMIN_PORT + 3))" ""
+start_gateway_on gw-old "$OLD_GATEWAY" "$OLD_PORT" "$((ADMIN_PORT + 3))" ""
 OLD_PID=$PID
-start_gateway gw-new "$NEW_GATEWAY" "$NEW_PORT" "$((ADMIN_PORT + 4))" ""
+start_gateway_on gw-new "$NEW_GATEWAY" "$NEW_PORT" "$((ADMIN_PORT + 4))" ""
 NEW_PID=$PID
 rows=() olds=() news=() ratios=()
 for r in $(seq 1 "$ROUNDS"); do
