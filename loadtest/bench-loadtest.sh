@@ -9,27 +9,16 @@
 #
 # The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
 set -euo pipefail
+source "$(dirname "$0")/lib/bench.sh"
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 ROUNDS=${2:-1}
-for tool in nginx wrk siege; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx-light wrk siege" >&2; exit 1; }
-done
+require_tools "apt-get install -y nginx-light wrk siege" nginx wrk siege
 swift build -c release --product loadtest >/dev/null 2>&1
 LOADTEST=.build/release/loadtest
-WORK=$(mktemp -d)
+bench_init
 PORT=18190
-cat > "$WORK/nginx.conf" <<CONF
-worker_processes 1;
-daemon on;
-pid $WORK/nginx.pid;
-error_log $WORK/error.log;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$PORT; location / { default_type application/json; return 200 '{"status":"ok","qty":10000}'; } } }
-CONF
-nginx -p "$WORK" -c nginx.conf
-trap 'nginx -p "$WORK" -c nginx.conf -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
+start_nginx "$PORT"
 URL="http://127.0.0.1:$PORT/"
 # nginx's one worker: how busy the server is shows whether it or the generator sets the rate.
 WORKER=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
