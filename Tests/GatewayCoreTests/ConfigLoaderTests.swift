@@ -82,6 +82,24 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(c.routes[0].virtualHosts, ["order"])
     }
 
+    /// `tcpKeepalive` is applied (never accepted and ignored); `maxConcurrentStreams` has nothing
+    /// to apply to before HTTP/2 upstreams, so it is refused with its path.
+    func testTCPKeepaliveIsReadAndMaxConcurrentStreamsRefused() throws {
+        let c = try load(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"tcpKeepalive":{"probes":4,"time":"7s","interval":"3s"}}}}}]}"#)
+        XCTAssertEqual(c.hosts["delivery"]?.trafficPolicy.connectionPool.tcpKeepalive,
+                       TCPKeepalive(probes: 4, time: .seconds(7), interval: .seconds(3)))
+        let partial = try load(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"tcpKeepalive":{}}}}}]}"#)
+        XCTAssertEqual(partial.hosts["delivery"]?.trafficPolicy.connectionPool.tcpKeepalive, TCPKeepalive(),
+                       "an empty tcpKeepalive turns keep-alive on with the kernel's timings")
+        XCTAssertNil(try load(#"{"serviceEntries":[\#(se)]}"#).hosts["delivery"]?.trafficPolicy.connectionPool.tcpKeepalive)
+        XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"tcpKeepalive":{"probes":0}}}}}]}"#),
+                       "destinationRules[0].trafficPolicy.connectionPool.tcp.tcpKeepalive.probes: must be >= 1, found 0")
+        XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"tcpKeepalive":{"time":"10h"}}}}}]}"#),
+                       "destinationRules[0].trafficPolicy.connectionPool.tcp.tcpKeepalive.time: at most 32767s, the kernel's limit")
+        XCTAssertTrue(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"http":{"maxConcurrentStreams":100}}}}]}"#)
+            .hasPrefix("destinationRules[0].trafficPolicy.connectionPool.http.maxConcurrentStreams: not supported until upstreams speak HTTP/2"))
+    }
+
     func testErrorsCarryTheJSONPath() {
         XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"maxConnections":0}}}}]}"#),
                        "destinationRules[0].trafficPolicy.connectionPool.tcp.maxConnections: must be >= 1, found 0")

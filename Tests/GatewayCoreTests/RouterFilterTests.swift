@@ -59,10 +59,10 @@ final class EmbeddedConnector: UpstreamConnector, @unchecked Sendable {
     init(loop: EmbeddedEventLoop) { self.loop = loop }
 
     func connect(_ connection: UpstreamConnection, to host: GatewayCore.Host, on eventLoop: EventLoop,
-                 timeout: TimeAmount) -> EventLoopFuture<Void> {
+                 settings: ConnectionPoolSettings) -> EventLoopFuture<Void> {
         if refuseAll || failuresToCome > 0 {
             failuresToCome = max(0, failuresToCome - 1)
-            return loop.makeFailedFuture(ChannelError.connectTimeout(timeout))
+            return loop.makeFailedFuture(ChannelError.connectTimeout(settings.connectTimeout))
         }
         let channel = EmbeddedChannel(loop: loop)
         try! channel.pipeline.syncOperations.addHandler(connection)

@@ -32,7 +32,13 @@ enum ConfigJSON {
                 ("endpoints", "[" + h.endpoints.map { object([("address", jsonString($0.address)), ("port", "\($0.port)"), ("weight", "\($0.weight)")]) }.joined(separator: ",") + "]"),
                 ("trafficPolicy", object([
                     ("connectionPool", object([
-                        ("tcp", object([("maxConnections", "\(cp.maxConnections)"), ("connectTimeout", duration(cp.connectTimeout))])),
+                        ("tcp", object([("maxConnections", "\(cp.maxConnections)"), ("connectTimeout", duration(cp.connectTimeout))]
+                            + (cp.tcpKeepalive.map { k in
+                                [("tcpKeepalive", object(
+                                    (k.probes.map { [("probes", "\($0)")] } ?? [])
+                                    + (k.time.map { [("time", duration($0))] } ?? [])
+                                    + (k.interval.map { [("interval", duration($0))] } ?? [])))]
+                            } ?? []))),
                         ("http", object([
                             ("http1MaxPendingRequests", "\(cp.http1MaxPendingRequests)"),
                             ("http2MaxRequests", "\(cp.http2MaxRequests)"),

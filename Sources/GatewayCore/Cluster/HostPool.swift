@@ -163,8 +163,7 @@ final class HostPool {
             eventLoop.execute { self.connectFailed(connection, timeout: false) }
             return
         }
-        owner.connector.connect(connection, to: host, on: eventLoop,
-                                timeout: owner.snapshot.policy.connectionPool.connectTimeout)
+        owner.connector.connect(connection, to: host, on: eventLoop, settings: owner.snapshot.policy.connectionPool)
             .assumeIsolatedUnsafeUnchecked()
             .whenComplete { result in
                 switch result {

@@ -205,7 +205,20 @@ public enum ConfigLoader {
             try notSupported(t, ["maxConnectionDuration"])
             if let n = t["maxConnections"] { s.maxConnections = try n.int(in: 1...maxUInt32) }
             if let n = t["connectTimeout"] { s.connectTimeout = try n.duration(min: .milliseconds(1)) }
-            if let n = t["tcpKeepalive"] { _ = try n.object(allowed: ["probes", "time", "interval"]) }
+            if let n = t["tcpKeepalive"] {
+                let k = try n.object(allowed: ["probes", "time", "interval"])
+                var keepalive = TCPKeepalive()
+                // Linux's limits: TCP_KEEPCNT 1...127, TCP_KEEPIDLE and TCP_KEEPINTVL 1...32767 s.
+                if let p = k["probes"] { keepalive.probes = try p.int(in: 1...127) }
+                func seconds(_ d: JSONNode) throws -> TimeAmount {
+                    let t = try d.duration(min: .seconds(1))
+                    guard t <= .seconds(32767) else { throw d.fail("at most 32767s, the kernel's limit") }
+                    return t
+                }
+                if let d = k["time"] { keepalive.time = try seconds(d) }
+                if let d = k["interval"] { keepalive.interval = try seconds(d) }
+                s.tcpKeepalive = keepalive
+            }
             if let n = t["idleTimeout"] { s.idleTimeout = try n.duration() }
         }
         if let http = o["http"] {
@@ -223,7 +236,9 @@ public enum ConfigLoader {
                 guard ["DEFAULT", "DO_NOT_UPGRADE"].contains(v) else { throw n.fail("only DEFAULT and DO_NOT_UPGRADE: upstreams are HTTP/1.1") }
             }
             if let n = h["useClientProtocol"], try n.bool() { throw n.fail("not supported: upstreams are HTTP/1.1") }
-            if let n = h["maxConcurrentStreams"] { _ = try n.int(in: 1...maxUInt32) }
+            if let n = h["maxConcurrentStreams"] {
+                throw n.fail("not supported until upstreams speak HTTP/2: every upstream connection is HTTP/1.1, one request at a time")
+            }
         }
         return s
     }

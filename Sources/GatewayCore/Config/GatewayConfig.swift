@@ -120,6 +120,19 @@ public struct TrafficPolicy: Sendable, Equatable {
     }
 }
 
+/// Istio `connectionPool.tcp.tcpKeepalive`: SO_KEEPALIVE on upstream sockets, each field left
+/// nil keeping the kernel's value (Linux: 9 probes, 7200 s, 75 s), as Envoy's `tcp_keepalive`.
+public struct TCPKeepalive: Sendable, Equatable {
+    public var probes: Int?
+    public var time: TimeAmount?
+    public var interval: TimeAmount?
+    public init(probes: Int? = nil, time: TimeAmount? = nil, interval: TimeAmount? = nil) {
+        self.probes = probes
+        self.time = time
+        self.interval = interval
+    }
+}
+
 /// Istio `connectionPool.tcp` + `connectionPool.http`, mapped onto Envoy's circuit-breaker thresholds.
 public struct ConnectionPoolSettings: Sendable, Equatable {
     /// Istio's "unlimited" for every threshold: 2^32-1.
@@ -139,6 +152,8 @@ public struct ConnectionPoolSettings: Sendable, Equatable {
     public var maxRetries: Int
     /// http.idleTimeout (default 1h).
     public var idleTimeout: TimeAmount
+    /// tcp.tcpKeepalive: TCP keep-alive on upstream connections (nil: off, the kernel's default).
+    public var tcpKeepalive: TCPKeepalive?
 
     public init(
         maxConnections: Int = ConnectionPoolSettings.unlimited,
@@ -147,8 +162,10 @@ public struct ConnectionPoolSettings: Sendable, Equatable {
         http2MaxRequests: Int = ConnectionPoolSettings.unlimited,
         maxRequestsPerConnection: Int = 0,
         maxRetries: Int = ConnectionPoolSettings.unlimited,
-        idleTimeout: TimeAmount = .hours(1)
+        idleTimeout: TimeAmount = .hours(1),
+        tcpKeepalive: TCPKeepalive? = nil
     ) {
+        self.tcpKeepalive = tcpKeepalive
         self.maxConnections = maxConnections
         self.connectTimeout = connectTimeout
         self.http1MaxPendingRequests = http1MaxPendingRequests
