@@ -59,6 +59,19 @@ public struct BodyDecoder: Sendable {
 
     public var isComplete: Bool { state == .done }
 
+    /// Inside a chunk-size line (size, extensions) or the trailer section: framing that is only
+    /// known to be valid once its line, or the whole trailer, has ended. A proxy holds such bytes
+    /// back until then, so a malformed line is never partly forwarded (bounded by
+    /// `maxChunkExtensionBytes` and `maxTrailerBytes`).
+    public var isInFramingLine: Bool {
+        switch state {
+        case .chunkSize(_, let digits): return digits > 0
+        case .chunkSizeBWS, .chunkExtension, .chunkSizeLF: return true
+        case .trailerLineStart, .trailerName, .trailerValue, .trailerLF, .trailerEndLF: return true
+        default: return false
+        }
+    }
+
     /// Consumes body bytes from the start of `bytes`; returns how many belong to this body.
     /// Once `isComplete` is true the rest (if any) is the next message.
     public mutating func consume(_ bytes: UnsafeRawBufferPointer) throws(HTTPParseError) -> Int {

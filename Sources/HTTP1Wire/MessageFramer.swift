@@ -33,6 +33,10 @@ public struct MessageFramer: Sendable {
     private var framer: RawMessageFramer
     /// Bytes read and not yet taken; nil rather than empty (see `take`).
     private var input: ByteBuffer?
+    /// Body bytes at the start of `input` the framer consumed but has not handed out: a chunk-size
+    /// line or a trailer section not complete yet. They go out with the bytes that complete them,
+    /// so a line that turns out malformed is never partly forwarded.
+    private var held = 0
 
     /// `options`: the head parser's limits and policies.
     public init(_ kind: HeadParser.Kind, options: HeadParser.Options) {
@@ -87,10 +91,10 @@ public struct MessageFramer: Sendable {
     /// status is the answer (4xx for a request, 502 for a response).
     public mutating func next() throws(HTTPParseError) -> Event {
         let step: RawMessageFramer.Step
-        if let buffered = input {
-            assert(buffered.readableBytes > 0, "a drained input is dropped")
+        if let buffered = input, buffered.readableBytes > held {
+            let from = held
             step = try buffered.withUnsafeReadableBytes { raw in
-                Result { () throws(HTTPParseError) in try framer.step(raw) }
+                Result { () throws(HTTPParseError) in try framer.step(UnsafeRawBufferPointer(rebasing: raw[from...])) }
             }.get()
         } else {
             // No bytes, yet a message may end: one without a body, or one whose last bytes were
@@ -99,7 +103,14 @@ public struct MessageFramer: Sendable {
         }
         switch step {
         case .head(let head): return .head(head, bytes: take(head.length))
-        case .body(let count): return .body(take(count))
+        case .body(let count):
+            if framer.isInFramingLine {
+                held += count
+                return .needMore
+            }
+            let part = take(held + count)
+            held = 0
+            return .body(part)
         case .end: return .end
         case .needMore: return .needMore
         }
@@ -118,6 +129,7 @@ public struct MessageFramer: Sendable {
     /// connection that is closing, or one whose next bytes answer a new request.
     public mutating func reset() {
         input = nil
+        held = 0
         framer = RawMessageFramer(framer.kind, options: framer.options)
     }
 

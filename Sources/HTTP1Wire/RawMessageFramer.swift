@@ -40,6 +40,9 @@ struct RawMessageFramer: Sendable {
         respondingToHead = toHead
     }
 
+    /// The body is inside a chunk-size line or the trailer section (see `BodyDecoder.isInFramingLine`).
+    var isInFramingLine: Bool { isInsideMessage && body.isInFramingLine }
+
     /// Whether the body of the message in progress ends when the connection closes (a response
     /// without Content-Length or chunking): a close then ends it instead of cutting it off.
     var endsAtClose: Bool { isInsideMessage && body.endsAtClose }

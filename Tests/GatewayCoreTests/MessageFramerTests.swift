@@ -248,4 +248,25 @@ final class MessageFramerTests: XCTestCase {
         }
         return out
     }
+    /// A chunk-size line or a trailer section goes out only once it is complete: one that turns
+    /// out malformed (here a trailer past the 16 KiB limit, an extension past 4 KiB) has none of
+    /// its bytes handed on, however the bytes arrive.
+    func testFramingLinesAreHeldUntilComplete() {
+        let head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let good = head + "5\r\nhello\r\n0\r\nX-T: y\r\n\r\n"
+        for pieces in [whole(good), bytewise(good)] + (head.utf8.count..<good.utf8.count).map({ split(good, at: $0) }) {
+            XCTAssertEqual(frame(.request, pieces), [.head(head, .chunked), .body("5\r\nhello\r\n0\r\nX-T: y\r\n\r\n"), .end])
+        }
+        let longTrailer = head + "5\r\nhello\r\n0\r\nX: " + String(repeating: "a", count: 20_000) + "\r\n\r\n"
+        let longExtension = head + "5;" + String(repeating: "e", count: 5000) + "\r\nhello\r\n0\r\n\r\n"
+        for text in [longTrailer, longExtension] {
+            for pieces in [whole(text), split(text, at: head.utf8.count + 20), split(text, at: head.utf8.count + 4000)] {
+                let seen = frame(.request, pieces)
+                XCTAssertEqual(seen.last, .refused(400))
+                for case .body(let part) in seen {
+                    XCTAssertFalse(part.contains("aaaa") || part.contains("eeee"), "malformed framing handed on: \(part.prefix(40))")
+                }
+            }
+        }
+    }
 }

@@ -208,9 +208,13 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
                     preconditionFailure("a request framer between requests gives a head or waits for one")
                 }
             case .body:
-                let body = consumeBody()
-                if body == .refused { break loop }
-                if body == .ended { requestBodyComplete() }
+                switch consumeBody() {
+                case .refused, .needsMore:
+                    // Bytes may stay buffered: a chunk-size line or trailer not complete yet.
+                    break loop
+                case .ended:
+                    requestBodyComplete()
+                }
             }
         }
         processing = false
