@@ -118,13 +118,6 @@ enum HeadWriter {
         }
         out.writeStaticString("\r\n")
     }
-
-    @inline(__always)
-    static func writeHeader(_ out: inout ByteBuffer, _ name: StaticString, _ value: Int) {
-        out.writeStaticString(name)
-        out.writeString(String(value))
-        out.writeStaticString("\r\n")
-    }
 }
 
 extension ByteBuffer {

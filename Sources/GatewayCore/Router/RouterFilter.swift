@@ -231,7 +231,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         finish(reset: false)
     }
 
-    func upstreamTryFailed(_ request: UpstreamRequest, _ result: TryResult, responseStarted _: Bool, reason: String) {
+    func upstreamTryFailed(_ request: UpstreamRequest, _ result: TryResult, reason: String) {
         guard !done else { return }
         upstreamRequest = nil
         if responseStarted {

@@ -16,8 +16,8 @@ protocol UpstreamRequestOwner: AnyObject {
     func upstreamReadComplete()
     func upstreamResponseEnd(_ request: UpstreamRequest)
     /// The try ended without a complete response; `result` classifies it for retry and outlier
-    /// detection (already recorded for the host), `responseStarted`: its head reached the filter.
-    func upstreamTryFailed(_ request: UpstreamRequest, _ result: TryResult, responseStarted: Bool, reason: String)
+    /// detection (already recorded for the host).
+    func upstreamTryFailed(_ request: UpstreamRequest, _ result: TryResult, reason: String)
     func upstreamWritabilityChanged(_ writable: Bool)
 }
 
@@ -105,9 +105,9 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         pendingHead = nil
         switch failure {
         case .overflow:
-            end(.overflow, responseStarted: false, reason: "overflow")
+            end(.overflow, reason: "overflow")
         case .connectFailure, .connectTimeout:
-            end(.connectFailure, responseStarted: false, reason: "connection failure")
+            end(.connectFailure, reason: "connection failure")
         }
     }
 
@@ -188,9 +188,9 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         case .reset:
             cluster.stats.inc(.upstream_rq_rx_reset, row: row)
             // A response cut off after its head was counted already.
-            end(.reset, responseStarted: responseStarted, reason: "connection termination", record: !responseStarted)
+            end(.reset, reason: "connection termination", record: !responseStarted)
         case .protocolError(let error):
-            end(.protocolError, responseStarted: responseStarted, reason: error.reason)
+            end(.protocolError, reason: error.reason)
         }
     }
 
@@ -203,15 +203,15 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         let connection = self.connection
         self.connection = nil
         connection?.abandon()
-        end(.timeout, responseStarted: false, reason: "per try timeout")
+        end(.timeout, reason: "per try timeout")
     }
 
-    private func end(_ result: TryResult, responseStarted: Bool, reason: String, record shouldRecord: Bool = true) {
+    private func end(_ result: TryResult, reason: String, record shouldRecord: Bool = true) {
         cancelPerTryTimer()
         let owner = self.owner
         markDone()
         if shouldRecord { record(result) }
-        owner?.upstreamTryFailed(self, result, responseStarted: responseStarted, reason: reason)
+        owner?.upstreamTryFailed(self, result, reason: reason)
     }
 
     private func markDone() {
