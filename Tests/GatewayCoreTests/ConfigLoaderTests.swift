@@ -121,8 +121,6 @@ final class ConfigLoaderTests: XCTestCase {
                        "virtualServices[0].http[0].route: destination weights must add up to 100, found 90")
         XCTAssertEqual(error(#"{"virtualServices":[{"kind":"DestinationRule","spec":{}}]}"#),
                        "virtualServices[0].kind: expected kind 'VirtualService', found 'DestinationRule'")
-        XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","subsets":[]}]}"#),
-                       "destinationRules[0].subsets: not supported by this gateway")
         XCTAssertTrue(error("{not json").hasPrefix("not valid JSON"))
     }
 

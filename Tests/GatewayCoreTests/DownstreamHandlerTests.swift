@@ -11,7 +11,7 @@ final class DownstreamHandlerTests: XCTestCase {
                                    hosts: ["svc": HostConfig(name: "svc", endpoints: [Endpoint(address: "127.0.0.1", port: 1)])],
                                    routes: routes)
         let cluster = Cluster(config: config.hosts["svc"]!)
-        let snap = ClusterSnapshot(cluster: cluster, hosts: cluster.hosts(for: config.hosts["svc"]!), policy: TrafficPolicy())
+        let snap = ClusterSnapshot(cluster: cluster, hosts: cluster.hosts(for: config.hosts["svc"]!), policy: TrafficPolicy(), serviceHost: "svc")
         let compiled = try routes.map { try Route(config: $0, clusters: ["svc": snap], stats: RouteStats(name: $0.name),
                                                   rateLimiter: $0.localRateLimit.map { LocalRateLimiter(config: $0) }) }
         let worker = Worker(index: 0, eventLoop: loop, snapshot: ConfigSnapshot(version: 1, config: config, routes: RouteTable(routes: compiled),

@@ -95,7 +95,7 @@ struct RouterHarness {
         let config = GatewayConfig(listener: BindAddress(address: "127.0.0.1", port: 0), admin: BindAddress(address: "127.0.0.1", port: 0),
                                    hosts: ["svc": host], routes: [route])
         cluster = Cluster(config: host)
-        let snap = ClusterSnapshot(cluster: cluster, hosts: cluster.hosts(for: host), policy: policy)
+        let snap = ClusterSnapshot(cluster: cluster, hosts: cluster.hosts(for: host), policy: policy, serviceHost: host.service)
         let compiled = try Route(config: route, clusters: ["svc": snap], stats: RouteStats(name: route.name), rateLimiter: nil)
         worker = Worker(index: 0, eventLoop: loop,
                         snapshot: ConfigSnapshot(version: 1, config: config, routes: RouteTable(routes: [compiled]), clusters: ["svc": snap]),

@@ -16,6 +16,14 @@ enum ConfigJSON {
         "{" + pairs.map { "\(jsonString($0.0)):\($0.1)" }.joined(separator: ",") + "}"
     }
 
+    /// A route destination as written (host, subset, port), with the cluster it resolved to.
+    static func destination(_ d: WeightedDestination) -> String {
+        var dest: [(String, String)] = [("host", jsonString(d.service))]
+        if let s = d.subset { dest.append(("subset", jsonString(s))) }
+        if let p = d.port { dest.append(("port", object([("number", "\(p)")]))) }
+        return object([("destination", object(dest)), ("weight", "\(d.weight)"), ("cluster", jsonString(d.host))])
+    }
+
     static func encode(_ c: GatewayConfig) -> String {
         let hosts = c.hosts.sorted { $0.key < $1.key }.map { (_, h) -> String in
             let cp = h.trafficPolicy.connectionPool
@@ -28,8 +36,14 @@ enum ConfigJSON {
                 ])
             } ?? "null"
             return object([
-                ("host", jsonString(h.name)),
-                ("endpoints", "[" + h.endpoints.map { object([("address", jsonString($0.address)), ("port", "\($0.port)"), ("weight", "\($0.weight)")]) }.joined(separator: ",") + "]"),
+                ("cluster", jsonString(h.name)),
+                ("host", jsonString(h.service)),
+                ("port", h.port.map(String.init) ?? "null"),
+                ("subset", h.subset.map(jsonString) ?? "null"),
+                ("endpoints", "[" + h.endpoints.map { e in
+                    object([("address", jsonString(e.address)), ("port", "\(e.port)"), ("weight", "\(e.weight)")]
+                        + (e.labels.isEmpty ? [] : [("labels", object(e.labels.sorted { $0.key < $1.key }.map { ($0.key, jsonString($0.value)) }))]))
+                }.joined(separator: ",") + "]"),
                 ("trafficPolicy", object([
                     ("connectionPool", object([
                         ("tcp", object([("maxConnections", "\(cp.maxConnections)"), ("connectTimeout", duration(cp.connectTimeout))]
@@ -73,7 +87,7 @@ enum ConfigJSON {
                 ("name", jsonString(r.name)),
                 ("hosts", "[" + r.virtualHosts.map(jsonString).joined(separator: ",") + "]"),
                 ("match", "[" + matches.joined(separator: ",") + "]"),
-                ("route", "[" + r.destinations.map { object([("destination", object([("host", jsonString($0.host))])), ("weight", "\($0.weight)")]) }.joined(separator: ",") + "]"),
+                ("route", "[" + r.destinations.map(destination).joined(separator: ",") + "]"),
                 ("timeout", duration(r.timeout)),
                 ("retries", object([
                     ("attempts", "\(r.retries.attempts)"), ("perTryTimeout", duration(r.retries.perTryTimeout)),

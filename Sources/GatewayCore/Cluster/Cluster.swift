@@ -32,11 +32,14 @@ public final class ClusterSnapshot: Sendable {
     public let cluster: Cluster
     public let hosts: [Host]
     public let policy: TrafficPolicy
+    /// The ServiceEntry host the cluster serves: the Host of a request that came without one.
+    let serviceHost: String
 
-    init(cluster: Cluster, hosts: [Host], policy: TrafficPolicy) {
+    init(cluster: Cluster, hosts: [Host], policy: TrafficPolicy, serviceHost: String) {
         self.cluster = cluster
         self.hosts = hosts
         self.policy = policy
+        self.serviceHost = serviceHost
     }
 
     // The cluster's shared state, read through the snapshot a request holds.

@@ -18,35 +18,37 @@ public enum ConfigLoader {
         } catch {
             throw ConfigError(path: "", reason: "not valid JSON (\(error.localizedDescription))")
         }
-        let root = try JSONNode(value: any, path: "").object(
-            allowed: ["listener", "admin", "serviceEntries", "virtualServices", "destinationRules"])
-        let (listener, downstream) = try listenerBlock(root["listener"])
-        let admin = try bindAddress(root["admin"], default: BindAddress(address: "127.0.0.1", port: 9901))
+        let (root, objects) = try sections(JSONNode(value: any, path: ""))
+        let (listener, downstream) = try listenerBlock(root?["listener"])
+        let admin = try bindAddress(root?["admin"], default: BindAddress(address: "127.0.0.1", port: 9901))
 
-        var hosts: [String: HostConfig] = [:]
-        for entry in try root["serviceEntries"]?.array() ?? [] {
+        let workloads = try objects.workloadEntries.map(workloadEntryObject)
+        var services: [String: ServiceDeclaration] = [:]
+        for entry in objects.serviceEntries {
             let (spec, _) = try unwrapKubernetes(entry, kind: "ServiceEntry")
-            for host in try serviceEntry(spec) {
-                if hosts[host.name] != nil {
-                    throw spec.node().fail("host '\(host.name)' is declared by more than one serviceEntry")
+            for service in try serviceEntry(spec, workloads: workloads) {
+                if services[service.name] != nil {
+                    throw spec.node().fail("host '\(service.name)' is declared by more than one serviceEntry")
                 }
-                hosts[host.name] = host
+                services[service.name] = service
             }
         }
-        var ruled: Set<String> = []
-        for entry in try root["destinationRules"]?.array() ?? [] {
+        var rules: [String: DestinationRuleDeclaration] = [:]
+        for entry in objects.destinationRules {
             let (spec, _) = try unwrapKubernetes(entry, kind: "DestinationRule")
-            let (hostNode, policy) = try destinationRule(spec)
-            let name = try resolveHost(try hostNode.nonEmptyString(), hosts, at: hostNode)
-            if ruled.contains(name) { throw hostNode.fail("host '\(name)' already has a destinationRule") }
-            ruled.insert(name)
-            hosts[name]!.trafficPolicy = policy
+            let (hostNode, rule) = try destinationRule(spec)
+            let name = try resolveHost(try hostNode.nonEmptyString(), known: services.keys, at: hostNode)
+            if rules[name] != nil { throw hostNode.fail("host '\(name)' already has a destinationRule") }
+            try checkSubsets(rule, of: services[name]!)
+            rules[name] = rule
         }
+        var catalog = ClusterCatalog(services: services, rules: rules)
         var routes: [RouteConfig] = []
-        for (i, entry) in (try root["virtualServices"]?.array() ?? []).enumerated() {
+        for (i, entry) in objects.virtualServices.enumerated() {
             let (spec, name) = try unwrapKubernetes(entry, kind: "VirtualService")
-            routes += try virtualService(spec, name: name ?? "vs\(i)", hosts: hosts)
+            routes += try virtualService(spec, name: name ?? "vs\(i)", catalog: &catalog)
         }
+        let hosts = catalog.clusters
         var names: Set<String> = []
         for r in routes {
             if names.contains(r.name) { throw ConfigError(path: "virtualServices", reason: "duplicate route name '\(r.name)'") }
@@ -56,6 +58,43 @@ public enum ConfigLoader {
     }
 
     // MARK: pieces
+
+    /// The Istio objects of a config file, by kind, each node keeping its path in the file.
+    struct Objects {
+        var serviceEntries: [JSONNode] = []
+        var workloadEntries: [JSONNode] = []
+        var destinationRules: [JSONNode] = []
+        var virtualServices: [JSONNode] = []
+    }
+
+    /// A gateway config (`listener`, `admin` and an array per kind), or the output of
+    /// `kubectl get serviceentries,destinationrules,virtualservices -o json` as it is printed:
+    /// a `List` whose `items` are sorted by their `kind` (listener and admin then take their defaults).
+    static func sections(_ node: JSONNode) throws -> (JSONObject?, Objects) {
+        var objects = Objects()
+        if let dict = node.value as? [String: Any], dict["kind"] as? String == "List" {
+            let list = try node.object(allowed: ["apiVersion", "kind", "metadata", "items"])
+            for item in try list.required("items").array() {
+                let kindNode = try item.object(allowed: ["apiVersion", "kind", "metadata", "spec", "status"]).required("kind")
+                switch try kindNode.string() {
+                case "ServiceEntry": objects.serviceEntries.append(item)
+                case "WorkloadEntry": objects.workloadEntries.append(item)
+                case "DestinationRule": objects.destinationRules.append(item)
+                case "VirtualService": objects.virtualServices.append(item)
+                case let other:
+                    throw kindNode.fail("kind '\(other)' is not supported (allowed: ServiceEntry, WorkloadEntry, DestinationRule, VirtualService)")
+                }
+            }
+            return (nil, objects)
+        }
+        let root = try node.object(
+            allowed: ["listener", "admin", "serviceEntries", "workloadEntries", "virtualServices", "destinationRules"])
+        objects.serviceEntries = try root["serviceEntries"]?.array() ?? []
+        objects.workloadEntries = try root["workloadEntries"]?.array() ?? []
+        objects.destinationRules = try root["destinationRules"]?.array() ?? []
+        objects.virtualServices = try root["virtualServices"]?.array() ?? []
+        return (root, objects)
+    }
 
     static func bindAddress(_ node: JSONNode?, default d: BindAddress, also extra: [String] = []) throws -> BindAddress {
         guard let node else { return d }
@@ -118,23 +157,37 @@ public enum ConfigLoader {
     }
 
     /// `delivery` matches `delivery` and `delivery.<ns>.svc.cluster.local`, as Istio's short names do.
-    static func resolveHost(_ name: String, _ hosts: [String: HostConfig], at node: JSONNode) throws -> String {
-        if hosts[name] != nil { return name }
-        if let short = name.split(separator: ".").first.map(String.init), hosts[short] != nil { return short }
-        for known in hosts.keys where known.split(separator: ".").first.map(String.init) == name { return known }
-        throw node.fail("unknown host '\(name)': no serviceEntry declares it (known: \(hosts.keys.sorted().joined(separator: ", ")))")
+    static func resolveHost<Names: Collection<String>>(_ name: String, known hosts: Names, at node: JSONNode) throws -> String {
+        if hosts.contains(name) { return name }
+        if let short = name.split(separator: ".").first.map(String.init), hosts.contains(short) { return short }
+        for known in hosts where known.split(separator: ".").first.map(String.init) == name { return known }
+        throw node.fail("unknown host '\(name)': no serviceEntry declares it (known: \(hosts.sorted().joined(separator: ", ")))")
     }
 
-    static func serviceEntry(_ spec: JSONObject) throws -> [HostConfig] {
-        let o = try spec.node().object(allowed: ["host", "hosts", "ports", "endpoints", "resolution", "location", "addresses", "exportTo"])
+    static func serviceEntry(_ spec: JSONObject, workloads: [WorkloadEntryDeclaration] = []) throws -> [ServiceDeclaration] {
+        let o = try spec.node().object(allowed: [
+            "host", "hosts", "ports", "endpoints", "resolution", "location", "addresses", "exportTo", "workloadSelector",
+            "subjectAltNames",
+        ])
+        try notSupported(o, ["subjectAltNames"], because: "upstream connections are plaintext: there is no peer certificate to check")
         var names: [String] = []
         if let h = o["host"] { names.append(try h.nonEmptyString()) }
         if let hs = o["hosts"] { names += try hs.array().map { try $0.nonEmptyString() } }
         guard !names.isEmpty else { throw ConfigError(path: o.node().child("host"), reason: "required field is missing (host or hosts)") }
-        var servicePorts: [(name: String?, number: Int)] = []
+        var servicePorts: [ServiceDeclaration.Port] = []
         for p in try o["ports"]?.array() ?? [] {
             let po = try p.object(allowed: ["number", "name", "protocol", "targetPort"])
-            servicePorts.append((try po["name"]?.string(), try po.required("number").int(in: 1...65535)))
+            let number = try po.required("number").int(in: 1...65535)
+            if servicePorts.contains(where: { $0.number == number }) { throw p.fail("port \(number) is declared twice") }
+            if let proto = po["protocol"] {
+                let v = try proto.string()
+                // Istio's protocol names; upstream connections speak HTTP/1.1, so only HTTP ports can be served.
+                guard v.uppercased() == "HTTP" || v.uppercased() == "HTTP_PROXY" else {
+                    throw proto.fail("protocol '\(v)' is not supported by this gateway: upstreams are reached over plaintext HTTP/1.1 (HTTP)")
+                }
+            }
+            servicePorts.append(.init(name: try po["name"]?.string(), number: number,
+                                      targetPort: try po["targetPort"]?.int(in: 1...65535)))
         }
         if let r = o["resolution"] {
             let v = try r.string()
@@ -142,59 +195,146 @@ public enum ConfigLoader {
                 throw r.fail("unknown resolution '\(v)' (allowed: STATIC, DNS, DNS_ROUND_ROBIN, NONE)")
             }
         }
-        var endpoints: [Endpoint] = []
-        for e in try o["endpoints"]?.array() ?? [] {
-            let eo = try e.object(allowed: ["address", "port", "ports", "weight", "labels", "network", "locality", "serviceAccount"])
-            let address = try eo.required("address").nonEmptyString()
-            var port: Int? = try eo["port"]?.int(in: 1...65535)
-            if port == nil, let ports = eo["ports"] {
-                guard let dict = ports.value as? [String: Any] else { throw ports.fail("expected an object of port name → number") }
-                let byName = try dict.keys.sorted().map { ($0, try JSONNode(value: dict[$0]!, path: ports.child($0)).int(in: 1...65535)) }
-                port = byName.first { name, _ in servicePorts.contains { $0.name == name } }?.1 ?? byName.first?.1
-            }
-            port = port ?? servicePorts.first?.number
-            guard let port else { throw e.fail("endpoint needs a port (port, ports, or the serviceEntry's ports)") }
-            endpoints.append(Endpoint(address: address, port: port, weight: try eo["weight"]?.int(in: 1...maxUInt32) ?? 1))
+        if let l = o["location"] {
+            let v = try l.string()
+            guard ["MESH_EXTERNAL", "MESH_INTERNAL"].contains(v) else { throw l.fail("unknown location '\(v)' (allowed: MESH_EXTERNAL, MESH_INTERNAL)") }
         }
-        if endpoints.isEmpty {
+        if let a = o["addresses"] { _ = try a.array().map { try $0.nonEmptyString() } }
+        if let e = o["exportTo"] { _ = try e.array().map { try $0.string() } }
+        var endpoints: [ServiceDeclaration.EndpointDeclaration] = []
+        for e in try o["endpoints"]?.array() ?? [] { endpoints.append(try workloadEntry(e, allowPort: true)) }
+        if let sel = o["workloadSelector"] {
+            if o["endpoints"] != nil { throw sel.fail("a serviceEntry has either endpoints or a workloadSelector, not both") }
+            let so = try sel.object(allowed: ["labels"])
+            let labels = try stringMap(try so.required("labels"))
+            endpoints = workloads.filter { w in labels.allSatisfy { w.endpoint.labels[$0.key] == $0.value } }.map(\.endpoint)
+        }
+        for (e, node) in zip(endpoints, try o["endpoints"]?.array() ?? []) where e.port == nil && e.ports.isEmpty && servicePorts.isEmpty {
+            throw node.fail("endpoint needs a port (port, ports, or the serviceEntry's ports)")
+        }
+        if endpoints.isEmpty && o["workloadSelector"] == nil {
             // Istio's DNS resolution without endpoints: the host name itself, on the service port.
-            guard let p = servicePorts.first else {
+            guard !servicePorts.isEmpty else {
                 throw ConfigError(path: o.node().child("endpoints"), reason: "needs at least one endpoint (or ports with DNS resolution)")
             }
-            return names.map { HostConfig(name: $0, endpoints: [Endpoint(address: $0, port: p.number)]) }
-        }
-        return names.map { HostConfig(name: $0, endpoints: endpoints) }
-    }
-
-    static func notSupported(_ o: JSONObject, _ keys: [String]) throws {
-        for k in keys { if let n = o[k] { throw n.fail("not supported by this gateway") } }
-    }
-
-    static func destinationRule(_ spec: JSONObject) throws -> (JSONNode, TrafficPolicy) {
-        let o = try spec.node().object(allowed: ["host", "trafficPolicy", "subsets", "exportTo", "workloadSelector"])
-        try notSupported(o, ["subsets", "workloadSelector"])
-        let host = try o.required("host")
-        guard let tp = o["trafficPolicy"] else { return (host, TrafficPolicy()) }
-        let t = try tp.object(allowed: ["connectionPool", "outlierDetection", "loadBalancer", "portLevelSettings", "tls", "tunnel", "proxyProtocol"])
-        try notSupported(t, ["portLevelSettings", "tls", "tunnel", "proxyProtocol"])
-        var policy = TrafficPolicy()
-        if let cp = t["connectionPool"] { policy.connectionPool = try connectionPool(cp) }
-        if let od = t["outlierDetection"] { policy.outlierDetection = try outlierDetection(od) }
-        if let lb = t["loadBalancer"] {
-            let l = try lb.object(allowed: ["simple", "consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup"])
-            try notSupported(l, ["consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup"])
-            if let s = l["simple"] {
-                let v = try s.string()
-                switch v {
-                case "ROUND_ROBIN", "UNSPECIFIED": policy.loadBalancer = .roundRobin
-                case "LEAST_REQUEST", "LEAST_CONN": policy.loadBalancer = .leastRequest
-                case "RANDOM": policy.loadBalancer = .random
-                case "PASSTHROUGH": throw s.fail("PASSTHROUGH is not supported by this gateway")
-                default: throw s.fail("unknown load balancer '\(v)' (allowed: ROUND_ROBIN, LEAST_REQUEST, RANDOM)")
-                }
+            return names.map { name in
+                ServiceDeclaration(name: name, ports: servicePorts,
+                                   endpoints: [.init(address: name, port: nil, ports: [:], weight: 1, labels: [:])])
             }
         }
-        return (host, policy)
+        if endpoints.contains(where: { $0.port == nil && $0.ports.isEmpty }) && servicePorts.isEmpty {
+            throw o.node().fail("a workload selected by workloadSelector needs ports, or the serviceEntry needs ports")
+        }
+        return names.map { ServiceDeclaration(name: $0, ports: servicePorts, endpoints: endpoints) }
+    }
+
+    /// A ServiceEntry endpoint, or a WorkloadEntry's spec (the same shape). `port` is this
+    /// gateway's shorthand for a one-port endpoint; a WorkloadEntry object has none.
+    static func workloadEntry(_ node: JSONNode, allowPort: Bool) throws -> ServiceDeclaration.EndpointDeclaration {
+        let eo = try node.object(allowed: ["address", "ports", "weight", "labels", "network", "locality", "serviceAccount"] + (allowPort ? ["port"] : []))
+        try notSupported(eo, ["network"], because: "there is one network: every endpoint is dialled directly")
+        try notSupported(eo, ["locality"], because: "locality-aware load balancing is not implemented, so a locality would change nothing")
+        try notSupported(eo, ["serviceAccount"], because: "upstream connections are plaintext: there is no workload identity to check")
+        let address = try eo.required("address").nonEmptyString()
+        var ports: [String: Int] = [:]
+        if let p = eo["ports"] {
+            guard let dict = p.value as? [String: Any] else { throw p.fail("expected an object of port name → number") }
+            for key in dict.keys.sorted() { ports[key] = try JSONNode(value: dict[key]!, path: p.child(key)).int(in: 1...65535) }
+        }
+        return .init(address: address, port: try eo["port"]?.int(in: 1...65535), ports: ports,
+                     weight: try eo["weight"]?.int(in: 1...maxUInt32) ?? 1,
+                     labels: try eo["labels"].map(stringMap) ?? [:])
+    }
+
+    /// A WorkloadEntry from the top-level `workloadEntries`: labels select it into serviceEntries.
+    struct WorkloadEntryDeclaration {
+        var endpoint: ServiceDeclaration.EndpointDeclaration
+    }
+
+    static func workloadEntryObject(_ node: JSONNode) throws -> WorkloadEntryDeclaration {
+        let (spec, _) = try unwrapKubernetes(node, kind: "WorkloadEntry")
+        return WorkloadEntryDeclaration(endpoint: try workloadEntry(spec.node(), allowPort: false))
+    }
+
+    /// An object of string → string (labels, selectors).
+    static func stringMap(_ node: JSONNode) throws -> [String: String] {
+        guard let dict = node.value as? [String: Any] else { throw node.fail("expected an object of name → string") }
+        var out: [String: String] = [:]
+        for key in dict.keys.sorted() { out[key] = try JSONNode(value: dict[key]!, path: node.child(key)).string() }
+        return out
+    }
+
+    static func notSupported(_ o: JSONObject, _ keys: [String], because reason: String? = nil) throws {
+        for k in keys {
+            if let n = o[k] { throw n.fail("not supported by this gateway" + (reason.map { ": " + $0 } ?? "")) }
+        }
+    }
+
+    static func destinationRule(_ spec: JSONObject) throws -> (JSONNode, DestinationRuleDeclaration) {
+        let o = try spec.node().object(allowed: ["host", "trafficPolicy", "subsets", "exportTo", "workloadSelector"])
+        try notSupported(o, ["workloadSelector"], because: "it picks the sidecars a rule applies to; here the gateway is the only proxy")
+        if let e = o["exportTo"] { _ = try e.array().map { try $0.string() } }
+        let host = try o.required("host")
+        var rule = DestinationRuleDeclaration(policy: try o["trafficPolicy"].map { try trafficPolicy($0) } ?? PolicyLayer(), subsets: [])
+        for s in try o["subsets"]?.array() ?? [] {
+            let so = try s.object(allowed: ["name", "labels", "trafficPolicy"])
+            let nameNode = try so.required("name")
+            let name = try nameNode.nonEmptyString()
+            if rule.subsets.contains(where: { $0.name == name }) { throw nameNode.fail("subset '\(name)' is declared twice") }
+            // Envoy's cluster names carry the subset between `|`s.
+            if name.contains("|") { throw nameNode.fail("a subset name cannot contain '|'") }
+            rule.subsets.append(.init(name: name, labels: try so["labels"].map(stringMap) ?? [:],
+                                      policy: try so["trafficPolicy"].map { try trafficPolicy($0) } ?? PolicyLayer(),
+                                      path: s.path))
+        }
+        return (host, rule)
+    }
+
+    /// Port-level settings must name ports the service has, or they would silently apply to nothing.
+    static func checkSubsets(_ rule: DestinationRuleDeclaration, of service: ServiceDeclaration) throws {
+        let ports = Set(service.ports.map(\.number))
+        for layer in [rule.policy] + rule.subsets.map(\.policy) {
+            for (port, path) in layer.portPaths.sorted(by: { $0.key < $1.key }) where !ports.contains(port) {
+                throw ConfigError(path: path, reason: "host '\(service.name)' has no port \(port) "
+                    + (ports.isEmpty ? "(its serviceEntry declares no ports)" : "(declared: \(ports.sorted().map(String.init).joined(separator: ", ")))"))
+            }
+        }
+    }
+
+    /// A `trafficPolicy` (of a rule or a subset): the parts it sets, and its port-level settings.
+    static func trafficPolicy(_ node: JSONNode, portLevel: Bool = false) throws -> PolicyLayer {
+        let parts = ["connectionPool", "outlierDetection", "loadBalancer", "tls"]
+        let t = try node.object(allowed: portLevel ? ["port"] + parts : parts + ["portLevelSettings", "tunnel", "proxyProtocol"])
+        try notSupported(t, ["tls"], because: "upstream connections are plaintext HTTP/1.1")
+        try notSupported(t, ["tunnel"], because: "upstream connections are direct, never tunnelled through a proxy")
+        try notSupported(t, ["proxyProtocol"], because: "the PROXY protocol header is not sent")
+        var layer = PolicyLayer()
+        if let cp = t["connectionPool"] { layer.connectionPool = try connectionPool(cp) }
+        if let od = t["outlierDetection"] { layer.outlierDetection = try outlierDetection(od) }
+        if let lb = t["loadBalancer"] { layer.loadBalancer = try loadBalancer(lb) }
+        for p in try t["portLevelSettings"]?.array() ?? [] {
+            let portNode = try p.object(allowed: ["port"] + parts).required("port")
+            let numberNode = try portNode.object(allowed: ["number"]).required("number")
+            let number = try numberNode.int(in: 1...65535)
+            if layer.portLevel[number] != nil { throw numberNode.fail("port \(number) has settings twice") }
+            layer.portLevel[number] = try trafficPolicy(p, portLevel: true)
+            layer.portPaths[number] = numberNode.path
+        }
+        return layer
+    }
+
+    static func loadBalancer(_ lb: JSONNode) throws -> LoadBalancerKind {
+        let l = try lb.object(allowed: ["simple", "consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup"])
+        try notSupported(l, ["consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup"])
+        guard let s = l["simple"] else { return .roundRobin }
+        let v = try s.string()
+        switch v {
+        case "ROUND_ROBIN", "UNSPECIFIED": return .roundRobin
+        case "LEAST_REQUEST", "LEAST_CONN": return .leastRequest
+        case "RANDOM": return .random
+        case "PASSTHROUGH": throw s.fail("PASSTHROUGH is not supported by this gateway")
+        default: throw s.fail("unknown load balancer '\(v)' (allowed: ROUND_ROBIN, LEAST_REQUEST, RANDOM)")
+        }
     }
 
     static func connectionPool(_ node: JSONNode) throws -> ConnectionPoolSettings {
@@ -262,19 +402,19 @@ public enum ConfigLoader {
         return s
     }
 
-    static func virtualService(_ spec: JSONObject, name: String, hosts: [String: HostConfig]) throws -> [RouteConfig] {
+    static func virtualService(_ spec: JSONObject, name: String, catalog: inout ClusterCatalog) throws -> [RouteConfig] {
         let o = try spec.node().object(allowed: ["hosts", "gateways", "http", "tcp", "tls", "exportTo"])
         try notSupported(o, ["tcp", "tls"])
         let vhosts = try o["hosts"]?.array().map { try $0.nonEmptyString() } ?? []
         if let g = o["gateways"] { _ = try g.array().map { try $0.string() } }
         var routes: [RouteConfig] = []
         for (j, h) in (try o.required("http").array()).enumerated() {
-            routes.append(try httpRoute(h, defaultName: "\(name).\(j)", vhosts: vhosts, hosts: hosts))
+            routes.append(try httpRoute(h, defaultName: "\(name).\(j)", vhosts: vhosts, catalog: &catalog))
         }
         return routes
     }
 
-    static func httpRoute(_ node: JSONNode, defaultName: String, vhosts: [String], hosts: [String: HostConfig]) throws -> RouteConfig {
+    static func httpRoute(_ node: JSONNode, defaultName: String, vhosts: [String], catalog: inout ClusterCatalog) throws -> RouteConfig {
         let o = try node.object(allowed: [
             "name", "match", "route", "timeout", "retries", "fault", "localRateLimit",
             "headers", "rewrite", "redirect", "mirror", "mirrorPercentage", "corsPolicy", "delegate", "directResponse",
@@ -288,14 +428,7 @@ public enum ConfigLoader {
         for d in dests {
             let dobj = try d.object(allowed: ["destination", "weight", "headers"])
             try notSupported(dobj, ["headers"])
-            let dest = try dobj.required("destination").object(allowed: ["host", "port", "subset"])
-            try notSupported(dest, ["subset"])
-            let hostNode = try dest.required("host")
-            let host = try resolveHost(try hostNode.nonEmptyString(), hosts, at: hostNode)
-            if let p = dest["port"] {
-                let po = try p.object(allowed: ["number"])
-                _ = try po.required("number").int(in: 1...65535)
-            }
+            let (host, service, subset, port) = try destination(dobj.required("destination"), catalog: &catalog)
             let weight: Int
             if let w = dobj["weight"] {
                 weight = try w.int(in: 0...100)
@@ -305,7 +438,7 @@ public enum ConfigLoader {
                 throw ConfigError(path: dobj.node().child("weight"), reason: "required when a route has several destinations")
             }
             weights += weight
-            r.destinations.append(WeightedDestination(host: host, weight: weight))
+            r.destinations.append(WeightedDestination(host: host, weight: weight, service: service, subset: subset, port: port))
         }
         if dests.count > 1 && weights != 100 {
             throw ConfigError(path: o.node().child("route"), reason: "destination weights must add up to 100, found \(weights)")
@@ -318,6 +451,21 @@ public enum ConfigLoader {
         if let f = o["fault"] { r.fault = try fault(f) }
         if let l = o["localRateLimit"] { r.localRateLimit = try localRateLimit(l) }
         return r
+    }
+
+    /// A `destination {host, subset, port}`: the cluster it names, and the names as written.
+    static func destination(_ node: JSONNode, catalog: inout ClusterCatalog)
+        throws -> (cluster: String, service: String, subset: String?, port: Int?)
+    {
+        let dest = try node.object(allowed: ["host", "port", "subset"])
+        let hostNode = try dest.required("host")
+        let service = try resolveHost(try hostNode.nonEmptyString(), known: catalog.services.keys, at: hostNode)
+        var port: Int? = nil
+        if let p = dest["port"] { port = try p.object(allowed: ["number"]).required("number").int(in: 1...65535) }
+        let subset = try dest["subset"]?.nonEmptyString()
+        let cluster = try catalog.cluster(service: service, port: port, subset: subset,
+                                          portPath: node.child("port.number"), subsetPath: node.child("subset"))
+        return (cluster, service, subset, port)
     }
 
     static func stringMatch(_ node: JSONNode) throws -> StringMatch {

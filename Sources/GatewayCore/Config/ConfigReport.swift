@@ -33,9 +33,13 @@ public enum ConfigReport {
             + "perConnectionBufferLimitBytes \(d.perConnectionBufferLimitBytes)\n"
         for (name, h) in config.hosts.sorted(by: { $0.key < $1.key }) {
             let cp = h.trafficPolicy.connectionPool
-            out += "\nhost \(name)\n"
+            if h.subset == nil && h.name == h.service {
+                out += "\nhost \(name)\n"
+            } else {
+                out += "\ncluster \(name): host \(h.service)" + (h.subset.map { " subset \($0)" } ?? "") + (h.port.map { " port \($0)" } ?? "") + "\n"
+            }
             let rows: [(String, String)] = [
-                ("endpoints", h.endpoints.map { $0.weight == 1 ? "\($0)" : "\($0) (weight \($0.weight))" }.joined(separator: ", ")),
+                ("endpoints", h.endpoints.isEmpty ? "none (every request gets 503 UH)" : h.endpoints.map(endpointText).joined(separator: ", ")),
                 ("loadBalancer", h.trafficPolicy.loadBalancer.rawValue),
                 ("maxConnections", limit(cp.maxConnections)),
                 ("http1MaxPendingRequests", limit(cp.http1MaxPendingRequests)),
@@ -62,7 +66,16 @@ public enum ConfigReport {
                 for (k, v) in m.headers.sorted(by: { $0.key < $1.key }) { parts.append("header \(k) \(match(v))") }
                 return parts.joined(separator: " and ")
             }.joined(separator: " or ")
-            out += "  \(r.name): \(m) -> \(r.destinations.map { "\($0.host) (\($0.weight)%)" }.joined(separator: ", "))\n"
+            out += "  \(r.name): \(m) -> \(r.destinations.map { "\(destinationText($0)) (\($0.weight)%)" }.joined(separator: ", "))\n"
+            if r.destinations.count > 1 || r.destinations.contains(where: { $0.subset != nil }) {
+                // Which endpoints each share reaches: the split a canary is written for.
+                for d in r.destinations {
+                    let endpoints = config.hosts[d.host]?.endpoints ?? []
+                    out += "    \(d.weight)% of its requests go to \(destinationText(d)): "
+                        + (endpoints.isEmpty ? "no endpoint (503 UH)" : "\(endpoints.count) endpoint\(endpoints.count == 1 ? "" : "s") (\(endpoints.map(\.description).joined(separator: ", ")))")
+                        + (d.host == d.service ? "" : ", cluster \(d.host)") + "\n"
+                }
+            }
             out += "    timeout \(duration(r.timeout)); retries \(r.retries.attempts)"
             if r.retries.attempts > 0 {
                 out += " on \(retryOnText(r.retries)), perTryTimeout \(duration(r.retries.perTryTimeout))"
@@ -78,6 +91,17 @@ public enum ConfigReport {
             }
         }
         return out
+    }
+
+    static func endpointText(_ e: Endpoint) -> String {
+        var extras: [String] = []
+        if e.weight != 1 { extras.append("weight \(e.weight)") }
+        if !e.labels.isEmpty { extras.append(e.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")) }
+        return extras.isEmpty ? "\(e)" : "\(e) (\(extras.joined(separator: "; ")))"
+    }
+
+    static func destinationText(_ d: WeightedDestination) -> String {
+        d.service + (d.subset.map { " subset \($0)" } ?? "") + (d.port.map { " port \($0)" } ?? "")
     }
 
     static func retryOnText(_ p: RetryPolicyConfig) -> String {
@@ -118,6 +142,8 @@ public enum ConfigReport {
             }
             if !config.routes.contains(where: { r in r.destinations.contains { $0.host == name } }) {
                 w.append("\(name): no route sends traffic to it")
+            } else if h.endpoints.isEmpty, let subset = h.subset {
+                w.append("\(name): subset \(subset) selects no endpoint of \(h.service): every request routed to it gets 503 UH")
             }
         }
         for r in config.routes {

@@ -10,7 +10,9 @@ public struct GatewayConfig: Sendable, Equatable {
     /// The `listener` block's downstream limits and timeouts (Envoy's edge defaults).
     public var downstream: DownstreamLimits
     public var admin: BindAddress
-    /// Upstream services keyed by host name (ServiceEntry endpoints + DestinationRule policy).
+    /// Upstream clusters keyed by cluster name (ServiceEntry endpoints + DestinationRule policy):
+    /// one per ServiceEntry host, named after it, and one per DestinationRule subset or
+    /// non-default port, named as Envoy names Istio's clusters (`outbound|PORT|SUBSET|HOST`).
     public var hosts: [String: HostConfig]
     /// Every HTTP route of every VirtualService, in file order: the first match wins.
     public var routes: [RouteConfig]
@@ -85,22 +87,43 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     public var port: Int
     /// ServiceEntry endpoint weight (default 1); used by the load balancers.
     public var weight: Int
-    public init(address: String, port: Int, weight: Int = 1) {
+    /// The endpoint's (WorkloadEntry's) labels, which DestinationRule subsets select on.
+    public var labels: [String: String]
+    public init(address: String, port: Int, weight: Int = 1, labels: [String: String] = [:]) {
         self.address = address
         self.port = port
         self.weight = weight
+        self.labels = labels
     }
     public var description: String { "\(address):\(port)" }
 }
 
+/// One upstream cluster: a ServiceEntry host, or one subset or port of it.
 public struct HostConfig: Sendable, Equatable {
+    /// The cluster's name: the ServiceEntry host for its default cluster, otherwise Envoy's
+    /// `outbound|PORT|SUBSET|HOST`.
     public var name: String
+    /// The ServiceEntry host this cluster serves (the Host header a request without one gets).
+    public var service: String
+    /// The service port this cluster carries (nil: the ServiceEntry declares no ports).
+    public var port: Int?
+    /// The DestinationRule subset (nil: every endpoint of the host).
+    public var subset: String?
     public var endpoints: [Endpoint]
     public var trafficPolicy: TrafficPolicy
-    public init(name: String, endpoints: [Endpoint], trafficPolicy: TrafficPolicy = TrafficPolicy()) {
+    public init(name: String, endpoints: [Endpoint], trafficPolicy: TrafficPolicy = TrafficPolicy(),
+                service: String? = nil, port: Int? = nil, subset: String? = nil) {
         self.name = name
+        self.service = service ?? name
+        self.port = port
+        self.subset = subset
         self.endpoints = endpoints
         self.trafficPolicy = trafficPolicy
+    }
+
+    /// Envoy's name for Istio's cluster of a host, port and subset.
+    public static func clusterName(service: String, port: Int?, subset: String?) -> String {
+        "outbound|\(port.map(String.init) ?? "")|\(subset ?? "")|\(service)"
     }
 }
 
@@ -267,12 +290,20 @@ public struct RouteMatch: Sendable, Equatable {
 }
 
 public struct WeightedDestination: Sendable, Equatable {
+    /// The cluster (a key of `GatewayConfig.hosts`): the host's own, or its subset's or port's.
     public var host: String
     /// Istio weight; a single destination without weight gets 100.
     public var weight: Int
-    public init(host: String, weight: Int = 100) {
+    /// As written in the route, for display: the ServiceEntry host, `subset` and `port.number`.
+    public var service: String
+    public var subset: String?
+    public var port: Int?
+    public init(host: String, weight: Int = 100, service: String? = nil, subset: String? = nil, port: Int? = nil) {
         self.host = host
         self.weight = weight
+        self.service = service ?? host
+        self.subset = subset
+        self.port = port
     }
 }
 

@@ -97,7 +97,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         if bytesReceived > Self.maxReplayBytes { replayable = false }
         var out = stream.headBuffer(capacity: head.length + 160)
         requestID = HeadWriter.writeUpstreamHead(
-            head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.name, into: &out
+            head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.serviceHost, into: &out
         ) { worker.writeRequestID(into: &$0) }
         upstreamHead = out
     }

@@ -77,7 +77,7 @@ public final class GatewayRuntime: Sendable {
             cluster.resources.update(host.trafficPolicy.connectionPool)
             let hosts = cluster.hosts(for: host)
             cluster.outlier.update(settings: host.trafficPolicy.outlierDetection, hosts: hosts)
-            clusters[name] = ClusterSnapshot(cluster: cluster, hosts: hosts, policy: host.trafficPolicy)
+            clusters[name] = ClusterSnapshot(cluster: cluster, hosts: hosts, policy: host.trafficPolicy, serviceHost: host.service)
             keptClusters[name] = cluster
         }
         var routes: [Route] = []
