@@ -304,7 +304,8 @@ public enum ConfigLoader {
     /// A `trafficPolicy` (of a rule or a subset): the parts it sets, and its port-level settings.
     static func trafficPolicy(_ node: JSONNode, portLevel: Bool = false) throws -> PolicyLayer {
         let parts = ["connectionPool", "outlierDetection", "loadBalancer", "tls"]
-        let t = try node.object(allowed: portLevel ? ["port"] + parts : parts + ["portLevelSettings", "tunnel", "proxyProtocol"])
+        let t = try node.object(allowed: portLevel ? ["port"] + parts : parts + ["portLevelSettings", "tunnel", "proxyProtocol", "retryBudget"])
+        try notSupported(t, ["retryBudget"])
         try notSupported(t, ["tls"], because: "upstream connections are plaintext HTTP/1.1")
         try notSupported(t, ["tunnel"], because: "upstream connections are direct, never tunnelled through a proxy")
         try notSupported(t, ["proxyProtocol"], because: "the PROXY protocol header is not sent")
@@ -417,9 +418,9 @@ public enum ConfigLoader {
     static func httpRoute(_ node: JSONNode, defaultName: String, vhosts: [String], catalog: inout ClusterCatalog) throws -> RouteConfig {
         let o = try node.object(allowed: [
             "name", "match", "route", "timeout", "retries", "fault", "localRateLimit",
-            "headers", "rewrite", "redirect", "mirror", "mirrorPercentage", "corsPolicy", "delegate", "directResponse",
+            "headers", "rewrite", "redirect", "mirror", "mirrors", "mirrorPercent", "mirrorPercentage", "corsPolicy", "delegate", "directResponse",
         ])
-        try notSupported(o, ["headers", "rewrite", "redirect", "mirror", "mirrorPercentage", "corsPolicy", "delegate", "directResponse"])
+        try notSupported(o, ["headers", "rewrite", "redirect", "mirror", "mirrors", "mirrorPercent", "mirrorPercentage", "corsPolicy", "delegate", "directResponse"])
         var r = RouteConfig(name: try o["name"]?.nonEmptyString() ?? defaultName, virtualHosts: vhosts, destinations: [])
         r.matches = try o["match"]?.array().map(routeMatch) ?? []
         let dests = try o.required("route").array()
