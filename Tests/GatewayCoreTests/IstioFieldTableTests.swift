@@ -127,4 +127,29 @@ final class IstioFieldTableTests: XCTestCase {
             }
         }
     }
+
+    /// config/schema.json describes every field that loads, so editors offer what the gateway reads.
+    func testSchemaCoversEveryFieldThatLoads() throws {
+        let url = Self.docs.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("config/schema.json")
+        let schema = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        func resolve(_ node: [String: Any]) -> [String: Any] {
+            guard let ref = node["$ref"] as? String else { return node }
+            var target: Any = schema
+            for part in ref.dropFirst(2).split(separator: "/") { target = (target as! [String: Any])[String(part)]! }
+            return resolve(target as! [String: Any])
+        }
+        for row in try Self.rows() where row.state != "refused" {
+            var node = resolve((schema["$defs"] as! [String: Any])[row.kind] as! [String: Any])
+            for part in row.path.split(separator: ".") {
+                let isArray = part.hasSuffix("[]")
+                let key = isArray ? String(part.dropLast(2)) : String(part)
+                guard let child = (node["properties"] as? [String: Any])?[key] as? [String: Any] else {
+                    XCTFail("config/schema.json has no \(row.kind) \(row.path) (at '\(key)')")
+                    break
+                }
+                node = resolve(child)
+                if isArray { node = resolve(node["items"] as? [String: Any] ?? [:]) }
+            }
+        }
+    }
 }
