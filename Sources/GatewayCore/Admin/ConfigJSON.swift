@@ -32,7 +32,8 @@ enum ConfigJSON {
                 ("endpoints", "[" + h.endpoints.map { object([("address", jsonString($0.address)), ("port", "\($0.port)"), ("weight", "\($0.weight)")]) }.joined(separator: ",") + "]"),
                 ("trafficPolicy", object([
                     ("connectionPool", object([
-                        ("tcp", object([("maxConnections", "\(cp.maxConnections)"), ("connectTimeout", duration(cp.connectTimeout))]
+                        ("tcp", object([("maxConnections", "\(cp.maxConnections)"), ("connectTimeout", duration(cp.connectTimeout)),
+                                        ("maxConnectionDuration", duration(cp.maxConnectionDuration))]
                             + (cp.tcpKeepalive.map { k in
                                 [("tcpKeepalive", object(
                                     (k.probes.map { [("probes", "\($0)")] } ?? [])

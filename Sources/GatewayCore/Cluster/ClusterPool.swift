@@ -10,6 +10,7 @@ final class ClusterPool {
     private(set) var snapshot: ClusterSnapshot
     /// Every host pool's copy follows these.
     private(set) var maxRequestsPerConnection: Int
+    private(set) var maxConnectionDuration: TimeAmount?
     var draining = false {
         didSet { for pool in pools.values { pool.draining = draining } }
     }
@@ -22,13 +23,18 @@ final class ClusterPool {
         self.snapshot = snapshot
         self.connector = connector
         maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
+        maxConnectionDuration = snapshot.policy.connectionPool.maxConnectionDuration
         self.eventLoop = eventLoop
     }
 
     func update(_ snapshot: ClusterSnapshot) {
         self.snapshot = snapshot
         maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
-        for pool in pools.values { pool.maxRequestsPerConnection = maxRequestsPerConnection }
+        maxConnectionDuration = snapshot.policy.connectionPool.maxConnectionDuration
+        for pool in pools.values {
+            pool.maxRequestsPerConnection = maxRequestsPerConnection
+            pool.maxConnectionDuration = maxConnectionDuration
+        }
         lastPool = nil
         let live = Set(snapshot.hosts.map(ObjectIdentifier.init))
         for (id, pool) in pools where !live.contains(id) {
@@ -60,7 +66,7 @@ final class ClusterPool {
 
     func sweepIdle(now: NIODeadline) {
         let deadline = now - snapshot.policy.connectionPool.idleTimeout
-        for pool in pools.values { pool.closeIdle(olderThan: deadline, all: draining) }
+        for pool in pools.values { pool.closeIdle(olderThan: deadline, all: draining, now: now) }
     }
 
     var allPools: Dictionary<ObjectIdentifier, HostPool>.Values { pools.values }

@@ -26,6 +26,7 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case upstream_cx_destroy
     case upstream_cx_max_requests
     case upstream_cx_idle_timeout
+    case upstream_cx_max_duration_reached
     case upstream_cx_none_healthy
     case upstream_flow_control_paused_reading_total
     case upstream_flow_control_resumed_reading_total
@@ -63,6 +64,7 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
         case .upstream_cx_destroy: return "upstream_cx_destroy"
         case .upstream_cx_max_requests: return "upstream_cx_max_requests"
         case .upstream_cx_idle_timeout: return "upstream_cx_idle_timeout"
+        case .upstream_cx_max_duration_reached: return "upstream_cx_max_duration_reached"
         case .upstream_cx_none_healthy: return "upstream_cx_none_healthy"
         case .upstream_flow_control_paused_reading_total: return "upstream_flow_control_paused_reading_total"
         case .upstream_flow_control_resumed_reading_total: return "upstream_flow_control_resumed_reading_total"

@@ -202,7 +202,6 @@ public enum ConfigLoader {
         var s = ConnectionPoolSettings()
         if let tcp = o["tcp"] {
             let t = try tcp.object(allowed: ["maxConnections", "connectTimeout", "tcpKeepalive", "maxConnectionDuration", "idleTimeout"])
-            try notSupported(t, ["maxConnectionDuration"])
             if let n = t["maxConnections"] { s.maxConnections = try n.int(in: 1...maxUInt32) }
             if let n = t["connectTimeout"] { s.connectTimeout = try n.duration(min: .milliseconds(1)) }
             if let n = t["tcpKeepalive"] {
@@ -219,6 +218,13 @@ public enum ConfigLoader {
                 if let d = k["interval"] { keepalive.interval = try seconds(d) }
                 s.tcpKeepalive = keepalive
             }
+            if let n = t["maxConnectionDuration"] {
+                // "0s" is Envoy's "no limit", as for the listener's maxConnectionDuration.
+                let d = try n.duration(allowZero: true, min: .milliseconds(1))
+                s.maxConnectionDuration = d.nanoseconds == 0 ? nil : d
+            }
+            // Istio sets the HTTP idle timeout from tcp.idleTimeout only when http.idleTimeout is
+            // absent (cluster_traffic_policy.go): the http block below overrides it.
             if let n = t["idleTimeout"] { s.idleTimeout = try n.duration() }
         }
         if let http = o["http"] {

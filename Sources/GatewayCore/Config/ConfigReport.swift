@@ -44,6 +44,7 @@ public enum ConfigReport {
                 ("maxRetries", limit(cp.maxRetries)),
                 ("connectTimeout", duration(cp.connectTimeout)),
                 ("idleTimeout", duration(cp.idleTimeout)),
+                ("maxConnectionDuration", duration(cp.maxConnectionDuration)),
                 ("outlierDetection", h.trafficPolicy.outlierDetection.map { od in
                     "consecutive5xxErrors \(od.consecutive5xxErrors == 0 ? "off" : "\(od.consecutive5xxErrors)"), "
                         + "consecutiveGatewayErrors \(od.consecutiveGatewayErrors == 0 ? "off" : "\(od.consecutiveGatewayErrors)"), "

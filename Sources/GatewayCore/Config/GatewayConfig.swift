@@ -150,10 +150,17 @@ public struct ConnectionPoolSettings: Sendable, Equatable {
     public var maxRequestsPerConnection: Int
     /// http.maxRetries: most retries outstanding to the cluster at once (default 2^32-1).
     public var maxRetries: Int
-    /// http.idleTimeout (default 1h).
+    /// Envoy's common_http_protocol_options.idle_timeout on upstream connections (default 1h):
+    /// a pooled connection with no request for this long is closed. Istio programs
+    /// http.idleTimeout here, and tcp.idleTimeout when http.idleTimeout is not set (upstream
+    /// connections are HTTP, so that one setting is the connection's idle timeout).
     public var idleTimeout: TimeAmount
     /// tcp.tcpKeepalive: TCP keep-alive on upstream connections (nil: off, the kernel's default).
     public var tcpKeepalive: TCPKeepalive?
+    /// tcp.maxConnectionDuration, Envoy's common_http_protocol_options.max_connection_duration:
+    /// an upstream connection older than this (from its connect) is closed, at once when idle,
+    /// after its current response when busy (`upstream_cx_max_duration_reached`). nil: no limit.
+    public var maxConnectionDuration: TimeAmount?
 
     public init(
         maxConnections: Int = ConnectionPoolSettings.unlimited,
@@ -163,9 +170,11 @@ public struct ConnectionPoolSettings: Sendable, Equatable {
         maxRequestsPerConnection: Int = 0,
         maxRetries: Int = ConnectionPoolSettings.unlimited,
         idleTimeout: TimeAmount = .hours(1),
-        tcpKeepalive: TCPKeepalive? = nil
+        tcpKeepalive: TCPKeepalive? = nil,
+        maxConnectionDuration: TimeAmount? = nil
     ) {
         self.tcpKeepalive = tcpKeepalive
+        self.maxConnectionDuration = maxConnectionDuration
         self.maxConnections = maxConnections
         self.connectTimeout = connectTimeout
         self.http1MaxPendingRequests = http1MaxPendingRequests

@@ -27,6 +27,8 @@ final class TestUpstream: @unchecked Sendable {
     private(set) var channel: Channel!
     let requests = ManagedAtomic<Int>(0)
     let connections = ManagedAtomic<Int>(0)
+    /// Connections that have closed (either side), so tests can see pooled connections go.
+    let closedConnections = ManagedAtomic<Int>(0)
     let concurrent = ManagedAtomic<Int>(0)
     let maxConcurrent = ManagedAtomic<Int>(0)
     private let behaviour: NIOLockedValueBox<Behaviour>
@@ -39,6 +41,7 @@ final class TestUpstream: @unchecked Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] ch in
                 connections.wrappingIncrement(ordering: .relaxed)
+                ch.closeFuture.whenComplete { [self] _ in closedConnections.wrappingIncrement(ordering: .relaxed) }
                 return ch.eventLoop.makeCompletedFuture {
                     try ch.pipeline.syncOperations.configureHTTPServerPipeline()
                     try ch.pipeline.syncOperations.addHandler(Handler(upstream: self))
