@@ -93,6 +93,11 @@ enum ConfigJSON {
                     ("perClient", rl.perClient ? "\"remoteAddress\"" : "null"),
                 ] + (rl.perClient ? [("maxTrackedClients", "\(rl.maxTrackedClients)")] : []))))
             }
+            if !r.mirrors.isEmpty {
+                p.append(("mirrors", "[" + r.mirrors.map { m in
+                    object([("destination", object([("host", jsonString(m.host))])), ("percentage", object([("value", "\(m.percentage)")]))])
+                }.joined(separator: ",") + "]"))
+            }
             return object(p)
         }
         return object([

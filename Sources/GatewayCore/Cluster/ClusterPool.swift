@@ -16,6 +16,9 @@ final class ClusterPool {
     }
     private var pools: [ObjectIdentifier: HostPool] = [:]
     private var roundRobin = 0
+    /// Mirror copies to this cluster out from this event loop, and their bodies (`ShadowRequest`'s bounds).
+    var shadowsInFlight = 0
+    var shadowBytesInFlight = 0
 
     init(snapshot: ClusterSnapshot, eventLoop: EventLoop, row: Int, connector: UpstreamConnector = SocketConnector()) {
         self.row = row

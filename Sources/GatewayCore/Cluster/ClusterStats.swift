@@ -18,6 +18,7 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case upstream_rq_retry_success
     case upstream_rq_retry_overflow
     case upstream_rq_retry_limit_exceeded
+    case retry_or_shadow_abandoned
     case upstream_cx_total
     case upstream_cx_overflow
     case upstream_cx_protocol_error
@@ -56,6 +57,7 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
         case .upstream_rq_retry_success: return "upstream_rq_retry_success"
         case .upstream_rq_retry_overflow: return "upstream_rq_retry_overflow"
         case .upstream_rq_retry_limit_exceeded: return "upstream_rq_retry_limit_exceeded"
+        case .retry_or_shadow_abandoned: return "retry_or_shadow_abandoned"
         case .upstream_cx_total: return "upstream_cx_total"
         case .upstream_cx_overflow: return "upstream_cx_overflow"
         case .upstream_cx_protocol_error: return "upstream_cx_protocol_error"

@@ -283,9 +283,9 @@ public enum ConfigLoader {
     static func httpRoute(_ node: JSONNode, defaultName: String, vhosts: [String], hosts: [String: HostConfig]) throws -> RouteConfig {
         let o = try node.object(allowed: [
             "name", "match", "route", "timeout", "retries", "fault", "localRateLimit",
-            "headers", "rewrite", "redirect", "mirror", "mirrorPercentage", "corsPolicy", "delegate", "directResponse",
+            "headers", "rewrite", "redirect", "mirror", "mirrors", "mirrorPercentage", "corsPolicy", "delegate", "directResponse",
         ])
-        try notSupported(o, ["headers", "rewrite", "redirect", "mirror", "mirrorPercentage", "corsPolicy", "delegate", "directResponse"])
+        try notSupported(o, ["headers", "rewrite", "redirect", "corsPolicy", "delegate", "directResponse"])
         var r = RouteConfig(name: try o["name"]?.nonEmptyString() ?? defaultName, virtualHosts: vhosts, destinations: [])
         r.matches = try o["match"]?.array().map(routeMatch) ?? []
         let dests = try o.required("route").array()
@@ -323,6 +323,7 @@ public enum ConfigLoader {
         if let rt = o["retries"] { r.retries = try retries(rt) }
         if let f = o["fault"] { r.fault = try fault(f) }
         if let l = o["localRateLimit"] { r.localRateLimit = try localRateLimit(l) }
+        r.mirrors = try mirrors(o, hosts: hosts)
         return r
     }
 

@@ -77,6 +77,10 @@ public enum ConfigReport {
                 out += "    rate limit \(rl.maxTokens) tokens, +\(rl.tokensPerFill) every \(duration(rl.fillInterval))"
                 out += rl.perClient ? " per client address (at most \(rl.maxTrackedClients) tracked)\n" : " for the route\n"
             }
+            for m in r.mirrors {
+                out += "    mirror \(m.percentage)% of requests to \(m.host) (Host suffixed -shadow, answers dropped; "
+                    + "not for bodies over \(RouterFilter.maxReplayBytes) bytes)\n"
+            }
         }
         return out
     }

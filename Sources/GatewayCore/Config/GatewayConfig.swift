@@ -237,13 +237,16 @@ public struct RouteConfig: Sendable, Equatable {
     public var retries: RetryPolicyConfig
     public var fault: FaultConfig?
     public var localRateLimit: LocalRateLimitConfig?
+    /// `mirror` + `mirrorPercentage`, or `mirrors`: Envoy's request_mirror_policies.
+    public var mirrors: [MirrorPolicy]
 
     public init(
         name: String, virtualHosts: [String] = [], matches: [RouteMatch] = [],
         destinations: [WeightedDestination], timeout: TimeAmount? = nil,
         retries: RetryPolicyConfig = .istioDefault, fault: FaultConfig? = nil,
-        localRateLimit: LocalRateLimitConfig? = nil
+        localRateLimit: LocalRateLimitConfig? = nil, mirrors: [MirrorPolicy] = []
     ) {
+        self.mirrors = mirrors
         self.name = name
         self.virtualHosts = virtualHosts
         self.matches = matches
@@ -370,5 +373,20 @@ public struct LocalRateLimitConfig: Sendable, Equatable {
         self.fillInterval = fillInterval
         self.perClient = perClient
         self.maxTrackedClients = maxTrackedClients
+    }
+}
+
+/// One shadow destination of a route (Istio `mirror`/`mirrors`, Envoy's RequestMirrorPolicy):
+/// a copy of each sampled request goes to `host` with `-shadow` appended to its Host, its
+/// answer dropped.
+public struct MirrorPolicy: Sendable, Equatable {
+    /// The cluster the copies go to.
+    public var host: String
+    /// Share of requests mirrored, 0...100 (Istio's default 100), as Envoy's runtime_fraction
+    /// in millionths.
+    public var percentage: Double
+    public init(host: String, percentage: Double = 100) {
+        self.host = host
+        self.percentage = percentage
     }
 }
