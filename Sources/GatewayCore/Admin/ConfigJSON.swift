@@ -29,6 +29,7 @@ enum ConfigJSON {
             } ?? "null"
             return object([
                 ("host", jsonString(h.name)),
+                ("resolution", jsonString(h.resolution.rawValue)),
                 ("endpoints", "[" + h.endpoints.map { object([("address", jsonString($0.address)), ("port", "\($0.port)"), ("weight", "\($0.weight)")]) }.joined(separator: ",") + "]"),
                 ("trafficPolicy", object([
                     ("connectionPool", object([

@@ -15,6 +15,10 @@ final class ClusterPool {
         didSet { for pool in pools.values { pool.draining = draining } }
     }
     private var pools: [ObjectIdentifier: HostPool] = [:]
+    /// Pools of hosts that left the cluster (a reload or a DNS change) while requests were on
+    /// them: draining, they take no new request and close each connection after its response.
+    /// Dropped once unused.
+    private var retired: [HostPool] = []
     private var roundRobin = 0
     /// Mirror copies to this cluster out from this event loop, and their bodies (`ShadowRequest`'s bounds).
     var shadowsInFlight = 0
@@ -41,8 +45,10 @@ final class ClusterPool {
         lastPool = nil
         let live = Set(snapshot.hosts.map(ObjectIdentifier.init))
         for (id, pool) in pools where !live.contains(id) {
+            pools[id] = nil
+            pool.draining = true
             pool.closeIdle(olderThan: .distantFuture, all: true)
-            if pool.isUnused { pools[id] = nil }
+            if !pool.isUnused { retired.append(pool) }
         }
     }
 
@@ -65,11 +71,16 @@ final class ClusterPool {
 
     func connectionFreed() {
         for pool in pools.values { pool.retryPending() }
+        for pool in retired { pool.retryPending() }
     }
 
     func sweepIdle(now: NIODeadline) {
         let deadline = now - snapshot.policy.connectionPool.idleTimeout
         for pool in pools.values { pool.closeIdle(olderThan: deadline, all: draining, now: now) }
+        if !retired.isEmpty {
+            for pool in retired { pool.closeIdle(olderThan: deadline, all: true, now: now) }
+            retired.removeAll { $0.isUnused }
+        }
     }
 
     var allPools: Dictionary<ObjectIdentifier, HostPool>.Values { pools.values }

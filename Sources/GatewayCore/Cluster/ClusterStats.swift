@@ -29,6 +29,10 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case upstream_cx_idle_timeout
     case upstream_cx_max_duration_reached
     case upstream_cx_none_healthy
+    case update_attempt
+    case update_success
+    case update_failure
+    case membership_change
     case upstream_flow_control_paused_reading_total
     case upstream_flow_control_resumed_reading_total
     case outlier_detection_ejections_enforced_total
@@ -68,6 +72,10 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
         case .upstream_cx_idle_timeout: return "upstream_cx_idle_timeout"
         case .upstream_cx_max_duration_reached: return "upstream_cx_max_duration_reached"
         case .upstream_cx_none_healthy: return "upstream_cx_none_healthy"
+        case .update_attempt: return "update_attempt"
+        case .update_success: return "update_success"
+        case .update_failure: return "update_failure"
+        case .membership_change: return "membership_change"
         case .upstream_flow_control_paused_reading_total: return "upstream_flow_control_paused_reading_total"
         case .upstream_flow_control_resumed_reading_total: return "upstream_flow_control_resumed_reading_total"
         case .outlier_detection_ejections_enforced_total: return "outlier_detection.ejections_enforced_total"

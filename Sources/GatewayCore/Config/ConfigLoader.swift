@@ -19,7 +19,7 @@ public enum ConfigLoader {
             throw ConfigError(path: "", reason: "not valid JSON (\(error.localizedDescription))")
         }
         let root = try JSONNode(value: any, path: "").object(
-            allowed: ["listener", "admin", "serviceEntries", "virtualServices", "destinationRules"])
+            allowed: ["listener", "admin", "serviceEntries", "virtualServices", "destinationRules", "dnsRefreshRate"])
         let (listener, downstream) = try listenerBlock(root["listener"])
         let admin = try bindAddress(root["admin"], default: BindAddress(address: "127.0.0.1", port: 9901))
 
@@ -52,7 +52,9 @@ public enum ConfigLoader {
             if names.contains(r.name) { throw ConfigError(path: "virtualServices", reason: "duplicate route name '\(r.name)'") }
             names.insert(r.name)
         }
-        return GatewayConfig(listener: listener, admin: admin, hosts: hosts, routes: routes, downstream: downstream)
+        var config = GatewayConfig(listener: listener, admin: admin, hosts: hosts, routes: routes, downstream: downstream)
+        if let n = root["dnsRefreshRate"] { config.dnsRefreshRate = try dnsRefreshRate(n) }
+        return config
     }
 
     // MARK: pieces
@@ -136,12 +138,6 @@ public enum ConfigLoader {
             let po = try p.object(allowed: ["number", "name", "protocol", "targetPort"])
             servicePorts.append((try po["name"]?.string(), try po.required("number").int(in: 1...65535)))
         }
-        if let r = o["resolution"] {
-            let v = try r.string()
-            guard ["STATIC", "DNS", "NONE", "DNS_ROUND_ROBIN"].contains(v) else {
-                throw r.fail("unknown resolution '\(v)' (allowed: STATIC, DNS, DNS_ROUND_ROBIN, NONE)")
-            }
-        }
         var endpoints: [Endpoint] = []
         for e in try o["endpoints"]?.array() ?? [] {
             let eo = try e.object(allowed: ["address", "port", "ports", "weight", "labels", "network", "locality", "serviceAccount"])
@@ -161,9 +157,11 @@ public enum ConfigLoader {
             guard let p = servicePorts.first else {
                 throw ConfigError(path: o.node().child("endpoints"), reason: "needs at least one endpoint (or ports with DNS resolution)")
             }
-            return names.map { HostConfig(name: $0, endpoints: [Endpoint(address: $0, port: p.number)]) }
+            let resolution = try resolution(o, endpoints: [])
+            return names.map { HostConfig(name: $0, endpoints: [Endpoint(address: $0, port: p.number)], resolution: resolution) }
         }
-        return names.map { HostConfig(name: $0, endpoints: endpoints) }
+        let resolution = try resolution(o, endpoints: endpoints)
+        return names.map { HostConfig(name: $0, endpoints: endpoints, resolution: resolution) }
     }
 
     static func notSupported(_ o: JSONObject, _ keys: [String]) throws {

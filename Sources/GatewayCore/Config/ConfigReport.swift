@@ -36,6 +36,9 @@ public enum ConfigReport {
             out += "\nhost \(name)\n"
             let rows: [(String, String)] = [
                 ("endpoints", h.endpoints.map { $0.weight == 1 ? "\($0)" : "\($0) (weight \($0.weight))" }.joined(separator: ", ")),
+                ("resolution", h.resolution == .static ? "STATIC"
+                    : "\(h.resolution.rawValue): names resolved at start and every \(duration(config.dnsRefreshRate))"
+                        + (h.resolution == .dnsRoundRobin ? ", one host at the first address" : ", a host per address")),
                 ("loadBalancer", h.trafficPolicy.loadBalancer.rawValue),
                 ("maxConnections", limit(cp.maxConnections)),
                 ("http1MaxPendingRequests", limit(cp.http1MaxPendingRequests)),

@@ -14,9 +14,13 @@ public struct GatewayConfig: Sendable, Equatable {
     public var hosts: [String: HostConfig]
     /// Every HTTP route of every VirtualService, in file order: the first match wins.
     public var routes: [RouteConfig]
+    /// Top-level `dnsRefreshRate` (not an Istio field; Envoy's cluster dns_refresh_rate, default
+    /// 5s): how often endpoint names of DNS-resolved ServiceEntries are resolved again.
+    public var dnsRefreshRate: TimeAmount
 
     public init(listener: BindAddress, admin: BindAddress, hosts: [String: HostConfig], routes: [RouteConfig],
-                downstream: DownstreamLimits = DownstreamLimits()) {
+                downstream: DownstreamLimits = DownstreamLimits(), dnsRefreshRate: TimeAmount = .seconds(5)) {
+        self.dnsRefreshRate = dnsRefreshRate
         self.listener = listener
         self.downstream = downstream
         self.admin = admin
@@ -97,11 +101,27 @@ public struct HostConfig: Sendable, Equatable {
     public var name: String
     public var endpoints: [Endpoint]
     public var trafficPolicy: TrafficPolicy
-    public init(name: String, endpoints: [Endpoint], trafficPolicy: TrafficPolicy = TrafficPolicy()) {
+    /// How endpoint addresses become hosts (ServiceEntry `resolution`).
+    public var resolution: Resolution
+    public init(name: String, endpoints: [Endpoint], trafficPolicy: TrafficPolicy = TrafficPolicy(),
+                resolution: Resolution = .static) {
+        self.resolution = resolution
         self.name = name
         self.endpoints = endpoints
         self.trafficPolicy = trafficPolicy
     }
+}
+
+/// ServiceEntry `resolution`, as Istio maps it onto Envoy's cluster types.
+public enum Resolution: String, Sendable, Equatable {
+    /// STATIC: every endpoint address is an IP address, used as it is.
+    case `static` = "STATIC"
+    /// DNS (Envoy's STRICT_DNS): every address a name resolves to is a host; names are resolved
+    /// again every `dnsRefreshRate`, hosts that appear are added and hosts that go drain.
+    case dns = "DNS"
+    /// DNS_ROUND_ROBIN (Envoy's LOGICAL_DNS): one host per name, at the first address of the
+    /// latest resolution; new connections go to that address.
+    case dnsRoundRobin = "DNS_ROUND_ROBIN"
 }
 
 public struct TrafficPolicy: Sendable, Equatable {

@@ -34,7 +34,8 @@ final class TestUpstream: @unchecked Sendable {
     private let behaviour: NIOLockedValueBox<Behaviour>
     private let seen = NIOLockedValueBox<[Seen]>([])
 
-    init(group: EventLoopGroup, _ behaviour: Behaviour = Behaviour()) throws {
+    /// `host`/`port`: where to listen (another loopback address lets two upstreams share a port).
+    init(group: EventLoopGroup, _ behaviour: Behaviour = Behaviour(), host: String = "127.0.0.1", port: Int = 0) throws {
         self.group = group
         self.behaviour = NIOLockedValueBox(behaviour)
         channel = try ServerBootstrap(group: group)
@@ -47,7 +48,7 @@ final class TestUpstream: @unchecked Sendable {
                     try ch.pipeline.syncOperations.addHandler(Handler(upstream: self))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0).wait()
+            .bind(host: host, port: port).wait()
     }
 
     var port: Int { channel.localAddress!.port! }
