@@ -84,6 +84,7 @@ final class MirrorTests: XCTestCase {
         _ = try run(2000, port: gw.port, path: "/m")
         let sent = gw.stat("route.mirrored.mirror.sent") ?? -1
         XCTAssertTrue(waitUntil(5) { shadow.requests.load(ordering: .relaxed) == sent }, "shadow saw \(shadow.requests.load(ordering: .relaxed)) of \(sent)")
+        print("mirrorPercentage 50: \(sent) of 2000 requests mirrored")
         XCTAssertTrue((900...1100).contains(sent), "\(sent) of 2000 mirrored at 50%")
         XCTAssertTrue(shadow.seenRequests.allSatisfy { s in s.headers.contains { $0.1 == "shop.example-shadow:8080" } })
         await gw.stop()
