@@ -52,6 +52,7 @@ final class IstioFieldTableTests: XCTestCase {
         case "abort": return ["httpStatus": 503]
         case "portLevelSettings": return [["port": ["number": 9080]]]
         case "mirrors": return [["destination": ["host": "reviews"]]]
+        case "mirror": return ["host": "reviews"]
         default: return key.hasSuffix("[]") ? [[String: Any]()] : [String: Any]()
         }
     }
@@ -90,6 +91,12 @@ final class IstioFieldTableTests: XCTestCase {
             object["http"] = http
         }
         if row.kind == "ServiceEntry" && row.path.hasPrefix("workloadSelector") { object["endpoints"] = nil }
+        // A share of mirrored requests needs the mirror it applies to.
+        if row.kind == "VirtualService" && row.path.hasPrefix("http[].mirrorPercent") {
+            var http = object["http"] as! [[String: Any]]
+            http[0]["mirror"] = ["host": "reviews"]
+            object["http"] = http
+        }
         let value = try JSONSerialization.jsonObject(with: Data(row.sample.utf8), options: [.fragmentsAllowed])
         object = set(value, at: ArraySlice(row.path.split(separator: ".").map(String.init)), in: object) as! [String: Any]
         root[section] = [object]

@@ -40,13 +40,15 @@ enum ConfigJSON {
                 ("host", jsonString(h.service)),
                 ("port", h.port.map(String.init) ?? "null"),
                 ("subset", h.subset.map(jsonString) ?? "null"),
+                ("resolution", jsonString(h.resolution.rawValue)),
                 ("endpoints", "[" + h.endpoints.map { e in
                     object([("address", jsonString(e.address)), ("port", "\(e.port)"), ("weight", "\(e.weight)")]
                         + (e.labels.isEmpty ? [] : [("labels", object(e.labels.sorted { $0.key < $1.key }.map { ($0.key, jsonString($0.value)) }))]))
                 }.joined(separator: ",") + "]"),
                 ("trafficPolicy", object([
                     ("connectionPool", object([
-                        ("tcp", object([("maxConnections", "\(cp.maxConnections)"), ("connectTimeout", duration(cp.connectTimeout))]
+                        ("tcp", object([("maxConnections", "\(cp.maxConnections)"), ("connectTimeout", duration(cp.connectTimeout)),
+                                        ("maxConnectionDuration", duration(cp.maxConnectionDuration))]
                             + (cp.tcpKeepalive.map { k in
                                 [("tcpKeepalive", object(
                                     (k.probes.map { [("probes", "\($0)")] } ?? [])
@@ -105,6 +107,11 @@ enum ConfigJSON {
                     ("tokenBucket", object([("maxTokens", "\(rl.maxTokens)"), ("tokensPerFill", "\(rl.tokensPerFill)"), ("fillInterval", duration(rl.fillInterval))])),
                     ("perClient", rl.perClient ? "\"remoteAddress\"" : "null"),
                 ] + (rl.perClient ? [("maxTrackedClients", "\(rl.maxTrackedClients)")] : []))))
+            }
+            if !r.mirrors.isEmpty {
+                p.append(("mirrors", "[" + r.mirrors.map { m in
+                    object([("destination", object([("host", jsonString(m.host))])), ("percentage", object([("value", "\(m.percentage)")]))])
+                }.joined(separator: ",") + "]"))
             }
             return object(p)
         }

@@ -10,11 +10,19 @@ final class ClusterPool {
     private(set) var snapshot: ClusterSnapshot
     /// Every host pool's copy follows these.
     private(set) var maxRequestsPerConnection: Int
+    private(set) var maxConnectionDuration: TimeAmount?
     var draining = false {
         didSet { for pool in pools.values { pool.draining = draining } }
     }
     private var pools: [ObjectIdentifier: HostPool] = [:]
+    /// Pools of hosts that left the cluster (a reload or a DNS change) while requests were on
+    /// them: draining, they take no new request and close each connection after its response.
+    /// Dropped once unused.
+    private var retired: [HostPool] = []
     private var roundRobin = 0
+    /// Mirror copies to this cluster out from this event loop, and their bodies (`ShadowRequest`'s bounds).
+    var shadowsInFlight = 0
+    var shadowBytesInFlight = 0
 
     init(snapshot: ClusterSnapshot, eventLoop: EventLoop, row: Int, connector: UpstreamConnector = SocketConnector()) {
         self.row = row
@@ -22,18 +30,25 @@ final class ClusterPool {
         self.snapshot = snapshot
         self.connector = connector
         maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
+        maxConnectionDuration = snapshot.policy.connectionPool.maxConnectionDuration
         self.eventLoop = eventLoop
     }
 
     func update(_ snapshot: ClusterSnapshot) {
         self.snapshot = snapshot
         maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
-        for pool in pools.values { pool.maxRequestsPerConnection = maxRequestsPerConnection }
+        maxConnectionDuration = snapshot.policy.connectionPool.maxConnectionDuration
+        for pool in pools.values {
+            pool.maxRequestsPerConnection = maxRequestsPerConnection
+            pool.maxConnectionDuration = maxConnectionDuration
+        }
         lastPool = nil
         let live = Set(snapshot.hosts.map(ObjectIdentifier.init))
         for (id, pool) in pools where !live.contains(id) {
+            pools[id] = nil
+            pool.draining = true
             pool.closeIdle(olderThan: .distantFuture, all: true)
-            if pool.isUnused { pools[id] = nil }
+            if !pool.isUnused { retired.append(pool) }
         }
     }
 
@@ -56,11 +71,16 @@ final class ClusterPool {
 
     func connectionFreed() {
         for pool in pools.values { pool.retryPending() }
+        for pool in retired { pool.retryPending() }
     }
 
     func sweepIdle(now: NIODeadline) {
         let deadline = now - snapshot.policy.connectionPool.idleTimeout
-        for pool in pools.values { pool.closeIdle(olderThan: deadline, all: draining) }
+        for pool in pools.values { pool.closeIdle(olderThan: deadline, all: draining, now: now) }
+        if !retired.isEmpty {
+            for pool in retired { pool.closeIdle(olderThan: deadline, all: true, now: now) }
+            retired.removeAll { $0.isUnused }
+        }
     }
 
     var allPools: Dictionary<ObjectIdentifier, HostPool>.Values { pools.values }

@@ -18,6 +18,7 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case upstream_rq_retry_success
     case upstream_rq_retry_overflow
     case upstream_rq_retry_limit_exceeded
+    case retry_or_shadow_abandoned
     case upstream_cx_total
     case upstream_cx_overflow
     case upstream_cx_protocol_error
@@ -26,7 +27,12 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case upstream_cx_destroy
     case upstream_cx_max_requests
     case upstream_cx_idle_timeout
+    case upstream_cx_max_duration_reached
     case upstream_cx_none_healthy
+    case update_attempt
+    case update_success
+    case update_failure
+    case membership_change
     case upstream_flow_control_paused_reading_total
     case upstream_flow_control_resumed_reading_total
     case outlier_detection_ejections_enforced_total
@@ -55,6 +61,7 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
         case .upstream_rq_retry_success: return "upstream_rq_retry_success"
         case .upstream_rq_retry_overflow: return "upstream_rq_retry_overflow"
         case .upstream_rq_retry_limit_exceeded: return "upstream_rq_retry_limit_exceeded"
+        case .retry_or_shadow_abandoned: return "retry_or_shadow_abandoned"
         case .upstream_cx_total: return "upstream_cx_total"
         case .upstream_cx_overflow: return "upstream_cx_overflow"
         case .upstream_cx_protocol_error: return "upstream_cx_protocol_error"
@@ -63,7 +70,12 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
         case .upstream_cx_destroy: return "upstream_cx_destroy"
         case .upstream_cx_max_requests: return "upstream_cx_max_requests"
         case .upstream_cx_idle_timeout: return "upstream_cx_idle_timeout"
+        case .upstream_cx_max_duration_reached: return "upstream_cx_max_duration_reached"
         case .upstream_cx_none_healthy: return "upstream_cx_none_healthy"
+        case .update_attempt: return "update_attempt"
+        case .update_success: return "update_success"
+        case .update_failure: return "update_failure"
+        case .membership_change: return "membership_change"
         case .upstream_flow_control_paused_reading_total: return "upstream_flow_control_paused_reading_total"
         case .upstream_flow_control_resumed_reading_total: return "upstream_flow_control_resumed_reading_total"
         case .outlier_detection_ejections_enforced_total: return "outlier_detection.ejections_enforced_total"

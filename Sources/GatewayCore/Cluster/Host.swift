@@ -18,7 +18,11 @@ public final class Host: Sendable {
 
     public init(endpoint: Endpoint) {
         self.endpoint = endpoint
-        address = try? SocketAddress.makeAddressResolvingHost(endpoint.address, port: endpoint.port)
+        // An IP address is parsed, never looked up (this runs while a config compiles, possibly on
+        // an event loop). Names come here resolved by service discovery; only a config built in
+        // code may still hold one.
+        address = (try? SocketAddress(ipAddress: endpoint.address, port: endpoint.port))
+            ?? (try? SocketAddress.makeAddressResolvingHost(endpoint.address, port: endpoint.port))
     }
 
     @inline(__always) public var isEjected: Bool { ejected.load(ordering: .relaxed) }

@@ -37,6 +37,8 @@ final class HostPool {
     private(set) var connections = 0
     /// Kept in step with the cluster pool (read on every response, so not behind a reference).
     var maxRequestsPerConnection: Int
+    /// The cluster's `maxConnectionDuration` (nil: none), kept in step like the above.
+    var maxConnectionDuration: TimeAmount?
     var draining = false
 
     init(host: Host, owner: ClusterPool) {
@@ -47,6 +49,7 @@ final class HostPool {
         stats = owner.cluster.stats
         row = owner.row
         maxRequestsPerConnection = owner.maxRequestsPerConnection
+        maxConnectionDuration = owner.maxConnectionDuration
         draining = owner.draining
     }
 
@@ -93,6 +96,8 @@ final class HostPool {
         while let connection = idle.popLast() {
             // Asked to close while idle: its close is on the way.
             guard connection.reusable else { continue }
+            // Past its maximum age since the last sweep: closed now rather than handed out.
+            if maxConnectionDuration != nil && closeIfExpired(connection, now: .now()) { continue }
             attach(connection, waiter)
             return
         }
@@ -178,6 +183,7 @@ final class HostPool {
     private func connected(_ connection: UpstreamConnection) {
         // Closed while connecting (a drain): `channelInactive` reports it.
         guard connection.state == .connecting else { return }
+        connection.connectedAt = .now()
         // Asked to close meanwhile, or the cluster is leaving with nobody waiting for it.
         guard connection.reusable, !(draining && pending.isEmpty) else {
             connection.close()
@@ -224,9 +230,20 @@ final class HostPool {
             connection.close()
         } else if !connection.reusable || draining {
             connection.close()
+        } else if maxConnectionDuration != nil && closeIfExpired(connection, now: .now()) {
+            // Reached its maximum age while busy: Envoy drains it, so it ends with its response.
+            return
         } else {
             dispatchOrIdle(connection)
         }
+    }
+
+    /// Envoy's max_connection_duration: a connection past it takes no further request.
+    private func closeIfExpired(_ connection: UpstreamConnection, now: NIODeadline) -> Bool {
+        guard let max = maxConnectionDuration, now - connection.connectedAt >= max else { return false }
+        stats.inc(.upstream_cx_max_duration_reached, row: row)
+        connection.close()
+        return true
     }
 
     /// The request let go of `connection` before its response was read (timeout, client gone,
@@ -257,11 +274,18 @@ final class HostPool {
 
     func retryPending() { if !pending.isEmpty { tryCreateConnections() } }
 
-    /// Closes connections idle for longer than `idleTimeout` (or all idle ones when draining).
-    func closeIdle(olderThan deadline: NIODeadline, all: Bool) {
-        for connection in idle where all || connection.idleSince < deadline {
-            if !all { stats.inc(.upstream_cx_idle_timeout, row: row) }
-            connection.close()
+    /// Closes connections idle for longer than `idleTimeout`, or older than `maxConnectionDuration`
+    /// (or all idle ones when draining). Run by the worker's tick, so up to one tick late.
+    func closeIdle(olderThan deadline: NIODeadline, all: Bool, now: NIODeadline = .now()) {
+        for connection in idle where connection.state == .idle && connection.reusable {
+            if all {
+                connection.close()
+            } else if connection.idleSince < deadline {
+                stats.inc(.upstream_cx_idle_timeout, row: row)
+                connection.close()
+            } else if maxConnectionDuration != nil {
+                _ = closeIfExpired(connection, now: now)
+            }
         }
     }
 

@@ -18,6 +18,8 @@ struct ServiceDeclaration {
 
     var name: String
     var ports: [Port]
+    /// How endpoint addresses become hosts (names are looked up off the event loops).
+    var resolution: Resolution
     var endpoints: [EndpointDeclaration]
 
     /// The port a route reaches when its destination names none: the first declared.
@@ -136,7 +138,7 @@ struct ClusterCatalog {
             // A subset's labels select the endpoints carrying every one of them (none: all).
             endpoints = endpoints.filter { e in subset.labels.allSatisfy { e.labels[$0.key] == $0.value } }
         }
-        return HostConfig(name: name, endpoints: endpoints, trafficPolicy: policy,
+        return HostConfig(name: name, endpoints: endpoints, trafficPolicy: policy, resolution: service.resolution,
                           service: service.name, port: port?.number, subset: subset?.name)
     }
 }

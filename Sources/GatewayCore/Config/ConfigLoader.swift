@@ -54,7 +54,9 @@ public enum ConfigLoader {
             if names.contains(r.name) { throw ConfigError(path: "virtualServices", reason: "duplicate route name '\(r.name)'") }
             names.insert(r.name)
         }
-        return GatewayConfig(listener: listener, admin: admin, hosts: hosts, routes: routes, downstream: downstream)
+        var config = GatewayConfig(listener: listener, admin: admin, hosts: hosts, routes: routes, downstream: downstream)
+        if let n = root?["dnsRefreshRate"] { config.dnsRefreshRate = try dnsRefreshRate(n) }
+        return config
     }
 
     // MARK: pieces
@@ -88,7 +90,7 @@ public enum ConfigLoader {
             return (nil, objects)
         }
         let root = try node.object(
-            allowed: ["listener", "admin", "serviceEntries", "workloadEntries", "virtualServices", "destinationRules"])
+            allowed: ["listener", "admin", "serviceEntries", "workloadEntries", "virtualServices", "destinationRules", "dnsRefreshRate"])
         objects.serviceEntries = try root["serviceEntries"]?.array() ?? []
         objects.workloadEntries = try root["workloadEntries"]?.array() ?? []
         objects.destinationRules = try root["destinationRules"]?.array() ?? []
@@ -189,12 +191,6 @@ public enum ConfigLoader {
             servicePorts.append(.init(name: try po["name"]?.string(), number: number,
                                       targetPort: try po["targetPort"]?.int(in: 1...65535)))
         }
-        if let r = o["resolution"] {
-            let v = try r.string()
-            guard ["STATIC", "DNS", "NONE", "DNS_ROUND_ROBIN"].contains(v) else {
-                throw r.fail("unknown resolution '\(v)' (allowed: STATIC, DNS, DNS_ROUND_ROBIN, NONE)")
-            }
-        }
         if let l = o["location"] {
             let v = try l.string()
             guard ["MESH_EXTERNAL", "MESH_INTERNAL"].contains(v) else { throw l.fail("unknown location '\(v)' (allowed: MESH_EXTERNAL, MESH_INTERNAL)") }
@@ -217,15 +213,17 @@ public enum ConfigLoader {
             guard !servicePorts.isEmpty else {
                 throw ConfigError(path: o.node().child("endpoints"), reason: "needs at least one endpoint (or ports with DNS resolution)")
             }
+            let resolution = try resolution(o, addresses: [])
             return names.map { name in
-                ServiceDeclaration(name: name, ports: servicePorts,
+                ServiceDeclaration(name: name, ports: servicePorts, resolution: resolution,
                                    endpoints: [.init(address: name, port: nil, ports: [:], weight: 1, labels: [:])])
             }
         }
         if endpoints.contains(where: { $0.port == nil && $0.ports.isEmpty }) && servicePorts.isEmpty {
             throw o.node().fail("a workload selected by workloadSelector needs ports, or the serviceEntry needs ports")
         }
-        return names.map { ServiceDeclaration(name: $0, ports: servicePorts, endpoints: endpoints) }
+        let resolution = try resolution(o, addresses: endpoints.map(\.address))
+        return names.map { ServiceDeclaration(name: $0, ports: servicePorts, resolution: resolution, endpoints: endpoints) }
     }
 
     /// A ServiceEntry endpoint, or a WorkloadEntry's spec (the same shape). `port` is this
@@ -343,7 +341,6 @@ public enum ConfigLoader {
         var s = ConnectionPoolSettings()
         if let tcp = o["tcp"] {
             let t = try tcp.object(allowed: ["maxConnections", "connectTimeout", "tcpKeepalive", "maxConnectionDuration", "idleTimeout"])
-            try notSupported(t, ["maxConnectionDuration"])
             if let n = t["maxConnections"] { s.maxConnections = try n.int(in: 1...maxUInt32) }
             if let n = t["connectTimeout"] { s.connectTimeout = try n.duration(min: .milliseconds(1)) }
             if let n = t["tcpKeepalive"] {
@@ -360,6 +357,13 @@ public enum ConfigLoader {
                 if let d = k["interval"] { keepalive.interval = try seconds(d) }
                 s.tcpKeepalive = keepalive
             }
+            if let n = t["maxConnectionDuration"] {
+                // "0s" is Envoy's "no limit", as for the listener's maxConnectionDuration.
+                let d = try n.duration(allowZero: true, min: .milliseconds(1))
+                s.maxConnectionDuration = d.nanoseconds == 0 ? nil : d
+            }
+            // Istio sets the HTTP idle timeout from tcp.idleTimeout only when http.idleTimeout is
+            // absent (cluster_traffic_policy.go): the http block below overrides it.
             if let n = t["idleTimeout"] { s.idleTimeout = try n.duration() }
         }
         if let http = o["http"] {
@@ -420,7 +424,8 @@ public enum ConfigLoader {
             "name", "match", "route", "timeout", "retries", "fault", "localRateLimit",
             "headers", "rewrite", "redirect", "mirror", "mirrors", "mirrorPercent", "mirrorPercentage", "corsPolicy", "delegate", "directResponse",
         ])
-        try notSupported(o, ["headers", "rewrite", "redirect", "mirror", "mirrors", "mirrorPercent", "mirrorPercentage", "corsPolicy", "delegate", "directResponse"])
+        try notSupported(o, ["headers", "rewrite", "redirect", "corsPolicy", "delegate", "directResponse"])
+        try notSupported(o, ["mirrorPercent"], because: "the deprecated integer form; use mirrorPercentage {value}")
         var r = RouteConfig(name: try o["name"]?.nonEmptyString() ?? defaultName, virtualHosts: vhosts, destinations: [])
         r.matches = try o["match"]?.array().map(routeMatch) ?? []
         let dests = try o.required("route").array()
@@ -451,6 +456,7 @@ public enum ConfigLoader {
         if let rt = o["retries"] { r.retries = try retries(rt) }
         if let f = o["fault"] { r.fault = try fault(f) }
         if let l = o["localRateLimit"] { r.localRateLimit = try localRateLimit(l) }
+        r.mirrors = try mirrors(o, catalog: &catalog)
         return r
     }
 

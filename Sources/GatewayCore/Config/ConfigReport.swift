@@ -40,6 +40,9 @@ public enum ConfigReport {
             }
             let rows: [(String, String)] = [
                 ("endpoints", h.endpoints.isEmpty ? "none (every request gets 503 UH)" : h.endpoints.map(endpointText).joined(separator: ", ")),
+                ("resolution", h.resolution == .static ? "STATIC"
+                    : "\(h.resolution.rawValue): names resolved at start and every \(duration(config.dnsRefreshRate))"
+                        + (h.resolution == .dnsRoundRobin ? ", one host at the first address" : ", a host per address")),
                 ("loadBalancer", h.trafficPolicy.loadBalancer.rawValue),
                 ("maxConnections", limit(cp.maxConnections)),
                 ("http1MaxPendingRequests", limit(cp.http1MaxPendingRequests)),
@@ -48,6 +51,7 @@ public enum ConfigReport {
                 ("maxRetries", limit(cp.maxRetries)),
                 ("connectTimeout", duration(cp.connectTimeout)),
                 ("idleTimeout", duration(cp.idleTimeout)),
+                ("maxConnectionDuration", duration(cp.maxConnectionDuration)),
                 ("outlierDetection", h.trafficPolicy.outlierDetection.map { od in
                     "consecutive5xxErrors \(od.consecutive5xxErrors == 0 ? "off" : "\(od.consecutive5xxErrors)"), "
                         + "consecutiveGatewayErrors \(od.consecutiveGatewayErrors == 0 ? "off" : "\(od.consecutiveGatewayErrors)"), "
@@ -88,6 +92,10 @@ public enum ConfigReport {
             if let rl = r.localRateLimit {
                 out += "    rate limit \(rl.maxTokens) tokens, +\(rl.tokensPerFill) every \(duration(rl.fillInterval))"
                 out += rl.perClient ? " per client address (at most \(rl.maxTrackedClients) tracked)\n" : " for the route\n"
+            }
+            for m in r.mirrors {
+                out += "    mirror \(m.percentage)% of requests to \(m.host) (Host suffixed -shadow, answers dropped; "
+                    + "not for bodies over \(RouterFilter.maxReplayBytes) bytes)\n"
             }
         }
         return out

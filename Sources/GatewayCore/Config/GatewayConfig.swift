@@ -16,9 +16,13 @@ public struct GatewayConfig: Sendable, Equatable {
     public var hosts: [String: HostConfig]
     /// Every HTTP route of every VirtualService, in file order: the first match wins.
     public var routes: [RouteConfig]
+    /// Top-level `dnsRefreshRate` (not an Istio field; Envoy's cluster dns_refresh_rate, default
+    /// 5s): how often endpoint names of DNS-resolved ServiceEntries are resolved again.
+    public var dnsRefreshRate: TimeAmount
 
     public init(listener: BindAddress, admin: BindAddress, hosts: [String: HostConfig], routes: [RouteConfig],
-                downstream: DownstreamLimits = DownstreamLimits()) {
+                downstream: DownstreamLimits = DownstreamLimits(), dnsRefreshRate: TimeAmount = .seconds(5)) {
+        self.dnsRefreshRate = dnsRefreshRate
         self.listener = listener
         self.downstream = downstream
         self.admin = admin
@@ -111,8 +115,11 @@ public struct HostConfig: Sendable, Equatable {
     public var subset: String?
     public var endpoints: [Endpoint]
     public var trafficPolicy: TrafficPolicy
+    /// How endpoint addresses become hosts (ServiceEntry `resolution`).
+    public var resolution: Resolution
     public init(name: String, endpoints: [Endpoint], trafficPolicy: TrafficPolicy = TrafficPolicy(),
-                service: String? = nil, port: Int? = nil, subset: String? = nil) {
+                resolution: Resolution = .static, service: String? = nil, port: Int? = nil, subset: String? = nil) {
+        self.resolution = resolution
         self.name = name
         self.service = service ?? name
         self.port = port
@@ -125,6 +132,18 @@ public struct HostConfig: Sendable, Equatable {
     public static func clusterName(service: String, port: Int?, subset: String?) -> String {
         "outbound|\(port.map(String.init) ?? "")|\(subset ?? "")|\(service)"
     }
+}
+
+/// ServiceEntry `resolution`, as Istio maps it onto Envoy's cluster types.
+public enum Resolution: String, Sendable, Equatable {
+    /// STATIC: every endpoint address is an IP address, used as it is.
+    case `static` = "STATIC"
+    /// DNS (Envoy's STRICT_DNS): every address a name resolves to is a host; names are resolved
+    /// again every `dnsRefreshRate`, hosts that appear are added and hosts that go drain.
+    case dns = "DNS"
+    /// DNS_ROUND_ROBIN (Envoy's LOGICAL_DNS): one host per name, at the first address of the
+    /// latest resolution; new connections go to that address.
+    case dnsRoundRobin = "DNS_ROUND_ROBIN"
 }
 
 public struct TrafficPolicy: Sendable, Equatable {
@@ -173,10 +192,17 @@ public struct ConnectionPoolSettings: Sendable, Equatable {
     public var maxRequestsPerConnection: Int
     /// http.maxRetries: most retries outstanding to the cluster at once (default 2^32-1).
     public var maxRetries: Int
-    /// http.idleTimeout (default 1h).
+    /// Envoy's common_http_protocol_options.idle_timeout on upstream connections (default 1h):
+    /// a pooled connection with no request for this long is closed. Istio programs
+    /// http.idleTimeout here, and tcp.idleTimeout when http.idleTimeout is not set (upstream
+    /// connections are HTTP, so that one setting is the connection's idle timeout).
     public var idleTimeout: TimeAmount
     /// tcp.tcpKeepalive: TCP keep-alive on upstream connections (nil: off, the kernel's default).
     public var tcpKeepalive: TCPKeepalive?
+    /// tcp.maxConnectionDuration, Envoy's common_http_protocol_options.max_connection_duration:
+    /// an upstream connection older than this (from its connect) is closed, at once when idle,
+    /// after its current response when busy (`upstream_cx_max_duration_reached`). nil: no limit.
+    public var maxConnectionDuration: TimeAmount?
 
     public init(
         maxConnections: Int = ConnectionPoolSettings.unlimited,
@@ -186,9 +212,11 @@ public struct ConnectionPoolSettings: Sendable, Equatable {
         maxRequestsPerConnection: Int = 0,
         maxRetries: Int = ConnectionPoolSettings.unlimited,
         idleTimeout: TimeAmount = .hours(1),
-        tcpKeepalive: TCPKeepalive? = nil
+        tcpKeepalive: TCPKeepalive? = nil,
+        maxConnectionDuration: TimeAmount? = nil
     ) {
         self.tcpKeepalive = tcpKeepalive
+        self.maxConnectionDuration = maxConnectionDuration
         self.maxConnections = maxConnections
         self.connectTimeout = connectTimeout
         self.http1MaxPendingRequests = http1MaxPendingRequests
@@ -251,13 +279,16 @@ public struct RouteConfig: Sendable, Equatable {
     public var retries: RetryPolicyConfig
     public var fault: FaultConfig?
     public var localRateLimit: LocalRateLimitConfig?
+    /// `mirror` + `mirrorPercentage`, or `mirrors`: Envoy's request_mirror_policies.
+    public var mirrors: [MirrorPolicy]
 
     public init(
         name: String, virtualHosts: [String] = [], matches: [RouteMatch] = [],
         destinations: [WeightedDestination], timeout: TimeAmount? = nil,
         retries: RetryPolicyConfig = .istioDefault, fault: FaultConfig? = nil,
-        localRateLimit: LocalRateLimitConfig? = nil
+        localRateLimit: LocalRateLimitConfig? = nil, mirrors: [MirrorPolicy] = []
     ) {
+        self.mirrors = mirrors
         self.name = name
         self.virtualHosts = virtualHosts
         self.matches = matches
@@ -392,5 +423,20 @@ public struct LocalRateLimitConfig: Sendable, Equatable {
         self.fillInterval = fillInterval
         self.perClient = perClient
         self.maxTrackedClients = maxTrackedClients
+    }
+}
+
+/// One shadow destination of a route (Istio `mirror`/`mirrors`, Envoy's RequestMirrorPolicy):
+/// a copy of each sampled request goes to `host` with `-shadow` appended to its Host, its
+/// answer dropped.
+public struct MirrorPolicy: Sendable, Equatable {
+    /// The cluster the copies go to.
+    public var host: String
+    /// Share of requests mirrored, 0...100 (Istio's default 100), as Envoy's runtime_fraction
+    /// in millionths.
+    public var percentage: Double
+    public init(host: String, percentage: Double = 100) {
+        self.host = host
+        self.percentage = percentage
     }
 }

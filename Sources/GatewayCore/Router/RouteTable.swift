@@ -87,6 +87,10 @@ public final class RouteStats: Sendable {
     let rateLimitClientsEvicted = ManagedAtomic<Int>(0)
     let faultDelays = ManagedAtomic<Int>(0)
     let faultAborts = ManagedAtomic<Int>(0)
+    /// Shadow copies started, and shadows not sent: the body was past what the gateway keeps
+    /// (`RouterFilter.maxReplayBytes`), or the event loop had `ShadowRequest.maxInFlight` already.
+    let mirrorSent = ManagedAtomic<Int>(0)
+    let mirrorDropped = ManagedAtomic<Int>(0)
     init(name: String) { self.name = name }
 
     public var counters: [(String, Int)] {
@@ -96,6 +100,8 @@ public final class RouteStats: Sendable {
             ("local_rate_limit.clients_evicted", rateLimitClientsEvicted.load(ordering: .relaxed)),
             ("fault.delays_injected", faultDelays.load(ordering: .relaxed)),
             ("fault.aborts_injected", faultAborts.load(ordering: .relaxed)),
+            ("mirror.sent", mirrorSent.load(ordering: .relaxed)),
+            ("mirror.dropped", mirrorDropped.load(ordering: .relaxed)),
         ]
     }
 }
@@ -112,6 +118,9 @@ public final class Route: Sendable {
     let timeout: TimeAmount?
     let perTryTimeout: TimeAmount?
     let hasFault: Bool
+    /// Shadow clusters with their share in millionths (Envoy's runtime_fraction denominator).
+    let mirrors: [(cluster: ClusterSnapshot, millionths: Int)]
+    let hasMirrors: Bool
 
     init(config: RouteConfig, clusters: [String: ClusterSnapshot], stats: RouteStats, rateLimiter: LocalRateLimiter?) throws {
         self.config = config
@@ -123,6 +132,10 @@ public final class Route: Sendable {
         timeout = config.timeout
         perTryTimeout = config.retries.perTryTimeout
         hasFault = config.fault != nil
+        mirrors = config.mirrors.compactMap { m in
+            clusters[m.host].map { ($0, Int((m.percentage * 10_000).rounded())) }
+        }
+        hasMirrors = !mirrors.isEmpty
     }
 
     @inline(__always)

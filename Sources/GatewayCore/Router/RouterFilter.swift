@@ -37,6 +37,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     private var routeTimer: Scheduled<Void>?
     private var faultDelayTimer: Scheduled<Void>?
     private var done = false
+    /// The route mirrors and the request reached the router: its copies go once its body is whole.
+    private var mirrorArmed = false
 
     // MARK: route
 
@@ -110,7 +112,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             routeTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) { self.routeTimedOut() }
         }
         guard route.hasFault else {
-            tryOnce()
+            forward()
             return
         }
         let fault = FaultDecision.decide(route.config.fault, random: &worker.random)
@@ -134,7 +136,30 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             finishLocally(status: status, body: "fault filter abort")
             return
         }
+        forward()
+    }
+
+    /// The request passed the filters before the router: shadows (if the route mirrors) and the first try.
+    private func forward() {
+        if route.hasMirrors {
+            mirrorArmed = true
+            mirrorIfComplete()
+        }
         tryOnce()
+    }
+
+    // MARK: mirror
+
+    /// Envoy shadows a request once it is whole, and only when the router kept its whole body.
+    private func mirrorIfComplete() {
+        guard mirrorArmed, stream.requestComplete else { return }
+        mirrorArmed = false
+        guard replayable else {
+            cluster.stats.inc(.retry_or_shadow_abandoned, row: worker.row)
+            route.stats.mirrorDropped.wrappingIncrement(ordering: .relaxed)
+            return
+        }
+        ShadowRequest.mirror(route: route, head: upstreamHead, body: body, requestIsHead: isHeadRequest, worker: worker)
     }
 
     // MARK: one try
@@ -311,6 +336,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
 
     func requestBodyEnded() {
         upstreamRequest?.requestBodyEnded()
+        if mirrorArmed && !done { mirrorIfComplete() }
     }
 
     // Flow control (Envoy's watermarks: the side that cannot keep up stops the other's reads).

@@ -36,19 +36,35 @@ public final class GatewayRuntime: Sendable {
         var draining = false
         var serverChannels: [Channel] = []
         var adminChannel: Channel? = nil
+        /// The last good addresses of each endpoint name of a DNS ServiceEntry (`ServiceDiscovery.swift`).
+        var resolved: [String: [String]] = [:]
+        /// Resolves those names, off the event loops.
+        var resolver: EndpointResolver = SystemResolver()
+        var resolving = false
     }
-    private let state: NIOLockedValueBox<State>
+    /// Internal so the service discovery extension can recompile under the same lock as reload.
+    let state: NIOLockedValueBox<State>
 
     /// `accessLogFD`: where access log lines go (nil: off).
-    public init(
+    public convenience init(
         config: GatewayConfig, configPath: String?, loadConfig: @escaping @Sendable (String) throws -> GatewayConfig,
         group: EventLoopGroup, accessLogFD: Int32?, logger: Logger
+    ) throws {
+        try self.init(config: config, configPath: configPath, loadConfig: loadConfig, group: group, accessLogFD: accessLogFD,
+                      logger: logger, resolver: SystemResolver())
+    }
+
+    /// `resolver`: how endpoint names are resolved (tests substitute their own).
+    init(
+        config: GatewayConfig, configPath: String?, loadConfig: @escaping @Sendable (String) throws -> GatewayConfig,
+        group: EventLoopGroup, accessLogFD: Int32?, logger: Logger, resolver: EndpointResolver
     ) throws {
         self.configPath = configPath
         self.loadConfig = loadConfig
         self.group = group
         self.logger = logger
         var st = State(snapshot: ConfigSnapshot(version: 0, config: config, routes: RouteTable(routes: []), clusters: [:]))
+        st.resolver = resolver
         st.snapshot = try Self.compile(config, version: 1, into: &st)
         state = NIOLockedValueBox(st)
         let writer = accessLogFD.map { AccessLogWriter(fd: $0) }
@@ -69,13 +85,13 @@ public final class GatewayRuntime: Sendable {
     public var isDraining: Bool { state.withLockedValue { $0.draining } }
 
     /// Builds a snapshot, reusing the clusters (counters, ejections, pools) and route stats that stay.
-    private static func compile(_ config: GatewayConfig, version: Int, into st: inout State) throws -> ConfigSnapshot {
+    static func compile(_ config: GatewayConfig, version: Int, into st: inout State) throws -> ConfigSnapshot {
         var clusters: [String: ClusterSnapshot] = [:]
         var keptClusters: [String: Cluster] = [:]
         for (name, host) in config.hosts {
             let cluster = st.clusters[name] ?? Cluster(config: host)
             cluster.resources.update(host.trafficPolicy.connectionPool)
-            let hosts = cluster.hosts(for: host)
+            let hosts = cluster.hosts(for: Self.resolvedEndpoints(host, st.resolved))
             cluster.outlier.update(settings: host.trafficPolicy.outlierDetection, hosts: hosts)
             clusters[name] = ClusterSnapshot(cluster: cluster, hosts: hosts, policy: host.trafficPolicy, serviceHost: host.service)
             keptClusters[name] = cluster
@@ -115,6 +131,9 @@ public final class GatewayRuntime: Sendable {
     }
 
     public func start(listener: BindAddress, admin: BindAddress) async throws -> BoundAddresses {
+        // DNS clusters get their first hosts before the listener takes a request (Envoy's cluster warming).
+        try? await refreshDNS().get()
+        scheduleDNSRefresh()
         // One listening socket per event loop on the same port (SO_REUSEPORT, as Envoy binds its
         // workers' listeners on Linux): the kernel spreads new connections over the loops, and
         // each is accepted on the loop that serves it, with no hand-over between threads. The
@@ -217,6 +236,8 @@ public final class GatewayRuntime: Sendable {
             for worker in workers {
                 worker.eventLoop.execute { worker.install(next) }
             }
+            // Names the new config brings are resolved now rather than at the next refresh.
+            if needsResolution(next.config) { _ = refreshDNS() }
             if next.config.listener != snapshot.config.listener {
                 logger.warning("listener address changes take effect on restart")
             }

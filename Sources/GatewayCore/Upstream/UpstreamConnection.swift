@@ -59,6 +59,8 @@ final class UpstreamConnection: ChannelInboundHandler {
     private var sink: UpstreamResponseSink?
     private(set) var requestsServed = 0
     var idleSince = NIODeadline.uptimeNanoseconds(0)
+    /// When the connect completed: `maxConnectionDuration` counts from here, as Envoy's does.
+    var connectedAt = NIODeadline.uptimeNanoseconds(0)
 
     private var framer = MessageFramer(.response, options: .responseDefaults)
     private var requestWasHead = false

@@ -27,24 +27,28 @@ final class TestUpstream: @unchecked Sendable {
     private(set) var channel: Channel!
     let requests = ManagedAtomic<Int>(0)
     let connections = ManagedAtomic<Int>(0)
+    /// Connections that have closed (either side), so tests can see pooled connections go.
+    let closedConnections = ManagedAtomic<Int>(0)
     let concurrent = ManagedAtomic<Int>(0)
     let maxConcurrent = ManagedAtomic<Int>(0)
     private let behaviour: NIOLockedValueBox<Behaviour>
     private let seen = NIOLockedValueBox<[Seen]>([])
 
-    init(group: EventLoopGroup, _ behaviour: Behaviour = Behaviour()) throws {
+    /// `host`/`port`: where to listen (another loopback address lets two upstreams share a port).
+    init(group: EventLoopGroup, _ behaviour: Behaviour = Behaviour(), host: String = "127.0.0.1", port: Int = 0) throws {
         self.group = group
         self.behaviour = NIOLockedValueBox(behaviour)
         channel = try ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] ch in
                 connections.wrappingIncrement(ordering: .relaxed)
+                ch.closeFuture.whenComplete { [self] _ in closedConnections.wrappingIncrement(ordering: .relaxed) }
                 return ch.eventLoop.makeCompletedFuture {
                     try ch.pipeline.syncOperations.configureHTTPServerPipeline()
                     try ch.pipeline.syncOperations.addHandler(Handler(upstream: self))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0).wait()
+            .bind(host: host, port: port).wait()
     }
 
     var port: Int { channel.localAddress!.port! }
