@@ -13,6 +13,7 @@ public final class Cluster: Sendable {
     public init(config: HostConfig) {
         name = config.name
         resources = ResourceManager(config.trafficPolicy.connectionPool)
+        resources.setRetryBudget(config.trafficPolicy.retryBudget)
         outlier = OutlierDetector(settings: config.trafficPolicy.outlierDetection, stats: stats)
         hostsByEndpoint = NIOLockedValueBox([:])
     }
@@ -32,11 +33,22 @@ public final class ClusterSnapshot: Sendable {
     public let cluster: Cluster
     public let hosts: [Host]
     public let policy: TrafficPolicy
+    /// The ring or Maglev table when the policy hashes (built here, once per snapshot).
+    let hashBalancer: HashBalancer?
+    /// Slow start: until this time some host is still in its warmup window (nil: none is, or
+    /// no warmup), so plain picks skip the weighting entirely.
+    let warmupEnds: NIODeadline?
 
     init(cluster: Cluster, hosts: [Host], policy: TrafficPolicy) {
         self.cluster = cluster
         self.hosts = hosts
         self.policy = policy
+        hashBalancer = policy.consistentHash.flatMap { HashBalancer(settings: $0, hosts: hosts) }
+        if let warmup = policy.warmup, let newest = hosts.map(\.addedAt).max(), newest + warmup.duration > .now() {
+            warmupEnds = newest + warmup.duration
+        } else {
+            warmupEnds = nil
+        }
     }
 
     // The cluster's shared state, read through the snapshot a request holds.

@@ -175,25 +175,13 @@ public enum ConfigLoader {
         try notSupported(o, ["subsets", "workloadSelector"])
         let host = try o.required("host")
         guard let tp = o["trafficPolicy"] else { return (host, TrafficPolicy()) }
-        let t = try tp.object(allowed: ["connectionPool", "outlierDetection", "loadBalancer", "portLevelSettings", "tls", "tunnel", "proxyProtocol"])
+        let t = try tp.object(allowed: ["connectionPool", "outlierDetection", "loadBalancer", "portLevelSettings", "tls", "tunnel", "proxyProtocol", "retryBudget"])
         try notSupported(t, ["portLevelSettings", "tls", "tunnel", "proxyProtocol"])
         var policy = TrafficPolicy()
         if let cp = t["connectionPool"] { policy.connectionPool = try connectionPool(cp) }
         if let od = t["outlierDetection"] { policy.outlierDetection = try outlierDetection(od) }
-        if let lb = t["loadBalancer"] {
-            let l = try lb.object(allowed: ["simple", "consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup"])
-            try notSupported(l, ["consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup"])
-            if let s = l["simple"] {
-                let v = try s.string()
-                switch v {
-                case "ROUND_ROBIN", "UNSPECIFIED": policy.loadBalancer = .roundRobin
-                case "LEAST_REQUEST", "LEAST_CONN": policy.loadBalancer = .leastRequest
-                case "RANDOM": policy.loadBalancer = .random
-                case "PASSTHROUGH": throw s.fail("PASSTHROUGH is not supported by this gateway")
-                default: throw s.fail("unknown load balancer '\(v)' (allowed: ROUND_ROBIN, LEAST_REQUEST, RANDOM)")
-                }
-            }
-        }
+        if let lb = t["loadBalancer"] { try loadBalancer(lb, into: &policy) }
+        if let rb = t["retryBudget"] { policy.retryBudget = try retryBudget(rb) }
         return (host, policy)
     }
 
@@ -248,9 +236,8 @@ public enum ConfigLoader {
             "consecutive5xxErrors", "consecutiveGatewayErrors", "consecutiveErrors", "interval", "baseEjectionTime",
             "maxEjectionPercent", "minHealthPercent", "splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures",
         ])
-        try notSupported(o, ["consecutiveLocalOriginFailures"])
-        if let n = o["splitExternalLocalOriginErrors"], try n.bool() { throw n.fail("not supported by this gateway") }
         var s = OutlierDetectionSettings()
+        try localOriginSplit(o, into: &s)
         if let n = o["consecutive5xxErrors"] { s.consecutive5xxErrors = try n.int(in: 0...maxUInt32) }
         // Istio's deprecated consecutiveErrors counted 502/503/504: the gateway errors.
         if let n = o["consecutiveErrors"] { s.consecutiveGatewayErrors = try n.int(in: 0...maxUInt32) }
@@ -363,11 +350,10 @@ public enum ConfigLoader {
 
     static func retries(_ node: JSONNode) throws -> RetryPolicyConfig {
         let o = try node.object(allowed: ["attempts", "perTryTimeout", "retryOn", "retryRemoteLocalities", "retryIgnorePreviousHosts", "backoff"])
-        try notSupported(o, ["backoff"])
         if let n = o["retryRemoteLocalities"] { _ = try n.bool() }
-        if let n = o["retryIgnorePreviousHosts"] { _ = try n.bool() }
         var p = RetryPolicyConfig.istioDefault
         p.attempts = try o.required("attempts").int(in: 0...1000)
+        try retryExtras(o, into: &p)
         if let t = o["perTryTimeout"] { p.perTryTimeout = try t.duration() }
         if let on = o["retryOn"] {
             let text = try on.string()
