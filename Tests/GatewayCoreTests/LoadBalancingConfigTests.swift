@@ -120,6 +120,15 @@ final class LoadBalancingConfigTests: XCTestCase {
         XCTAssertTrue(policyError(#"{"retryBudget":{"ttl":"1s"}}"#).hasPrefix("\(tp).retryBudget.ttl: unknown field 'ttl'"))
     }
 
+    func testRetryBudgetSilencesTheMaxRetriesWarning() throws {
+        func warnings(_ tp: String) throws -> [String] {
+            ConfigReport.warnings(try ConfigLoader.decode(Array(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":\#(tp)}],"virtualServices":[{"http":[{"route":[{"destination":{"host":"delivery"}}],"retries":{"attempts":3}}]}]}"#.utf8)))
+        }
+        XCTAssertTrue(try warnings(#"{"connectionPool":{"http":{"maxRetries":1}}}"#).contains { $0.contains("maxRetries 1") })
+        XCTAssertFalse(try warnings(#"{"connectionPool":{"http":{"maxRetries":1}},"retryBudget":{}}"#).contains { $0.contains("maxRetries") },
+                       "a retry budget replaces maxRetries")
+    }
+
     func testLocalOriginSplit() throws {
         let od = try XCTUnwrap(try policy(#"{"outlierDetection":{"splitExternalLocalOriginErrors":true,"consecutiveLocalOriginFailures":3}}"#).outlierDetection)
         XCTAssertTrue(od.splitExternalLocalOriginErrors)

@@ -124,7 +124,9 @@ public enum ConfigReport {
             let p = r.retries
             if p.attempts > 0 {
                 for d in r.destinations {
-                    if let max = config.hosts[d.host]?.trafficPolicy.connectionPool.maxRetries, max < p.attempts {
+                    // A retry budget replaces maxRetries (Envoy ignores max_retries when retry_budget is set).
+                    if let tp = config.hosts[d.host]?.trafficPolicy, tp.retryBudget == nil,
+                       case let max = tp.connectionPool.maxRetries, max < p.attempts {
                         w.append("route \(r.name): retries.attempts \(p.attempts) > \(d.host) maxRetries \(max): "
                             + "retries past \(max) in flight are refused (upstream_rq_retry_overflow)")
                     }

@@ -29,6 +29,8 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     private(set) var filter: RouterFilter?
     /// The client's address as X-Forwarded-For and the per-client rate limit see it.
     private(set) lazy var clientAddress: String = context.channel.remoteAddress?.ipAddress ?? "unknown"
+    /// Remote then local address as `SocketAddress` prints them (ports included), Envoy's input
+    /// for a generated affinity cookie.
     var connectionAddresses: String {
         "\(context.channel.remoteAddress?.description ?? "")\(context.channel.localAddress?.description ?? "")"
     }
@@ -364,6 +366,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
             version: requestMinorVersion == 0 ? "HTTP/1.0" : nil)
         if let added = addedResponseHeaders {
             // Before the blank line that ends the head.
+            assert(out.getBytes(at: out.writerIndex - 2, length: 2) == [13, 10], "a response head ends with CRLF")
             out.moveWriterIndex(to: out.writerIndex - 2)
             for (name, value) in added {
                 out.writeString(name)
