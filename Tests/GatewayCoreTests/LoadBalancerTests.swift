@@ -116,6 +116,10 @@ final class LoadBalancerTests: XCTestCase {
         let req = "GET /a?x=1&user=alice&y HTTP/1.1\r\nHost: h\r\nX-User: bob \r\nCookie: a=1; sid=\"s1\"\r\nCookie: other=2\r\n\r\n"
         XCTAssertEqual(hash(.header("x-user"), req), XXHash64.hash("bob"))
         XCTAssertNil(hash(.header("x-none"), req))
+        let twice = "GET / HTTP/1.1\r\nHost: h\r\nX-User: b\r\nX-User: a\r\n\r\n"
+        let swapped = "GET / HTTP/1.1\r\nHost: h\r\nX-User: a\r\nX-User: b\r\n\r\n"
+        XCTAssertEqual(hash(.header("x-user"), twice), XXHash64.hash("b", seed: XXHash64.hash("a")), "sorted, chained")
+        XCTAssertEqual(hash(.header("x-user"), twice), hash(.header("x-user"), swapped))
         XCTAssertEqual(hash(.cookie(name: "sid", path: nil, ttl: nil), req), XXHash64.hash("s1"), "quotes are not part of the value")
         XCTAssertEqual(hash(.cookie(name: "other", path: nil, ttl: nil), req), XXHash64.hash("2"), "every Cookie line is searched")
         XCTAssertNil(hash(.cookie(name: "si", path: nil, ttl: nil), req))

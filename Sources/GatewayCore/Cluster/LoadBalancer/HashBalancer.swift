@@ -86,8 +86,17 @@ struct HashPolicy: Sendable {
     func hash(_ head: MessageHead, _ b: UnsafeRawBufferPointer, clientAddress: String) -> UInt64? {
         switch source {
         case .header(let name):
-            guard let r = Self.headerValues(head, b, name).first else { return nil }
-            return XXHash64.hash(UnsafeRawBufferPointer(rebasing: b[r]))
+            var values = Self.headerValues(head, b, name)
+            guard !values.isEmpty else { return nil }
+            if values.count == 1 { return XXHash64.hash(UnsafeRawBufferPointer(rebasing: b[values[0]])) }
+            // Envoy: several lines of the header hash as their values sorted, each value's hash
+            // seeding the next, so their order does not matter.
+            values.sort { x, y in
+                UnsafeRawBufferPointer(rebasing: b[x]).lexicographicallyPrecedes(UnsafeRawBufferPointer(rebasing: b[y]))
+            }
+            var h: UInt64 = 0
+            for r in values { h = XXHash64.hash(UnsafeRawBufferPointer(rebasing: b[r]), seed: h) }
+            return h
         case .cookie(let name):
             for r in Self.headerValues(head, b, Array("cookie".utf8)) {
                 if let v = Self.cookieValue(b, r, name) { return XXHash64.hash(UnsafeRawBufferPointer(rebasing: b[v])) }
