@@ -129,6 +129,23 @@ final class LoadBalancingConfigTests: XCTestCase {
                        "a retry budget replaces maxRetries")
     }
 
+    func testValidateExplainsTheNewFields() throws {
+        let c = try ConfigLoader.decode(Array(#"""
+        {"serviceEntries":[\#(se)],
+         "destinationRules":[{"host":"delivery","trafficPolicy":{
+           "loadBalancer":{"consistentHash":{"httpCookie":{"name":"sid","path":"/","ttl":"60s"},"maglev":{}}},
+           "retryBudget":{"percent":25,"minRetryConcurrency":2},
+           "outlierDetection":{"splitExternalLocalOriginErrors":true}}}],
+         "virtualServices":[{"http":[{"route":[{"destination":{"host":"delivery"}}],"retries":{"attempts":2,"backoff":"50ms","retryIgnorePreviousHosts":false}}]}]}
+        """#.utf8))
+        let text = ConfigReport.render(c)
+        XCTAssertTrue(text.contains("consistent hash on cookie sid, set when missing (Max-Age 60s, Path /), Maglev (65537 slots)"), text)
+        XCTAssertTrue(text.contains("retry budget: 25.0% of active + pending requests, at least 2 (replaces maxRetries; "
+            + "retries at once by active count: 0 → 2, 10 → 2, 100 → 25, 1000 → 250)"), text)
+        XCTAssertTrue(text.contains("local-origin failures apart: consecutiveLocalOriginFailures 5"), text)
+        XCTAssertTrue(text.contains("backoff 50ms (at most 500ms), may retry on the same host"), text)
+    }
+
     func testLocalOriginSplit() throws {
         let od = try XCTUnwrap(try policy(#"{"outlierDetection":{"splitExternalLocalOriginErrors":true,"consecutiveLocalOriginFailures":3}}"#).outlierDetection)
         XCTAssertTrue(od.splitExternalLocalOriginErrors)

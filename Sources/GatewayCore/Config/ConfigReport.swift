@@ -36,12 +36,12 @@ public enum ConfigReport {
             out += "\nhost \(name)\n"
             let rows: [(String, String)] = [
                 ("endpoints", h.endpoints.map { $0.weight == 1 ? "\($0)" : "\($0) (weight \($0.weight))" }.joined(separator: ", ")),
-                ("loadBalancer", h.trafficPolicy.loadBalancer.rawValue),
+                ("loadBalancer", loadBalancerText(h.trafficPolicy)),
                 ("maxConnections", limit(cp.maxConnections)),
                 ("http1MaxPendingRequests", limit(cp.http1MaxPendingRequests)),
                 ("http2MaxRequests", limit(cp.http2MaxRequests)),
                 ("maxRequestsPerConnection", cp.maxRequestsPerConnection == 0 ? "0 (unlimited)" : "\(cp.maxRequestsPerConnection)"),
-                ("maxRetries", limit(cp.maxRetries)),
+                ("maxRetries", retryLimitText(h.trafficPolicy)),
                 ("connectTimeout", duration(cp.connectTimeout)),
                 ("idleTimeout", duration(cp.idleTimeout)),
                 ("outlierDetection", h.trafficPolicy.outlierDetection.map { od in
@@ -49,6 +49,7 @@ public enum ConfigReport {
                         + "consecutiveGatewayErrors \(od.consecutiveGatewayErrors == 0 ? "off" : "\(od.consecutiveGatewayErrors)"), "
                         + "interval \(duration(od.interval)), baseEjectionTime \(duration(od.baseEjectionTime)), "
                         + "maxEjectionPercent \(od.maxEjectionPercent), minHealthPercent \(od.minHealthPercent)"
+                        + localOriginText(od)
                 } ?? "off"),
             ]
             for (k, v) in rows { out += "  \(k.padding(26))\(v)\n" }
@@ -66,6 +67,7 @@ public enum ConfigReport {
             out += "    timeout \(duration(r.timeout)); retries \(r.retries.attempts)"
             if r.retries.attempts > 0 {
                 out += " on \(retryOnText(r.retries)), perTryTimeout \(duration(r.retries.perTryTimeout))"
+                    + retryExtrasText(r.retries)
             }
             out += "\n"
             if let f = r.fault {
