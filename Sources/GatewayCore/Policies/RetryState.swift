@@ -32,8 +32,9 @@ public struct RetryState {
 
     /// The cluster's `maxRetries` resource and the counters retries bump (nil in pure policy use).
     private let budget: ResourceLimit?
-    /// The cluster's resources: with them the limit is `retryLimit` (the retry budget when the
-    /// DestinationRule sets one), and `budget` is their `retries`.
+    /// Or the cluster's resources (then `budget` is nil, so a request holds one reference as
+    /// before): the limit is their `retryLimit` (the DestinationRule's retry budget, or
+    /// `maxRetries`) and the count their `retries`.
     private let resources: ResourceManager?
     private let stats: ClusterStats?
     private let row: Int
@@ -56,7 +57,7 @@ public struct RetryState {
 
     init(policy: RetryPolicyConfig, resources: ResourceManager, stats: ClusterStats?, row: Int) {
         self.policy = policy
-        self.budget = resources.retries
+        self.budget = nil
         self.resources = resources
         self.stats = stats
         self.row = row
@@ -108,8 +109,9 @@ public struct RetryState {
             return .noRetryLimitExceeded
         }
         releaseBudget()
-        if let budget {
-            guard resources?.tryAcquireRetry() ?? budget.tryAcquire() else {
+        // nil: no limit to ask (pure policy use).
+        if let acquired = resources.map({ $0.tryAcquireRetry() }) ?? budget.map({ $0.tryAcquire() }) {
+            guard acquired else {
                 stats?.inc(.upstream_rq_retry_overflow, row: row)
                 return .noOverflow
             }
@@ -134,7 +136,7 @@ public struct RetryState {
     private mutating func releaseBudget() {
         if holdsBudget {
             holdsBudget = false
-            budget?.dec()
+            (resources?.retries ?? budget)?.dec()
         }
     }
 
