@@ -83,6 +83,8 @@ final class ClusterPool {
         // Up to 5 draws avoid the previous host, as Istio's host_selection_retry_max_attempts.
         var fallback: Host? = nil
         if let balancer = snapshot.hashBalancer {
+            // Every host ejected: a table walk would visit every entry (up to millions) to find none.
+            if !ignoreEjection && ejected >= n { return nil }
             let key = hash ?? random.next()
             for attempt in 0..<5 {
                 guard let h = balancer.pick(key, attempt: attempt, usable: usable) else { return nil }
