@@ -99,6 +99,10 @@ final class LoadBalancingConfigTests: XCTestCase {
                        WarmupSettings(duration: .seconds(60), minimumPercent: 10, aggression: 1))
         XCTAssertEqual(try policy(#"{"loadBalancer":{"warmup":{"duration":"100s","minimumPercent":5,"aggression":2}}}"#).warmup,
                        WarmupSettings(duration: .seconds(100), minimumPercent: 5, aggression: 2))
+        XCTAssertNil(try policy(#"{"loadBalancer":{"warmupDurationSecs":"0s"}}"#).warmup, "a zero window: no slow start")
+        XCTAssertNil(try policy(#"{"loadBalancer":{"warmup":{"duration":"0s"}}}"#).warmup)
+        XCTAssertEqual(policyError(#"{"loadBalancer":{"warmup":{"duration":"500ms"}}}"#),
+                       "\(tp).loadBalancer.warmup.duration: must be >= 1000ms, found '500ms'")
         XCTAssertEqual(policyError(#"{"loadBalancer":{"warmup":{"minimumPercent":5}}}"#),
                        "\(tp).loadBalancer.warmup.duration: required field is missing")
         XCTAssertEqual(policyError(#"{"loadBalancer":{"warmup":{"duration":"10s","aggression":0.5}}}"#),

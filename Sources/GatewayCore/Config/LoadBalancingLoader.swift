@@ -32,13 +32,18 @@ extension ConfigLoader {
             policy.consistentHash = try consistentHash(ch)
         }
         var warmup: WarmupSettings? = nil
+        // A window of "0s" is no slow start, as Envoy's zero slow_start_window.
+        func window(_ n: JSONNode) throws -> TimeAmount? {
+            let d = try n.duration(allowZero: true, min: .seconds(1))
+            return d.nanoseconds == 0 ? nil : d
+        }
         if let d = l["warmupDurationSecs"] {
-            warmup = WarmupSettings(duration: try d.duration(min: .seconds(1)))
+            warmup = try window(d).map { WarmupSettings(duration: $0) }
         }
         if let w = l["warmup"] {
             if l["warmupDurationSecs"] != nil { throw w.fail("set either warmup or the deprecated warmupDurationSecs, not both") }
             let o = try w.object(allowed: ["duration", "minimumPercent", "aggression"])
-            var s = WarmupSettings(duration: try o.required("duration").duration(min: .seconds(1)))
+            var s = WarmupSettings(duration: try window(o.required("duration")) ?? .zero)
             if let n = o["minimumPercent"] {
                 let v = try n.number()
                 guard (0...100).contains(v) else { throw n.fail("must be 0...100, found \(v)") }
@@ -49,7 +54,7 @@ extension ConfigLoader {
                 guard v >= 1, v <= 1000 else { throw n.fail("must be 1...1000 (Istio's lower bound), found \(v)") }
                 s.aggression = v
             }
-            warmup = s
+            warmup = s.duration == .zero ? nil : s
         }
         if let warmup {
             // Envoy's slow start exists only in its round robin and least request balancers.
