@@ -110,6 +110,8 @@ public struct TrafficPolicy: Sendable, Equatable {
     public var outlierDetection: OutlierDetectionSettings?
     public var loadBalancer: LoadBalancerKind
     /// `loadBalancer.consistentHash` (nil: `loadBalancer` picks); Istio's oneof with `simple`.
+    /// Istio's one `loadBalancer` object is `loadBalancer`, `consistentHash` and `warmup` here:
+    /// a policy that replaces the `loadBalancer` field (a subset's) replaces all three.
     public var consistentHash: ConsistentHashSettings?
     /// `loadBalancer.warmup` / `warmupDurationSecs` (slow start; nil: off).
     public var warmup: WarmupSettings?
