@@ -98,7 +98,16 @@ final class IstioFieldTableTests: XCTestCase {
             object["http"] = http
         }
         let value = try JSONSerialization.jsonObject(with: Data(row.sample.utf8), options: [.fragmentsAllowed])
-        object = set(value, at: ArraySlice(row.path.split(separator: ".").map(String.init)), in: object) as! [String: Any]
+        let components = row.path.split(separator: ".").map(String.init)
+        object = set(value, at: ArraySlice(components), in: object) as! [String: Any]
+        // Fields that only mean something beside another: the other goes in too (a hash needs
+        // its key; the local-origin threshold needs the split).
+        if let hash = components.firstIndex(of: "consistentHash"), ["ringHash", "maglev", "minimumRingSize"].contains(components[hash + 1 ..< components.count].first ?? "") {
+            object = set("x-user", at: ArraySlice(components[...hash] + ["httpHeaderName"]), in: object) as! [String: Any]
+        }
+        if components.last == "consecutiveLocalOriginFailures" {
+            object = set(true, at: ArraySlice(components.dropLast() + ["splitExternalLocalOriginErrors"]), in: object) as! [String: Any]
+        }
         root[section] = [object]
         let bytes = try JSONSerialization.data(withJSONObject: root)
         return (Array(bytes), "\(section)[0]." + row.path.replacingOccurrences(of: "[]", with: "[0]"))

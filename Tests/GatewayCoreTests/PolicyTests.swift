@@ -58,15 +58,16 @@ final class RetryStateTests: XCTestCase {
         var random = FastRandom(seed: 7)
         var ceilings: [Int64] = []
         while state.wouldRetry(.response(status: 500)) {
-            let n = state.retriesDone
+            let n = state.retriesDone + 1
             let backoff = state.nextBackoff(random: &random)
-            let ceiling: Int64 = min(Int64(25_000_000) << Int64(n), 250_000_000)
+            // Envoy's JitteredBackOffStrategy: the n-th retry draws below (2^n - 1) × base.
+            let ceiling: Int64 = ((Int64(1) << Int64(n)) - 1) * 25_000_000
             XCTAssertGreaterThanOrEqual(backoff.nanoseconds, 0)
             XCTAssertLessThan(backoff.nanoseconds, ceiling)
             ceilings.append(ceiling)
         }
         XCTAssertEqual(state.retriesDone, 3)
-        XCTAssertEqual(ceilings, [25_000_000, 50_000_000, 100_000_000])
+        XCTAssertEqual(ceilings, [25_000_000, 75_000_000, 175_000_000])
     }
 }
 

@@ -42,6 +42,9 @@ final class RecordingStream: DownstreamStream {
         ended.append(reset)
         filter = nil
     }
+    var connectionAddresses = "[IPv4]10.0.0.7/10.0.0.7:40000[IPv4]10.0.0.1/10.0.0.1:8080"
+    private(set) var addedResponseHeaders: [(String, String)] = []
+    func addResponseHeader(name: String, value: String) { addedResponseHeaders.append((name, value)) }
     func headBuffer(capacity: Int) -> ByteBuffer { ByteBuffer() }
     func recycle(_ buffer: ByteBuffer) {}
 }

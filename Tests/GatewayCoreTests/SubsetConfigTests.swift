@@ -94,6 +94,24 @@ final class SubsetConfigTests: XCTestCase {
         XCTAssertNil(v2.outlierDetection)
     }
 
+    /// Istio's `loadBalancer` is one part: a subset's replaces the rule's balancer, hash and slow
+    /// start together; `retryBudget` is a part of its own.
+    func testLoadBalancerAndRetryBudgetLayering() throws {
+        let body = #"""
+            "trafficPolicy":{"loadBalancer":{"consistentHash":{"httpHeaderName":"x-user"}},"retryBudget":{"percent":50}},
+            "subsets":[{"name":"v1","labels":{"version":"v1"},"trafficPolicy":{"loadBalancer":{"simple":"LEAST_REQUEST"}}},
+                       {"name":"v2","labels":{"version":"v2"}}]
+            """#
+        let c = try load(config(rule: body, destination: #"{"host":"reviews","subset":"v1"}"#))
+        XCTAssertNotNil(c.hosts["reviews"]?.trafficPolicy.consistentHash)
+        let v1 = c.hosts["outbound|9080|v1|reviews"]!.trafficPolicy
+        XCTAssertEqual(v1.loadBalancer, .leastRequest)
+        XCTAssertNil(v1.consistentHash, "the subset's loadBalancer replaced the rule's hash")
+        XCTAssertEqual(v1.retryBudget, c.hosts["reviews"]?.trafficPolicy.retryBudget)
+        XCTAssertNotNil(v1.retryBudget)
+        XCTAssertEqual(c.hosts["outbound|9080|v2|reviews"]?.trafficPolicy.consistentHash, c.hosts["reviews"]?.trafficPolicy.consistentHash)
+    }
+
     func testWorkloadEntriesSelectedByLabels() throws {
         let c = try load(#"""
             {"workloadEntries":[

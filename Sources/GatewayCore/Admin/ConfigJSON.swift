@@ -33,7 +33,7 @@ enum ConfigJSON {
                     ("consecutiveGatewayErrors", "\(o.consecutiveGatewayErrors)"),
                     ("interval", duration(o.interval)), ("baseEjectionTime", duration(o.baseEjectionTime)),
                     ("maxEjectionPercent", "\(o.maxEjectionPercent)"), ("minHealthPercent", "\(o.minHealthPercent)"),
-                ])
+                ] + localOriginSplit(o))
             } ?? "null"
             return object([
                 ("cluster", jsonString(h.name)),
@@ -63,8 +63,8 @@ enum ConfigJSON {
                         ])),
                     ])),
                     ("outlierDetection", od),
-                    ("loadBalancer", object([("simple", jsonString(h.trafficPolicy.loadBalancer.rawValue))])),
-                ])),
+                    ("loadBalancer", loadBalancer(h.trafficPolicy)),
+                ] + retryBudget(h.trafficPolicy))),
             ])
         }
         let routes = c.routes.map { r -> String in
@@ -94,7 +94,7 @@ enum ConfigJSON {
                 ("retries", object([
                     ("attempts", "\(r.retries.attempts)"), ("perTryTimeout", duration(r.retries.perTryTimeout)),
                     ("retryOn", jsonString(retryOn.joined(separator: ","))),
-                ])),
+                ] + retryExtras(r.retries))),
             ]
             if let f = r.fault {
                 var fp: [(String, String)] = []

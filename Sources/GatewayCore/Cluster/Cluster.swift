@@ -13,6 +13,7 @@ public final class Cluster: Sendable {
     public init(config: HostConfig) {
         name = config.name
         resources = ResourceManager(config.trafficPolicy.connectionPool)
+        resources.setRetryBudget(config.trafficPolicy.retryBudget)
         outlier = OutlierDetector(settings: config.trafficPolicy.outlierDetection, stats: stats)
         hostsByEndpoint = NIOLockedValueBox([:])
     }
@@ -34,12 +35,23 @@ public final class ClusterSnapshot: Sendable {
     public let policy: TrafficPolicy
     /// The ServiceEntry host the cluster serves: the Host of a request that came without one.
     let serviceHost: String
+    /// The ring or Maglev table when the policy hashes (built here, once per snapshot).
+    let hashBalancer: HashBalancer?
+    /// Slow start: until this time some host is still in its warmup window (nil: none is, or
+    /// no warmup), so plain picks skip the weighting entirely.
+    let warmupEnds: NIODeadline?
 
     init(cluster: Cluster, hosts: [Host], policy: TrafficPolicy, serviceHost: String) {
         self.cluster = cluster
         self.hosts = hosts
         self.policy = policy
         self.serviceHost = serviceHost
+        hashBalancer = policy.consistentHash.flatMap { HashBalancer(settings: $0, hosts: hosts) }
+        if let warmup = policy.warmup, let newest = hosts.map(\.addedAt).max(), newest + warmup.duration > .now() {
+            warmupEnds = newest + warmup.duration
+        } else {
+            warmupEnds = nil
+        }
     }
 
     // The cluster's shared state, read through the snapshot a request holds.

@@ -87,7 +87,8 @@ final class ClusterPool {
 
     /// Picks a host that is not ejected (unless below `minHealthPercent`, Envoy's panic mode),
     /// avoiding `exclude` when another host is available (Istio's previous-hosts retry predicate).
-    func pickHost(policy: LoadBalancerKind, exclude: Host?, random: inout FastRandom) -> Host? {
+    /// `hash`: the request's key when the cluster hashes (nil there: a random point, as Envoy).
+    func pickHost(policy: LoadBalancerKind, exclude: Host?, hash: UInt64? = nil, random: inout FastRandom) -> Host? {
         let hosts = snapshot.hosts
         let n = hosts.count
         guard n > 0 else { return nil }
@@ -101,12 +102,60 @@ final class ClusterPool {
 
         // Up to 5 draws avoid the previous host, as Istio's host_selection_retry_max_attempts.
         var fallback: Host? = nil
+        if let balancer = snapshot.hashBalancer {
+            // Every host ejected: a table walk would visit every entry (up to millions) to find none.
+            if !ignoreEjection && ejected >= n { return nil }
+            let key = hash ?? random.next()
+            for attempt in 0..<5 {
+                guard let h = balancer.pick(key, attempt: attempt, usable: usable) else { return nil }
+                if h !== exclude { return h }
+                fallback = h
+            }
+            return fallback
+        }
+        if let ends = snapshot.warmupEnds, let warmup = snapshot.policy.warmup {
+            let now = NIODeadline.now()
+            if now < ends {
+                for _ in 0..<5 {
+                    guard let h = Self.drawWarming(policy, hosts, usable, warmup, now, &random) else { return nil }
+                    if h !== exclude { return h }
+                    fallback = h
+                }
+                return fallback
+            }
+        }
         for _ in 0..<5 {
             guard let h = draw(policy, hosts, usable, &random) else { return nil }
             if h !== exclude { return h }
             fallback = h
         }
         return fallback
+    }
+
+    /// Slow start (Envoy's `applySlowStartFactor`): while a host is in its warmup window, hosts
+    /// are drawn in proportion to weight × factor(age). Round robin becomes this weighted draw
+    /// (Envoy's EDF schedule gives the same shares in a fixed order); least request draws two
+    /// hosts this way and keeps the one with fewer active requests.
+    static func drawWarming(
+        _ policy: LoadBalancerKind, _ hosts: [Host], _ usable: (Host) -> Bool, _ warmup: WarmupSettings, _ now: NIODeadline,
+        _ random: inout FastRandom
+    ) -> Host? {
+        var total = 0.0
+        for h in hosts where usable(h) { total += Double(h.endpoint.weight) * warmup.factor(age: now - h.addedAt) }
+        guard total > 0 else { return nil }
+        func one(_ random: inout FastRandom) -> Host? {
+            var r = Double(random.next() >> 11) * 0x1.0p-53 * total
+            var last: Host? = nil
+            for h in hosts where usable(h) {
+                r -= Double(h.endpoint.weight) * warmup.factor(age: now - h.addedAt)
+                last = h
+                if r < 0 { return h }
+            }
+            return last
+        }
+        guard let a = one(&random) else { return nil }
+        guard policy == .leastRequest, let b = one(&random) else { return a }
+        return b.requestsActive < a.requestsActive ? b : a
     }
 
     private func draw(

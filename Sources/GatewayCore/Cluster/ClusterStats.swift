@@ -40,6 +40,7 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case outlier_detection_ejections_overflow
     case outlier_detection_ejections_enforced_consecutive_5xx
     case outlier_detection_ejections_enforced_consecutive_gateway_failure
+    case outlier_detection_ejections_enforced_consecutive_local_origin_failure
 
     /// The name printed by `/stats` (dots where Envoy has them).
     public var name: String {
@@ -83,6 +84,8 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
         case .outlier_detection_ejections_overflow: return "outlier_detection.ejections_overflow"
         case .outlier_detection_ejections_enforced_consecutive_5xx: return "outlier_detection.ejections_enforced_consecutive_5xx"
         case .outlier_detection_ejections_enforced_consecutive_gateway_failure: return "outlier_detection.ejections_enforced_consecutive_gateway_failure"
+        case .outlier_detection_ejections_enforced_consecutive_local_origin_failure:
+            return "outlier_detection.ejections_enforced_consecutive_local_origin_failure"
         }
     }
 }

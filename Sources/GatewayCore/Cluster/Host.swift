@@ -15,9 +15,14 @@ public final class Host: Sendable {
     let ejected = ManagedAtomic<Bool>(false)
     let consecutive5xx = ManagedAtomic<Int>(0)
     let consecutiveGatewayErrors = ManagedAtomic<Int>(0)
+    /// Outlier detection's split mode: connect failures, resets and timeouts in a row.
+    let consecutiveLocalOriginFailures = ManagedAtomic<Int>(0)
+    /// When the host joined its cluster: slow start (`warmup`) ramps its weight from here.
+    public let addedAt: NIODeadline
 
-    public init(endpoint: Endpoint) {
+    public init(endpoint: Endpoint, addedAt: NIODeadline = .now()) {
         self.endpoint = endpoint
+        self.addedAt = addedAt
         // An IP address is parsed, never looked up (this runs while a config compiles, possibly on
         // an event loop). Names come here resolved by service discovery; only a config built in
         // code may still hold one.

@@ -2,8 +2,11 @@ import Atomics
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Envoy's outlier detection for consecutive errors (non-split mode: a connect failure or reset
-/// counts as a 503 and a timeout as a 504, so both are 5xx and gateway errors).
+/// Envoy's outlier detection for consecutive errors. Non-split mode: a connect failure or reset
+/// counts as a 503 and a timeout as a 504, so both are 5xx and gateway errors. Split mode
+/// (`splitExternalLocalOriginErrors`): those local-origin failures count only toward
+/// `consecutiveLocalOriginFailures`, and an answer from the host (the connection worked) resets
+/// that count; 5xx and gateway errors then count answers alone.
 ///
 /// Results are recorded lock-free per host; only an ejection or the periodic sweep takes the lock.
 /// The load balancer never asks the detector: it reads `Host.isEjected`.
@@ -56,6 +59,18 @@ public final class OutlierDetector: Sendable {
     @inline(__always)
     public func record(_ result: TryResult, host: Host, settings: OutlierDetectionSettings?, now: NIODeadline) {
         guard let settings, let code = result.outlierStatus else { return }
+        if settings.splitExternalLocalOriginErrors {
+            if result.isLocalOrigin {
+                let n = host.consecutiveLocalOriginFailures.wrappingIncrementThenLoad(ordering: .relaxed)
+                if settings.consecutiveLocalOriginFailures > 0 && n == settings.consecutiveLocalOriginFailures {
+                    eject(host, reason: .outlier_detection_ejections_enforced_consecutive_local_origin_failure, now: now)
+                }
+                return
+            }
+            if host.consecutiveLocalOriginFailures.load(ordering: .relaxed) != 0 {
+                host.consecutiveLocalOriginFailures.store(0, ordering: .relaxed)
+            }
+        }
         guard code >= 500 else {
             // Only write when there is something to reset: keeps the success path free of stores.
             if host.consecutive5xx.load(ordering: .relaxed) != 0 { host.consecutive5xx.store(0, ordering: .relaxed) }
@@ -100,6 +115,7 @@ public final class OutlierDetector: Sendable {
         guard ejectedNow else { return }
         host.consecutive5xx.store(0, ordering: .relaxed)
         host.consecutiveGatewayErrors.store(0, ordering: .relaxed)
+        host.consecutiveLocalOriginFailures.store(0, ordering: .relaxed)
         activeEjections.wrappingIncrement(ordering: .relaxed)
         stats.inc(.outlier_detection_ejections_total)
         stats.inc(.outlier_detection_ejections_enforced_total)
@@ -110,6 +126,7 @@ public final class OutlierDetector: Sendable {
         host.ejected.store(false, ordering: .relaxed)
         host.consecutive5xx.store(0, ordering: .relaxed)
         host.consecutiveGatewayErrors.store(0, ordering: .relaxed)
+        host.consecutiveLocalOriginFailures.store(0, ordering: .relaxed)
     }
 
     /// The `interval` sweep: returns hosts whose ejection time (base × times ejected, capped)

@@ -15,7 +15,10 @@ public final class ResourceLimit: Sendable {
     @inline(__always) public func dec() { count.wrappingDecrement(ordering: .relaxed) }
     /// Takes one unit if the limit allows it.
     @inline(__always) public func tryAcquire() -> Bool {
-        let max = maximum.load(ordering: .relaxed)
+        tryAcquire(max: maximum.load(ordering: .relaxed))
+    }
+    /// Takes one unit if fewer than `max` are taken (a limit computed by the caller: the retry budget).
+    @inline(__always) public func tryAcquire(max: Int) -> Bool {
         var current = count.load(ordering: .relaxed)
         while current < max {
             let (exchanged, original) = count.weakCompareExchange(

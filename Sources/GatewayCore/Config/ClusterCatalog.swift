@@ -44,9 +44,24 @@ struct ServiceDeclaration {
 /// them over each other: the rule's, its `portLevelSettings` for the port, the subset's, the
 /// subset's `portLevelSettings` — each part replaced whole, never merged field by field.
 struct PolicyLayer {
+    /// Istio's one `loadBalancer` object: the balancer, its hash and its slow start.
+    struct LoadBalancing {
+        var kind: LoadBalancerKind = .roundRobin
+        var consistentHash: ConsistentHashSettings? = nil
+        var warmup: WarmupSettings? = nil
+
+        func apply(to policy: inout TrafficPolicy) {
+            policy.loadBalancer = kind
+            policy.consistentHash = consistentHash
+            policy.warmup = warmup
+        }
+    }
+
     var connectionPool: ConnectionPoolSettings?
     var outlierDetection: OutlierDetectionSettings?
-    var loadBalancer: LoadBalancerKind?
+    var loadBalancer: LoadBalancing?
+    /// Not in port-level settings (Istio has none there).
+    var retryBudget: RetryBudgetSettings?
     /// Port number → the settings for that port.
     var portLevel: [Int: PolicyLayer] = [:]
     /// Port number → where its `port.number` was written, for errors.
@@ -57,11 +72,12 @@ struct PolicyLayer {
     func apply(to policy: inout TrafficPolicy, port: Int?) {
         if let cp = connectionPool { policy.connectionPool = cp }
         if let od = outlierDetection { policy.outlierDetection = od }
-        if let lb = loadBalancer { policy.loadBalancer = lb }
+        loadBalancer?.apply(to: &policy)
+        if let rb = retryBudget { policy.retryBudget = rb }
         if let port, let p = portLevel[port] {
             policy.connectionPool = p.connectionPool ?? ConnectionPoolSettings()
             policy.outlierDetection = p.outlierDetection
-            policy.loadBalancer = p.loadBalancer ?? .roundRobin
+            (p.loadBalancer ?? LoadBalancing()).apply(to: &policy)
         }
     }
 }

@@ -303,14 +303,14 @@ public enum ConfigLoader {
     static func trafficPolicy(_ node: JSONNode, portLevel: Bool = false) throws -> PolicyLayer {
         let parts = ["connectionPool", "outlierDetection", "loadBalancer", "tls"]
         let t = try node.object(allowed: portLevel ? ["port"] + parts : parts + ["portLevelSettings", "tunnel", "proxyProtocol", "retryBudget"])
-        try notSupported(t, ["retryBudget"])
         try notSupported(t, ["tls"], because: "upstream connections are plaintext HTTP/1.1")
         try notSupported(t, ["tunnel"], because: "upstream connections are direct, never tunnelled through a proxy")
         try notSupported(t, ["proxyProtocol"], because: "the PROXY protocol header is not sent")
         var layer = PolicyLayer()
         if let cp = t["connectionPool"] { layer.connectionPool = try connectionPool(cp) }
         if let od = t["outlierDetection"] { layer.outlierDetection = try outlierDetection(od) }
-        if let lb = t["loadBalancer"] { layer.loadBalancer = try loadBalancer(lb) }
+        if let lb = t["loadBalancer"] { layer.loadBalancer = try loadBalancing(lb) }
+        if let rb = t["retryBudget"] { layer.retryBudget = try retryBudget(rb) }
         for p in try t["portLevelSettings"]?.array() ?? [] {
             let portNode = try p.object(allowed: ["port"] + parts).required("port")
             let numberNode = try portNode.object(allowed: ["number"]).required("number")
@@ -322,18 +322,11 @@ public enum ConfigLoader {
         return layer
     }
 
-    static func loadBalancer(_ lb: JSONNode) throws -> LoadBalancerKind {
-        let l = try lb.object(allowed: ["simple", "consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup"])
-        try notSupported(l, ["consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup"])
-        guard let s = l["simple"] else { return .roundRobin }
-        let v = try s.string()
-        switch v {
-        case "ROUND_ROBIN", "UNSPECIFIED": return .roundRobin
-        case "LEAST_REQUEST", "LEAST_CONN": return .leastRequest
-        case "RANDOM": return .random
-        case "PASSTHROUGH": throw s.fail("PASSTHROUGH is not supported by this gateway")
-        default: throw s.fail("unknown load balancer '\(v)' (allowed: ROUND_ROBIN, LEAST_REQUEST, RANDOM)")
-        }
+    /// Istio's `loadBalancer` object, which replaces the balancer, its hash and its slow start together.
+    static func loadBalancing(_ node: JSONNode) throws -> PolicyLayer.LoadBalancing {
+        var scratch = TrafficPolicy()
+        try loadBalancer(node, into: &scratch)
+        return .init(kind: scratch.loadBalancer, consistentHash: scratch.consistentHash, warmup: scratch.warmup)
     }
 
     static func connectionPool(_ node: JSONNode) throws -> ConnectionPoolSettings {
@@ -393,9 +386,8 @@ public enum ConfigLoader {
             "consecutive5xxErrors", "consecutiveGatewayErrors", "consecutiveErrors", "interval", "baseEjectionTime",
             "maxEjectionPercent", "minHealthPercent", "splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures",
         ])
-        try notSupported(o, ["consecutiveLocalOriginFailures"])
-        if let n = o["splitExternalLocalOriginErrors"], try n.bool() { throw n.fail("not supported by this gateway") }
         var s = OutlierDetectionSettings()
+        try localOriginSplit(o, into: &s)
         if let n = o["consecutive5xxErrors"] { s.consecutive5xxErrors = try n.int(in: 0...maxUInt32) }
         // Istio's deprecated consecutiveErrors counted 502/503/504: the gateway errors.
         if let n = o["consecutiveErrors"] { s.consecutiveGatewayErrors = try n.int(in: 0...maxUInt32) }
@@ -518,11 +510,10 @@ public enum ConfigLoader {
 
     static func retries(_ node: JSONNode) throws -> RetryPolicyConfig {
         let o = try node.object(allowed: ["attempts", "perTryTimeout", "retryOn", "retryRemoteLocalities", "retryIgnorePreviousHosts", "backoff"])
-        try notSupported(o, ["backoff"])
         if let n = o["retryRemoteLocalities"] { _ = try n.bool() }
-        if let n = o["retryIgnorePreviousHosts"] { _ = try n.bool() }
         var p = RetryPolicyConfig.istioDefault
         p.attempts = try o.required("attempts").int(in: 0...1000)
+        try retryExtras(o, into: &p)
         if let t = o["perTryTimeout"] { p.perTryTimeout = try t.duration() }
         if let on = o["retryOn"] {
             let text = try on.string()

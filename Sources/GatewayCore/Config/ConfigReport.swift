@@ -43,12 +43,12 @@ public enum ConfigReport {
                 ("resolution", h.resolution == .static ? "STATIC"
                     : "\(h.resolution.rawValue): names resolved at start and every \(duration(config.dnsRefreshRate))"
                         + (h.resolution == .dnsRoundRobin ? ", one host at the first address" : ", a host per address")),
-                ("loadBalancer", h.trafficPolicy.loadBalancer.rawValue),
+                ("loadBalancer", loadBalancerText(h.trafficPolicy)),
                 ("maxConnections", limit(cp.maxConnections)),
                 ("http1MaxPendingRequests", limit(cp.http1MaxPendingRequests)),
                 ("http2MaxRequests", limit(cp.http2MaxRequests)),
                 ("maxRequestsPerConnection", cp.maxRequestsPerConnection == 0 ? "0 (unlimited)" : "\(cp.maxRequestsPerConnection)"),
-                ("maxRetries", limit(cp.maxRetries)),
+                ("maxRetries", retryLimitText(h.trafficPolicy)),
                 ("connectTimeout", duration(cp.connectTimeout)),
                 ("idleTimeout", duration(cp.idleTimeout)),
                 ("maxConnectionDuration", duration(cp.maxConnectionDuration)),
@@ -57,6 +57,7 @@ public enum ConfigReport {
                         + "consecutiveGatewayErrors \(od.consecutiveGatewayErrors == 0 ? "off" : "\(od.consecutiveGatewayErrors)"), "
                         + "interval \(duration(od.interval)), baseEjectionTime \(duration(od.baseEjectionTime)), "
                         + "maxEjectionPercent \(od.maxEjectionPercent), minHealthPercent \(od.minHealthPercent)"
+                        + localOriginText(od)
                 } ?? "off"),
             ]
             for (k, v) in rows { out += "  \(k.padding(26))\(v)\n" }
@@ -83,6 +84,7 @@ public enum ConfigReport {
             out += "    timeout \(duration(r.timeout)); retries \(r.retries.attempts)"
             if r.retries.attempts > 0 {
                 out += " on \(retryOnText(r.retries)), perTryTimeout \(duration(r.retries.perTryTimeout))"
+                    + retryExtrasText(r.retries)
             }
             out += "\n"
             if let f = r.fault {
@@ -158,7 +160,9 @@ public enum ConfigReport {
             let p = r.retries
             if p.attempts > 0 {
                 for d in r.destinations {
-                    if let max = config.hosts[d.host]?.trafficPolicy.connectionPool.maxRetries, max < p.attempts {
+                    // A retry budget replaces maxRetries (Envoy ignores max_retries when retry_budget is set).
+                    if let tp = config.hosts[d.host]?.trafficPolicy, tp.retryBudget == nil,
+                       case let max = tp.connectionPool.maxRetries, max < p.attempts {
                         w.append("route \(r.name): retries.attempts \(p.attempts) > \(d.host) maxRetries \(max): "
                             + "retries past \(max) in flight are refused (upstream_rq_retry_overflow)")
                     }

@@ -151,14 +151,28 @@ public struct TrafficPolicy: Sendable, Equatable {
     /// nil when the DestinationRule has no `outlierDetection`: no host is ever ejected.
     public var outlierDetection: OutlierDetectionSettings?
     public var loadBalancer: LoadBalancerKind
+    /// `loadBalancer.consistentHash` (nil: `loadBalancer` picks); Istio's oneof with `simple`.
+    /// Istio's one `loadBalancer` object is `loadBalancer`, `consistentHash` and `warmup` here:
+    /// a policy that replaces the `loadBalancer` field (a subset's) replaces all three.
+    public var consistentHash: ConsistentHashSettings?
+    /// `loadBalancer.warmup` / `warmupDurationSecs` (slow start; nil: off).
+    public var warmup: WarmupSettings?
+    /// `retryBudget` (nil: `connectionPool.http.maxRetries` bounds retries).
+    public var retryBudget: RetryBudgetSettings?
     public init(
         connectionPool: ConnectionPoolSettings = ConnectionPoolSettings(),
         outlierDetection: OutlierDetectionSettings? = nil,
-        loadBalancer: LoadBalancerKind = .roundRobin
+        loadBalancer: LoadBalancerKind = .roundRobin,
+        consistentHash: ConsistentHashSettings? = nil,
+        warmup: WarmupSettings? = nil,
+        retryBudget: RetryBudgetSettings? = nil
     ) {
         self.connectionPool = connectionPool
         self.outlierDetection = outlierDetection
         self.loadBalancer = loadBalancer
+        self.consistentHash = consistentHash
+        self.warmup = warmup
+        self.retryBudget = retryBudget
     }
 }
 
@@ -241,6 +255,11 @@ public struct OutlierDetectionSettings: Sendable, Equatable {
     public var maxEjectionPercent: Int
     /// minHealthPercent: below it the pool ignores ejections (Envoy's panic threshold; default 0).
     public var minHealthPercent: Int
+    /// splitExternalLocalOriginErrors: local-origin failures (connect failure, reset, timeout)
+    /// count only toward `consecutiveLocalOriginFailures`, no longer as 503/504 (default false).
+    public var splitExternalLocalOriginErrors: Bool
+    /// consecutiveLocalOriginFailures (default 5; 0 disables; only read when split).
+    public var consecutiveLocalOriginFailures: Int
 
     public init(
         consecutive5xxErrors: Int = 5,
@@ -248,8 +267,12 @@ public struct OutlierDetectionSettings: Sendable, Equatable {
         interval: TimeAmount = .seconds(10),
         baseEjectionTime: TimeAmount = .seconds(30),
         maxEjectionPercent: Int = 10,
-        minHealthPercent: Int = 0
+        minHealthPercent: Int = 0,
+        splitExternalLocalOriginErrors: Bool = false,
+        consecutiveLocalOriginFailures: Int = 5
     ) {
+        self.splitExternalLocalOriginErrors = splitExternalLocalOriginErrors
+        self.consecutiveLocalOriginFailures = consecutiveLocalOriginFailures
         self.consecutive5xxErrors = consecutive5xxErrors
         self.consecutiveGatewayErrors = consecutiveGatewayErrors
         self.interval = interval
@@ -363,8 +386,15 @@ public struct RetryPolicyConfig: Sendable, Equatable {
     public var retryOn: RetryOn
     /// Numeric entries of `retryOn` (Istio puts status codes in the same string).
     public var retriableStatusCodes: [Int]
+    /// `backoff`: Envoy's `retry_back_off.base_interval` (default 25 ms); the cap is 10 × it.
+    public var backoffBase: TimeAmount
+    /// `retryIgnorePreviousHosts` (Istio's default true): a retry avoids the hosts tried before.
+    public var ignorePreviousHosts: Bool
 
-    public init(attempts: Int, perTryTimeout: TimeAmount? = nil, retryOn: RetryOn, retriableStatusCodes: [Int] = []) {
+    public init(attempts: Int, perTryTimeout: TimeAmount? = nil, retryOn: RetryOn, retriableStatusCodes: [Int] = [],
+                backoffBase: TimeAmount = .milliseconds(25), ignorePreviousHosts: Bool = true) {
+        self.backoffBase = backoffBase
+        self.ignorePreviousHosts = ignorePreviousHosts
         self.attempts = attempts
         self.perTryTimeout = perTryTimeout
         self.retryOn = retryOn

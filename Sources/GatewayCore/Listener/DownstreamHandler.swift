@@ -29,6 +29,16 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     private(set) var filter: RouterFilter?
     /// The client's address as X-Forwarded-For and the per-client rate limit see it.
     private(set) lazy var clientAddress: String = context.channel.remoteAddress?.ipAddress ?? "unknown"
+    /// Remote then local address as `SocketAddress` prints them (ports included), Envoy's input
+    /// for a generated affinity cookie.
+    var connectionAddresses: String {
+        "\(context.channel.remoteAddress?.description ?? "")\(context.channel.localAddress?.description ?? "")"
+    }
+    /// Header lines the router filter added for the next response head (nil: none, the usual case).
+    private var addedResponseHeaders: [(String, String)]?
+    func addResponseHeader(name: String, value: String) {
+        addedResponseHeaders = (addedResponseHeaders ?? []) + [(name, value)]
+    }
 
     /// Bytes were written and not flushed yet: a flush with nothing to send costs nothing.
     private var needsFlush = false
@@ -354,6 +364,19 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
             upstreamServiceMs: upstreamServiceMs, close: closeAfterResponse, announceKeepAlive: requestMinorVersion == 0,
             // An HTTP/1.0 client gets an HTTP/1.0 answer, as Envoy's codec writes it.
             version: requestMinorVersion == 0 ? "HTTP/1.0" : nil)
+        if let added = addedResponseHeaders {
+            // Before the blank line that ends the head.
+            assert(out.getBytes(at: out.writerIndex - 2, length: 2) == [13, 10], "a response head ends with CRLF")
+            out.moveWriterIndex(to: out.writerIndex - 2)
+            for (name, value) in added {
+                out.writeString(name)
+                out.writeStaticString(": ")
+                out.writeString(value)
+                out.writeStaticString("\r\n")
+            }
+            out.writeStaticString("\r\n")
+            addedResponseHeaders = nil
+        }
         responseBytesSent += out.readableBytes
         outgoing = out
         outgoingIsSpare = true
@@ -414,6 +437,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     /// The response is over: the connection takes the next request, or closes.
     func endStream(reset: Bool) {
         sendOutgoing()
+        addedResponseHeaders = nil
         dechunker = nil
         filter = nil
         resumeReading()

@@ -33,6 +33,12 @@ protocol DownstreamStream: AnyObject {
     /// the head was sent), so the client must not wait for more: the connection closes.
     func endStream(reset: Bool)
 
+    /// The connection's remote and local address (with ports), for values that must be the same
+    /// on every request of the connection (a generated affinity cookie).
+    var connectionAddresses: String { get }
+    /// A header for the next upstream response head (`encodeHead`), after the upstream's own.
+    func addResponseHeader(name: String, value: String)
+
     /// A buffer for the upstream head, recycled per connection (`recycle` gives it back).
     func headBuffer(capacity: Int) -> ByteBuffer
     func recycle(_ buffer: ByteBuffer)

@@ -26,12 +26,16 @@ public protocol RetryTarget: AnyObject {
 public struct RetryState {
     public let policy: RetryPolicyConfig
     public private(set) var retriesDone = 0
-    /// Envoy's default base interval; the cap is ten times it.
+    /// Envoy's default base interval (Istio `retries.backoff` sets it); the cap is ten times it.
     public static let baseInterval = TimeAmount.milliseconds(25)
     public static let maxInterval = TimeAmount.milliseconds(250)
 
     /// The cluster's `maxRetries` resource and the counters retries bump (nil in pure policy use).
     private let budget: ResourceLimit?
+    /// Or the cluster's resources (then `budget` is nil, so a request holds one reference as
+    /// before): the limit is their `retryLimit` (the DestinationRule's retry budget, or
+    /// `maxRetries`) and the count their `retries`.
+    private let resources: ResourceManager?
     private let stats: ClusterStats?
     private let row: Int
     /// One unit of `budget` is held from a retry's scheduling until the next decision or the end
@@ -46,6 +50,15 @@ public struct RetryState {
     init(policy: RetryPolicyConfig, budget: ResourceLimit?, stats: ClusterStats?, row: Int) {
         self.policy = policy
         self.budget = budget
+        resources = nil
+        self.stats = stats
+        self.row = row
+    }
+
+    init(policy: RetryPolicyConfig, resources: ResourceManager, stats: ClusterStats?, row: Int) {
+        self.policy = policy
+        self.budget = nil
+        self.resources = resources
         self.stats = stats
         self.row = row
     }
@@ -96,8 +109,9 @@ public struct RetryState {
             return .noRetryLimitExceeded
         }
         releaseBudget()
-        if let budget {
-            guard budget.tryAcquire() else {
+        // nil: no limit to ask (pure policy use).
+        if let acquired = resources.map({ $0.tryAcquireRetry() }) ?? budget.map({ $0.tryAcquire() }) {
+            guard acquired else {
                 stats?.inc(.upstream_rq_retry_overflow, row: row)
                 return .noOverflow
             }
@@ -122,15 +136,18 @@ public struct RetryState {
     private mutating func releaseBudget() {
         if holdsBudget {
             holdsBudget = false
-            budget?.dec()
+            (resources?.retries ?? budget)?.dec()
         }
     }
 
-    /// Consumes one retry and returns how long to wait before it: uniformly random in
-    /// [0, min(base × 2^n, max)), Envoy's fully jittered exponential backoff.
+    /// Consumes one retry and returns how long to wait before it: Envoy's fully jittered
+    /// exponential backoff (`JitteredBackOffStrategy`): for the n-th retry (from 1) a uniform draw
+    /// in [0, (2^n - 1) × base), capped at max = 10 × base.
     public mutating func nextBackoff(random: inout FastRandom) -> TimeAmount {
-        let ceiling = min(Self.baseInterval.nanoseconds << Int64(min(retriesDone, 20)), Self.maxInterval.nanoseconds)
+        let base = policy.backoffBase.nanoseconds
+        let cap = base * 10
         retriesDone += 1
-        return .nanoseconds(Int64(random.below(Int(ceiling))))
+        let ceiling = min((Int64(1) << Int64(min(retriesDone, 20))) - 1, 1 << 20) * base
+        return .nanoseconds(min(Int64(random.below(Int(ceiling))), cap))
     }
 }

@@ -39,6 +39,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     private var done = false
     /// The route mirrors and the request reached the router: its copies go once its body is whole.
     private var mirrorArmed = false
+    /// The request's consistent-hash key (only computed when the cluster hashes).
+    private let hash: UInt64?
 
     // MARK: route
 
@@ -92,8 +94,13 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         self.head = head
         self.headBytes = headBytes
         self.start = start
-        retry = RetryState(policy: route.config.retries, budget: cluster.resources.retries,
+        retry = RetryState(policy: route.config.retries, resources: cluster.resources,
                            stats: cluster.stats, row: worker.row)
+        if let balancer = cluster.hashBalancer {
+            hash = Self.hashKey(balancer.policy, stream: stream, head: head, headBytes: headBytes)
+        } else {
+            hash = nil
+        }
         self.body = body
         bytesReceived = body?.readableBytes ?? 0
         if bytesReceived > Self.maxReplayBytes { replayable = false }
@@ -166,7 +173,10 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
 
     private func tryOnce() {
         guard !done else { return }
-        guard let host = pool.pickHost(policy: cluster.policy.loadBalancer, exclude: lastHost, random: &worker.random)
+        // retryIgnorePreviousHosts: false lets a retry land on the host that just failed.
+        let exclude = retry.policy.ignorePreviousHosts ? lastHost : nil
+        guard let host = pool.pickHost(policy: cluster.policy.loadBalancer, exclude: exclude, hash: hash,
+                                       random: &worker.random)
         else {
             cluster.stats.inc(.upstream_cx_none_healthy, row: worker.row)
             flags.insert(.noHealthyUpstream)
@@ -179,6 +189,21 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             perTryTimeout: route.perTryTimeout, requestIsHead: isHeadRequest)
         upstreamRequest = request
         request.start(head: upstreamHead, requestComplete: stream.requestComplete)
+    }
+
+    /// The hash policy's key for this request. A cookie policy with a `ttl` whose cookie is
+    /// missing makes one, as Envoy's router does: its value is the hex xxHash64 of the
+    /// connection's addresses (so every request of the connection gets the same one), the
+    /// hash is that of the value, and the response carries it in `Set-Cookie`.
+    private static func hashKey(_ policy: HashPolicy, stream: DownstreamStream, head: MessageHead,
+                                headBytes: ByteBuffer) -> UInt64? {
+        if let h = headBytes.withUnsafeReadableBytes({ policy.hash(head, $0, clientAddress: stream.clientAddress) }) {
+            return h
+        }
+        guard let cookie = policy.cookieToGenerate else { return nil }
+        let value = XXHash64.hex(XXHash64.hash(stream.connectionAddresses))
+        stream.addResponseHeader(name: "set-cookie", value: "\(cookie.name)=\"\(value)\"\(cookie.attributes)")
+        return XXHash64.hash(value)
     }
 
     /// Methods are case-sensitive (RFC 9110 §9.1): only `HEAD` has a response without a body.

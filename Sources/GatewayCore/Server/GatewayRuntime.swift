@@ -91,6 +91,7 @@ public final class GatewayRuntime: Sendable {
         for (name, host) in config.hosts {
             let cluster = st.clusters[name] ?? Cluster(config: host)
             cluster.resources.update(host.trafficPolicy.connectionPool)
+            cluster.resources.setRetryBudget(host.trafficPolicy.retryBudget)
             let hosts = cluster.hosts(for: Self.resolvedEndpoints(host, st.resolved))
             cluster.outlier.update(settings: host.trafficPolicy.outlierDetection, hosts: hosts)
             clusters[name] = ClusterSnapshot(cluster: cluster, hosts: hosts, policy: host.trafficPolicy, serviceHost: host.service)

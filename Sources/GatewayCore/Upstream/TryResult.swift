@@ -28,6 +28,16 @@ public enum TryResult: Equatable, Sendable {
         }
     }
 
+    /// Envoy's local-origin errors: the gateway's own attempt failed (no connection, the
+    /// connection broke, no answer in time) rather than the host answering badly. Outlier
+    /// detection's split mode counts these apart (`consecutiveLocalOriginFailures`).
+    @inline(__always) var isLocalOrigin: Bool {
+        switch self {
+        case .connectFailure, .reset, .timeout: return true
+        case .response, .protocolError, .overflow: return false
+        }
+    }
+
     /// Whether the host's `/clusters` counters see an error (a 5xx or no answer at all).
     @inline(__always) var isHostError: Bool {
         guard let status = outlierStatus else { return false }
