@@ -59,7 +59,7 @@ enum ConfigJSON {
                 if !m.headers.isEmpty {
                     p.append(("headers", object(m.headers.sorted { $0.key < $1.key }.map { ($0.key, match($0.value)) })))
                 }
-                return object(p)
+                return object(p + matchExtras(m))
             }
             var retryOn: [String] = []
             let names: [(RetryOn, String)] = [
@@ -92,7 +92,7 @@ enum ConfigJSON {
                     ("perClient", rl.perClient ? "\"remoteAddress\"" : "null"),
                 ] + (rl.perClient ? [("maxTrackedClients", "\(rl.maxTrackedClients)")] : []))))
             }
-            return object(p)
+            return object(p + transforms(r))
         }
         return object([
             ("listener", object([

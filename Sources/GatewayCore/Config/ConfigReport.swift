@@ -60,6 +60,7 @@ public enum ConfigReport {
                 if let u = m.uri { parts.append("uri \(match(u))") }
                 if let me = m.method { parts.append("method \(match(me))") }
                 for (k, v) in m.headers.sorted(by: { $0.key < $1.key }) { parts.append("header \(k) \(match(v))") }
+                parts += matchExtrasText(m)
                 return parts.joined(separator: " and ")
             }.joined(separator: " or ")
             out += "  \(r.name): \(m) -> \(r.destinations.map { "\($0.host) (\($0.weight)%)" }.joined(separator: ", "))\n"
@@ -76,6 +77,7 @@ public enum ConfigReport {
                 out += "    rate limit \(rl.maxTokens) tokens, +\(rl.tokensPerFill) every \(duration(rl.fillInterval))"
                 out += rl.perClient ? " per client address (at most \(rl.maxTrackedClients) tracked)\n" : " for the route\n"
             }
+            out += transformsText(r)
         }
         return out
     }
