@@ -63,7 +63,7 @@ final class ConfigLoaderRouteTests: XCTestCase {
         let r = try load(http: #"""
         {"headers":{"request":{"set":{"X-A":"1","Host":"up.example"},"add":{"x-b":"2"},"remove":["X-C"]},
                     "response":{"set":{"content-type":"text/plain"},"remove":["server"]}},
-         "route":[{"destination":{"host":"svc"},"headers":{"request":{"add":{"x-d":"4"}}}}]}
+         "route":[{"destination":{"host":"svc"},"headers":{"request":{"add":{"x-d":"4"},"set":{":authority":"d.example"}}}}]}
         """#)[0]
         XCTAssertEqual(r.transforms.headers.request.set.map(\.name), ["x-a"])
         XCTAssertEqual(r.transforms.rewrite?.authority, "up.example", "Istio turns a Host set into the authority")
@@ -71,6 +71,8 @@ final class ConfigLoaderRouteTests: XCTestCase {
         XCTAssertEqual(r.transforms.headers.request.remove, ["x-c"])
         XCTAssertEqual(r.transforms.headers.response.remove, ["server"])
         XCTAssertEqual(r.destinations[0].headers.request.add.map(\.name), ["x-d"])
+        XCTAssertEqual(r.destinations[0].headers.authority, "d.example", "a destination may set its own authority")
+        XCTAssertEqual(r.destinations[0].headers.request.set.count, 0, "never a second Host line")
     }
 
     func testHeaderRefusals() {
@@ -83,6 +85,8 @@ final class ConfigLoaderRouteTests: XCTestCase {
             (#"{"request":{"set":{"bad name":"1"}}}"#, "virtualServices[0].http[0].headers.request.set.bad name: 'bad name' is not a valid header name"),
             (#"{"response":{"set":{":status":"200"}}}"#, "virtualServices[0].http[0].headers.response.set.:status: header ':status' cannot be set"),
             (#"{"response":{"add":{"connection":"close"}}}"#, "virtualServices[0].http[0].headers.response.add.connection: header 'connection' cannot be added"),
+            (#"{"request":{"set":{"host":"a","Host":"b"}}}"#, "virtualServices[0].http[0].headers.request.set: sets the Host twice"),
+            (#"{"request":{"set":{"host":"a b"}}}"#, "virtualServices[0].http[0].headers.request.set: 'a b' is not a valid authority"),
             (#"{"request":{"sett":{}}}"#, "virtualServices[0].http[0].headers.request.sett: unknown field 'sett'"),
         ]
         for (headers, expected) in cases {

@@ -108,7 +108,7 @@ final class RouteTransformTests: XCTestCase {
          "route":[{"destination":{"host":"svc"},
                    "headers":{"request":{"set":{"x-dest":"d","x-set":"dest"}},"response":{"add":{"x-dest-resp":"dr"}}}}]},
         {"match":[{"uri":{"prefix":"/strip"}}],"headers":{"response":{"remove":["content-type"]}},
-         "route":[{"destination":{"host":"svc"}}]}
+         "route":[{"destination":{"host":"svc"},"headers":{"request":{"set":{"Host":"dest.svc"}}}}]}
         """#))
         let c = try RawConnection(port: gw.port)
         c.send("GET /h HTTP/1.1\r\nHost: gw\r\nx-client: original\r\nx-remove-me: 1\r\nX-Add: a1\r\nx-keep: k\r\n\r\n")
@@ -135,6 +135,8 @@ final class RouteTransformTests: XCTestCase {
         XCTAssertEqual(stripped.status, 200)
         XCTAssertNil(stripped.header("content-type"))
         XCTAssertEqual(stripped.body, #"{"ok":true}"#)
+        XCTAssertEqual(up.seenRequests.last?.headers.filter { $0.0.lowercased() == "host" }.map(\.1), ["dest.svc"],
+                       "a destination's Host set is its authority: one Host line")
     }
 
     // MARK: rewrite

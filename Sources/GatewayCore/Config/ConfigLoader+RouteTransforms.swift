@@ -59,16 +59,14 @@ extension ConfigLoader {
         if let n = o["redirect"] { t.redirect = try redirect(n) }
         if let n = o["directResponse"] { t.directResponse = try directResponse(n) }
         if let n = o["corsPolicy"] { t.cors = try corsPolicy(n) }
-        // `host` in headers.request.set is Istio's way to write the authority.
-        if let i = t.headers.request.set.firstIndex(where: { $0.name == "host" || $0.name == ":authority" }) {
+        if let a = t.headers.authority {
             if t.rewrite?.authority != nil {
                 throw ConfigError(path: o.node().child("headers.request.set"),
                                   reason: "sets the Host while rewrite.authority also does: keep one")
             }
             var r = t.rewrite ?? RewriteConfig()
-            r.authority = t.headers.request.set[i].value
-            try checkAuthority(r.authority!, at: JSONNode(value: r.authority!, path: o.node().child("headers.request.set")))
-            t.headers.request.set.remove(at: i)
+            r.authority = a
+            t.headers.authority = nil
             t.rewrite = r
         }
         guard t.redirect != nil || t.directResponse != nil else { return t }
@@ -90,7 +88,17 @@ extension ConfigLoader {
     static func headersConfig(_ node: JSONNode) throws -> HeadersConfig {
         let o = try node.object(allowed: ["request", "response"])
         var h = HeadersConfig()
-        if let n = o["request"] { h.request = try headerOperations(n, request: true) }
+        if let n = o["request"] {
+            h.request = try headerOperations(n, request: true)
+            // `host` in set is Istio's way to write the authority.
+            let hosts = h.request.set.filter { $0.name == "host" || $0.name == ":authority" }
+            if hosts.count > 1 { throw ConfigError(path: n.child("set"), reason: "sets the Host twice (host and :authority): keep one") }
+            if let a = hosts.first?.value {
+                try checkAuthority(a, at: JSONNode(value: a, path: n.child("set")))
+                h.authority = a
+                h.request.set.removeAll { $0.name == "host" || $0.name == ":authority" }
+            }
+        }
         if let n = o["response"] { h.response = try headerOperations(n, request: false) }
         return h
     }

@@ -50,6 +50,7 @@ extension ConfigReport {
         if !t.headers.request.isEmpty { out += "    request headers: \(operationsText(t.headers.request))\n" }
         if !t.headers.response.isEmpty { out += "    response headers: \(operationsText(t.headers.response))\n" }
         for d in r.destinations where !d.headers.isEmpty {
+            if let a = d.headers.authority { out += "    to \(d.host), Host sent upstream: \(a)\n" }
             if !d.headers.request.isEmpty { out += "    to \(d.host), request headers first: \(operationsText(d.headers.request))\n" }
             if !d.headers.response.isEmpty { out += "    from \(d.host), response headers first: \(operationsText(d.headers.response))\n" }
         }

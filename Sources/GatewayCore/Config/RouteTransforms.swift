@@ -26,11 +26,16 @@ public struct RouteTransformsConfig: Sendable, Equatable {
 public struct HeadersConfig: Sendable, Equatable {
     public var request: HeaderOperations
     public var response: HeaderOperations
-    public init(request: HeaderOperations = HeaderOperations(), response: HeaderOperations = HeaderOperations()) {
+    /// `host` (or `:authority`) in `request.set`: Istio makes it the authority sent upstream
+    /// (Envoy's host_rewrite_literal, on the route or on the weighted cluster), not a second Host line.
+    public var authority: String?
+    public init(request: HeaderOperations = HeaderOperations(), response: HeaderOperations = HeaderOperations(),
+                authority: String? = nil) {
         self.request = request
         self.response = response
+        self.authority = authority
     }
-    public var isEmpty: Bool { request.isEmpty && response.isEmpty }
+    public var isEmpty: Bool { request.isEmpty && response.isEmpty && authority == nil }
 }
 
 /// Istio `HeaderOperations`. Envoy applies `remove` first, then `set` (OVERWRITE_IF_EXISTS_OR_ADD)

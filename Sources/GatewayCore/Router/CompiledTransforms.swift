@@ -257,8 +257,9 @@ final class CompiledTransforms: Sendable {
     /// Envoy's prefix_rewrite value.
     let prefixRewrite: [UInt8]?
     let regexRewrite: RegexRewrite?
-    /// host_rewrite_literal.
-    let authority: [UInt8]?
+    /// host_rewrite_literal per destination: the destination's (`route[].headers` setting
+    /// `host`), else the route's `rewrite.authority`.
+    let authorities: [[UInt8]?]
     /// The request head sent upstream differs from the client's beyond the usual proxy lines.
     let rewritesRequest: Bool
     let redirect: CompiledRedirect?
@@ -273,8 +274,9 @@ final class CompiledTransforms: Sendable {
         routeResponseEdit = HeaderEdit([t.headers.response])
         prefixRewrite = t.rewrite?.uri.map { Array($0.utf8) }
         regexRewrite = try t.rewrite?.uriRegex.map { try RegexRewrite(match: $0.match, rewrite: $0.rewrite) }
-        authority = t.rewrite?.authority.map { Array($0.utf8) }
-        rewritesRequest = prefixRewrite != nil || regexRewrite != nil || authority != nil || requestEdits.contains { $0 != nil }
+        authorities = destinations.map { ($0.authority ?? t.rewrite?.authority).map { Array($0.utf8) } }
+        rewritesRequest = prefixRewrite != nil || regexRewrite != nil || authorities.contains { $0 != nil }
+            || requestEdits.contains { $0 != nil }
         redirect = t.redirect.map(CompiledRedirect.init)
         directResponse = t.directResponse
         cors = try t.cors.map(CompiledCORS.init)

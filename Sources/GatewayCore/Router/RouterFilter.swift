@@ -130,7 +130,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             }
             requestID = HeadWriter.writeTransformedUpstreamHead(
                 head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.name, target: target,
-                authority: t.authority, edit: t.requestEdits[destination], into: &out
+                authority: t.authorities[destination], edit: t.requestEdits[destination], into: &out
             ) { worker.writeRequestID(into: &$0) }
         } else {
             requestID = HeadWriter.writeUpstreamHead(
