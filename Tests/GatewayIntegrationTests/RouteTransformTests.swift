@@ -98,6 +98,26 @@ final class RouteTransformTests: XCTestCase {
         XCTAssertEqual(try routed(gw, get("/x")), "port")
     }
 
+    /// A match's `name` shows in the access log as "<route>.<match>", the name Istio gives the Envoy route.
+    func testMatchNameInTheAccessLog() throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("access-\(UUID().uuidString).log")
+        defer { try? FileManager.default.removeItem(at: log) }
+        let gw = try GatewayProcess(
+            config: config(named("or", #"{"name":"first","uri":{"exact":"/or1"}},{"uri":{"prefix":"/or"},"method":{"exact":"DELETE"}}"#)
+                + "," + named("plain", "")),
+            extraArguments: ["--access-log", log.path])
+        XCTAssertEqual(try routed(gw, get("/or1")), "or")
+        XCTAssertEqual(try routed(gw, "DELETE /or2 HTTP/1.1\r\nHost: gw\r\n\r\n"), "or")
+        XCTAssertEqual(try routed(gw, get("/x")), "plain")
+        var lines: [String] = []
+        for _ in 0..<40 where lines.count < 3 {
+            usleep(100_000)
+            lines = (try? String(contentsOf: log, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        }
+        XCTAssertEqual(lines.count, 3, lines.joined(separator: "\n"))
+        XCTAssertEqual(lines.map { $0.split(separator: " ").last.map(String.init) ?? "" }, [#""or.first""#, #""or""#, #""plain""#])
+    }
+
     // MARK: headers
 
     func testHeaderSetAddRemoveBothWaysAndPerDestination() throws {

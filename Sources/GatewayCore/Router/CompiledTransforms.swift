@@ -265,10 +265,13 @@ final class CompiledTransforms: Sendable {
     let redirect: CompiledRedirect?
     let directResponse: DirectResponseConfig?
     let cors: CompiledCORS?
+    /// Some `match` entry has a `name`, which the access log shows.
+    let namedMatches: Bool
 
     init?(_ config: RouteConfig, destinations: [HeadersConfig]) throws {
         let t = config.transforms
-        guard !t.isEmpty || destinations.contains(where: { !$0.isEmpty }) else { return nil }
+        namedMatches = config.matches.contains { $0.name != nil }
+        guard !t.isEmpty || destinations.contains(where: { !$0.isEmpty }) || namedMatches else { return nil }
         requestEdits = destinations.map { HeaderEdit([$0.request, t.headers.request]) }
         responseEdits = destinations.map { HeaderEdit([$0.response, t.headers.response]) }
         routeResponseEdit = HeaderEdit([t.headers.response])

@@ -217,6 +217,17 @@ public final class Route: Sendable {
         return false
     }
 
+    /// Some `match` entry has a `name` (then the access log names the entry that matched).
+    var hasNamedMatches: Bool { transforms?.namedMatches ?? false }
+
+    /// "<route>.<match name>" for the entry that took this request, as Istio names Envoy's routes.
+    func logName(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> String {
+        for (i, m) in matches.enumerated() where m.matches(head, b, localPort: localPort) {
+            return config.matches[i].name.map { "\(config.name).\($0)" } ?? config.name
+        }
+        return config.name
+    }
+
     /// How much of the target the match that took this request matched (prefix_rewrite).
     func matchedPathLength(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> Int {
         for m in matches where m.matches(head, b, localPort: localPort) { return m.matchedLength(head, b) }

@@ -481,7 +481,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         worker.listenerStats.countResponse(status, row: worker.row)
         Self.log(worker, head, headBytes, start: start, status: status, flags: flags, received: bytesReceived,
                  sent: stream.responseBytesSent, serviceMs: upstreamServiceMs, host: lastHost?.endpoint,
-                 requestID: requestID, route: route)
+                 requestID: requestID, route: route, stream: stream)
         guard !downstreamGone else { return }
         stream.recycle(upstreamHead)
         stream.endStream(reset: reset)
@@ -504,22 +504,26 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         worker.listenerStats.countResponse(status, row: worker.row)
         let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
         log(worker, head, headBytes, start: start, status: status, flags: flags, received: received,
-            sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route)
+            sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route, stream: stream)
         stream.endStream(reset: false)
     }
 
     private static func log(
         _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, status: Int,
         flags: ResponseFlags, received: Int, sent: Int, serviceMs: Int?, host: Endpoint?, requestID: ByteBuffer?,
-        route: Route?
+        route: Route?, stream: DownstreamStream
     ) {
         guard worker.accessLog.isEnabled else { return }
+        // A named match shows as "<route>.<match>", the name Istio gives the Envoy route.
+        let routeName = route.map { r in
+            r.hasNamedMatches ? headBytes.withUnsafeReadableBytes { r.logName(head, $0, localPort: stream.localPort) } : r.config.name
+        }
         let base = headBytes.readerIndex
         worker.accessLog.log(AccessLog.Entry(
             method: headBytes.getSlice(at: base + head.method.lowerBound, length: head.method.count)!,
             path: headBytes.getSlice(at: base + head.target.lowerBound, length: head.target.count)!,
             minorVersion: head.minorVersion, status: status, flags: flags, bytesReceived: received, bytesSent: sent,
             durationMs: Int((NIODeadline.now() - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
-            upstreamHost: host, requestID: requestID, route: route?.config.name))
+            upstreamHost: host, requestID: requestID, route: routeName))
     }
 }
