@@ -184,6 +184,31 @@ final class ConfigLoaderRouteTests: XCTestCase {
         }
     }
 
+    /// `gateway validate` says what each route does with the new fields.
+    func testValidateExplainsMatchesAndTransforms() throws {
+        let c = try ConfigLoader.decode(Array(#"""
+        {"serviceEntries":[\#(se)],"virtualServices":[{"http":[
+          {"name":"api","match":[{"name":"v1","uri":{"prefix":"/api"},"queryParams":{"debug":{"exact":""}},"scheme":{"exact":"https"}}],
+           "rewrite":{"uri":"/v2"},"corsPolicy":{"allowOrigins":[{"exact":"https://app.example"}],"unmatchedPreflights":"IGNORE"},
+           "route":[{"destination":{"host":"svc"},"headers":{"request":{"set":{"host":"svc.internal"}}}}]},
+          {"name":"moved","redirect":{"uri":"/new","redirectCode":308,"derivePort":"FROM_REQUEST_PORT"}},
+          {"name":"health","directResponse":{"status":200,"body":{"string":"ok"}}}]}]}
+        """#.utf8))
+        let text = ConfigReport.render(c)
+        for expected in [
+            "api: uri /api* and query debug present and scheme = https (never: the listener is http) and (match 'v1') -> svc (100%)",
+            "CORS: origins = https://app.example; preflights from them answered by the gateway, others answered 200 without CORS headers",
+            "path: the matched part becomes /v2", "to svc, Host sent upstream: svc.internal",
+            "moved: any request -> answered by the gateway", "redirect 308 to http://<request host>:<listener port>/new",
+            "health: any request -> answered by the gateway", "direct response 200, 2-byte body",
+        ] {
+            XCTAssertTrue(text.contains(expected), "missing '\(expected)' in:\n\(text)")
+        }
+        let dump = ConfigJSON.encode(c)
+        XCTAssertTrue(dump.contains(#""redirect":{"redirectCode":308,"uri":"/new","derivePort":"FROM_REQUEST_PORT"}"#), dump)
+        XCTAssertTrue(dump.contains(#""queryParams":{"debug":{"exact":""}}"#), dump)
+    }
+
     // MARK: compiled pieces
 
     func testHeaderEditFoldsLevelsAsEnvoyDoes() throws {

@@ -41,7 +41,7 @@ extension ConfigReport {
             }
             out += "    redirect \(rd.redirectCode) to \(to)\(rd.uri ?? "<request path>")\n"
         }
-        if let d = t.directResponse { out += "    answered by the gateway: \(d.status), \(d.body?.count ?? 0)-byte body\n" }
+        if let d = t.directResponse { out += "    direct response \(d.status), \(d.body?.count ?? 0)-byte body\n" }
         if let rw = t.rewrite {
             if let u = rw.uri { out += "    path: the matched part becomes \(u)\n" }
             if let x = rw.uriRegex { out += "    path: \(x.match) replaced by \(x.rewrite)\n" }

@@ -63,12 +63,17 @@ public enum ConfigReport {
                 parts += matchExtrasText(m)
                 return parts.joined(separator: " and ")
             }.joined(separator: " or ")
-            out += "  \(r.name): \(m) -> \(r.destinations.map { "\($0.host) (\($0.weight)%)" }.joined(separator: ", "))\n"
-            out += "    timeout \(duration(r.timeout)); retries \(r.retries.attempts)"
-            if r.retries.attempts > 0 {
-                out += " on \(retryOnText(r.retries)), perTryTimeout \(duration(r.retries.perTryTimeout))"
+            if r.destinations.isEmpty {
+                // redirect or directResponse: no upstream, so no timeout or retries either.
+                out += "  \(r.name): \(m) -> answered by the gateway\n"
+            } else {
+                out += "  \(r.name): \(m) -> \(r.destinations.map { "\($0.host) (\($0.weight)%)" }.joined(separator: ", "))\n"
+                out += "    timeout \(duration(r.timeout)); retries \(r.retries.attempts)"
+                if r.retries.attempts > 0 {
+                    out += " on \(retryOnText(r.retries)), perTryTimeout \(duration(r.retries.perTryTimeout))"
+                }
+                out += "\n"
             }
-            out += "\n"
             if let f = r.fault {
                 if let d = f.delay { out += "    fault delay \(duration(d.fixedDelay)) for \(d.percentage)%\n" }
                 if let a = f.abort { out += "    fault abort \(a.httpStatus) for \(a.percentage)%\n" }
