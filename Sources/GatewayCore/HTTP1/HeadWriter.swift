@@ -86,8 +86,9 @@ enum HeadWriter {
     }
 
     /// The request head sent upstream for a route that changes it (VirtualService `rewrite` and
-    /// `headers.request`): `target` replaces the client's (nil keeps it), `authority` the Host,
-    /// and `edit`'s names are left out and its lines added. Otherwise as `writeUpstreamHead`.
+    /// `headers.request`): `target` replaces the client's (nil keeps it) and the client's goes in
+    /// `x-envoy-original-path` as Envoy's router writes it, `authority` replaces the Host, and
+    /// `edit`'s names are left out and its lines added. Otherwise as `writeUpstreamHead`.
     static func writeTransformedUpstreamHead(
         _ head: MessageHead, from source: ByteBuffer, clientAddress: String, defaultHost: String, target: [UInt8]?,
         authority: [UInt8]?, edit: HeaderEdit?, into out: inout ByteBuffer, writeRequestID: (inout ByteBuffer) -> Void
@@ -114,8 +115,15 @@ enum HeadWriter {
                 if isHopByHop(b, name) || head.connectionOptions.names(b, name) { continue }
                 if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { continue }
                 if authority != nil && equalsLowercase(b, name, "host") { continue }
+                // The gateway's own, not a client's, says what the path was.
+                if target != nil && equalsLowercase(b, name, "x-envoy-original-path") { continue }
                 if let edit, edit.drop.contains(b, name) { continue }
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: b[start..<i]))
+            }
+            if target != nil {
+                out.writeStaticString("x-envoy-original-path: ")
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[head.target]))
+                out.writeStaticString("\r\n")
             }
         }
         if let authority {
