@@ -47,6 +47,16 @@ final class RecordingStream: DownstreamStream {
     func addResponseHeader(name: String, value: String) { addedResponseHeaders.append((name, value)) }
     func headBuffer(capacity: Int) -> ByteBuffer { ByteBuffer() }
     func recycle(_ buffer: ByteBuffer) {}
+    var localPort = 8080
+    func encodeHead(_ head: MessageHead, bytes: ByteBuffer, framing: BodyFraming, upstreamServiceMs: Int,
+                    edit: ResponseHeadEdit) {
+        encodeHead(head, bytes: bytes, framing: framing, upstreamServiceMs: upstreamServiceMs)
+    }
+    func encodeLocalReply(status: Int, body: [UInt8], headers: [(String, String)], edit: ResponseHeadEdit?,
+                          forceClose: Bool) {
+        encodeLocalReply(status: status, body: String(decoding: body, as: UTF8.self),
+                         headers: headers + (edit?.pairs.map { ($0.name, $0.value) } ?? []), forceClose: forceClose)
+    }
 }
 
 /// Upstream connections on embedded channels: each connect makes one (or fails, when told to),

@@ -75,7 +75,7 @@ enum ConfigJSON {
                 if !m.headers.isEmpty {
                     p.append(("headers", object(m.headers.sorted { $0.key < $1.key }.map { ($0.key, match($0.value)) })))
                 }
-                return object(p)
+                return object(p + matchExtras(m))
             }
             var retryOn: [String] = []
             let names: [(RetryOn, String)] = [
@@ -113,7 +113,7 @@ enum ConfigJSON {
                     object([("destination", object([("host", jsonString(m.host))])), ("percentage", object([("value", "\(m.percentage)")]))])
                 }.joined(separator: ",") + "]"))
             }
-            return object(p)
+            return object(p + transforms(r))
         }
         return object([
             ("listener", object([

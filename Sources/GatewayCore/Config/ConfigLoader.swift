@@ -416,16 +416,18 @@ public enum ConfigLoader {
             "name", "match", "route", "timeout", "retries", "fault", "localRateLimit",
             "headers", "rewrite", "redirect", "mirror", "mirrors", "mirrorPercent", "mirrorPercentage", "corsPolicy", "delegate", "directResponse",
         ])
-        try notSupported(o, ["headers", "rewrite", "redirect", "corsPolicy", "delegate", "directResponse"])
+        try notSupported(o, ["delegate"])
         try notSupported(o, ["mirrorPercent"], because: "the deprecated integer form; use mirrorPercentage {value}")
         var r = RouteConfig(name: try o["name"]?.nonEmptyString() ?? defaultName, virtualHosts: vhosts, destinations: [])
         r.matches = try o["match"]?.array().map(routeMatch) ?? []
-        let dests = try o.required("route").array()
-        guard !dests.isEmpty else { throw ConfigError(path: o.node().child("route"), reason: "needs at least one destination") }
+        r.transforms = try routeTransforms(o)
+        // A redirect or directResponse route is answered by the gateway: it has no `route`.
+        let answeredLocally = r.transforms.redirect != nil || r.transforms.directResponse != nil
+        let dests = answeredLocally ? [] : try o.required("route").array()
+        guard answeredLocally || !dests.isEmpty else { throw ConfigError(path: o.node().child("route"), reason: "needs at least one destination") }
         var weights = 0
         for d in dests {
             let dobj = try d.object(allowed: ["destination", "weight", "headers"])
-            try notSupported(dobj, ["headers"])
             let (host, service, subset, port) = try destination(dobj.required("destination"), catalog: &catalog)
             let weight: Int
             if let w = dobj["weight"] {
@@ -436,7 +438,8 @@ public enum ConfigLoader {
                 throw ConfigError(path: dobj.node().child("weight"), reason: "required when a route has several destinations")
             }
             weights += weight
-            r.destinations.append(WeightedDestination(host: host, weight: weight, service: service, subset: subset, port: port))
+            r.destinations.append(WeightedDestination(host: host, weight: weight, service: service, subset: subset, port: port,
+                                                      headers: try dobj["headers"].map(headersConfig) ?? HeadersConfig()))
         }
         if dests.count > 1 && weights != 100 {
             throw ConfigError(path: o.node().child("route"), reason: "destination weights must add up to 100, found \(weights)")
@@ -487,8 +490,6 @@ public enum ConfigLoader {
             "name", "uri", "method", "headers", "scheme", "authority", "port", "queryParams", "ignoreUriCase",
             "withoutHeaders", "sourceLabels", "gateways", "sourceNamespace", "statPrefix",
         ])
-        try notSupported(o, ["scheme", "authority", "port", "queryParams", "withoutHeaders", "sourceLabels", "gateways", "sourceNamespace"])
-        if let n = o["ignoreUriCase"], try n.bool() { throw n.fail("not supported by this gateway") }
         var m = RouteMatch()
         if let u = o["uri"] { m.uri = try stringMatch(u) }
         if let me = o["method"] { m.method = try stringMatch(me) }
@@ -498,6 +499,7 @@ public enum ConfigLoader {
                 m.headers[key.lowercased()] = try stringMatch(JSONNode(value: dict[key]!, path: h.child(key)))
             }
         }
+        try routeMatchExtras(o, &m)
         return m
     }
 

@@ -69,24 +69,30 @@ public enum ConfigReport {
                 if let u = m.uri { parts.append("uri \(match(u))") }
                 if let me = m.method { parts.append("method \(match(me))") }
                 for (k, v) in m.headers.sorted(by: { $0.key < $1.key }) { parts.append("header \(k) \(match(v))") }
+                parts += matchExtrasText(m)
                 return parts.joined(separator: " and ")
             }.joined(separator: " or ")
-            out += "  \(r.name): \(m) -> \(r.destinations.map { "\(destinationText($0)) (\($0.weight)%)" }.joined(separator: ", "))\n"
-            if r.destinations.count > 1 || r.destinations.contains(where: { $0.subset != nil }) {
-                // Which endpoints each share reaches: the split a canary is written for.
-                for d in r.destinations {
-                    let endpoints = config.hosts[d.host]?.endpoints ?? []
-                    out += "    \(d.weight)% of its requests go to \(destinationText(d)): "
-                        + (endpoints.isEmpty ? "no endpoint (503 UH)" : "\(endpoints.count) endpoint\(endpoints.count == 1 ? "" : "s") (\(endpoints.map(\.description).joined(separator: ", ")))")
-                        + (d.host == d.service ? "" : ", cluster \(d.host)") + "\n"
+            if r.destinations.isEmpty {
+                // redirect or directResponse: no upstream, so no timeout or retries either.
+                out += "  \(r.name): \(m) -> answered by the gateway\n"
+            } else {
+                out += "  \(r.name): \(m) -> \(r.destinations.map { "\(destinationText($0)) (\($0.weight)%)" }.joined(separator: ", "))\n"
+                if r.destinations.count > 1 || r.destinations.contains(where: { $0.subset != nil }) {
+                    // Which endpoints each share reaches: the split a canary is written for.
+                    for d in r.destinations {
+                        let endpoints = config.hosts[d.host]?.endpoints ?? []
+                        out += "    \(d.weight)% of its requests go to \(destinationText(d)): "
+                            + (endpoints.isEmpty ? "no endpoint (503 UH)" : "\(endpoints.count) endpoint\(endpoints.count == 1 ? "" : "s") (\(endpoints.map(\.description).joined(separator: ", ")))")
+                            + (d.host == d.service ? "" : ", cluster \(d.host)") + "\n"
+                    }
                 }
+                out += "    timeout \(duration(r.timeout)); retries \(r.retries.attempts)"
+                if r.retries.attempts > 0 {
+                    out += " on \(retryOnText(r.retries)), perTryTimeout \(duration(r.retries.perTryTimeout))"
+                        + retryExtrasText(r.retries)
+                }
+                out += "\n"
             }
-            out += "    timeout \(duration(r.timeout)); retries \(r.retries.attempts)"
-            if r.retries.attempts > 0 {
-                out += " on \(retryOnText(r.retries)), perTryTimeout \(duration(r.retries.perTryTimeout))"
-                    + retryExtrasText(r.retries)
-            }
-            out += "\n"
             if let f = r.fault {
                 if let d = f.delay { out += "    fault delay \(duration(d.fixedDelay)) for \(d.percentage)%\n" }
                 if let a = f.abort { out += "    fault abort \(a.httpStatus) for \(a.percentage)%\n" }
@@ -99,6 +105,7 @@ public enum ConfigReport {
                 out += "    mirror \(m.percentage)% of requests to \(m.host) (Host suffixed -shadow, answers dropped; "
                     + "not for bodies over \(RouterFilter.maxReplayBytes) bytes)\n"
             }
+            out += transformsText(r)
         }
         return out
     }

@@ -304,14 +304,18 @@ public struct RouteConfig: Sendable, Equatable {
     public var localRateLimit: LocalRateLimitConfig?
     /// `mirror` + `mirrorPercentage`, or `mirrors`: Envoy's request_mirror_policies.
     public var mirrors: [MirrorPolicy]
+    /// `headers`, `rewrite`, `redirect`, `directResponse`, `corsPolicy` (Config/RouteTransforms.swift).
+    public var transforms: RouteTransformsConfig
 
     public init(
         name: String, virtualHosts: [String] = [], matches: [RouteMatch] = [],
         destinations: [WeightedDestination], timeout: TimeAmount? = nil,
         retries: RetryPolicyConfig = .istioDefault, fault: FaultConfig? = nil,
-        localRateLimit: LocalRateLimitConfig? = nil, mirrors: [MirrorPolicy] = []
+        localRateLimit: LocalRateLimitConfig? = nil, mirrors: [MirrorPolicy] = [],
+        transforms: RouteTransformsConfig = RouteTransformsConfig()
     ) {
         self.mirrors = mirrors
+        self.transforms = transforms
         self.name = name
         self.virtualHosts = virtualHosts
         self.matches = matches
@@ -330,16 +334,49 @@ public enum StringMatch: Sendable, Equatable {
     case regex(String)
 }
 
-/// All present conditions must hold.
+/// All present conditions must hold (Istio `HTTPMatchRequest`).
 public struct RouteMatch: Sendable, Equatable {
     public var uri: StringMatch?
     public var method: StringMatch?
     /// Lower-cased header name → match on its value.
     public var headers: [String: StringMatch]
-    public init(uri: StringMatch? = nil, method: StringMatch? = nil, headers: [String: StringMatch] = [:]) {
+    /// `queryParams`: name → match on the first value (percent-decoded, as Envoy's
+    /// query_parameters); `exact: ""` only asks that the parameter be present (Istio).
+    public var queryParams: [String: StringMatch]
+    /// `authority`: the Host header as sent (with its port, as Envoy's `:authority`).
+    public var authority: StringMatch?
+    /// `scheme`: Envoy's `:scheme`, "http" on this gateway's plaintext listener.
+    public var scheme: StringMatch?
+    /// `port`: the port the request came in on.
+    public var port: Int?
+    /// `withoutHeaders`: lower-cased name → the route does not match when the header is present
+    /// and matches (Envoy's `invert_match`; an absent header passes).
+    public var withoutHeaders: [String: StringMatch]
+    /// `ignoreUriCase`: exact and prefix uri matches compare ASCII case-insensitively (Envoy's
+    /// `case_sensitive: false`).
+    public var ignoreUriCase: Bool
+    /// `name`: kept with the match (Istio appends it to the route's name in Envoy's config).
+    public var name: String?
+
+    public init(uri: StringMatch? = nil, method: StringMatch? = nil, headers: [String: StringMatch] = [:],
+                queryParams: [String: StringMatch] = [:], authority: StringMatch? = nil, scheme: StringMatch? = nil,
+                port: Int? = nil, withoutHeaders: [String: StringMatch] = [:], ignoreUriCase: Bool = false,
+                name: String? = nil) {
         self.uri = uri
         self.method = method
         self.headers = headers
+        self.queryParams = queryParams
+        self.authority = authority
+        self.scheme = scheme
+        self.port = port
+        self.withoutHeaders = withoutHeaders
+        self.ignoreUriCase = ignoreUriCase
+        self.name = name
+    }
+
+    /// Uses nothing beyond uri, method and headers (the matchers the plain path compiles).
+    var isBasic: Bool {
+        queryParams.isEmpty && authority == nil && scheme == nil && port == nil && withoutHeaders.isEmpty && !ignoreUriCase
     }
 }
 
@@ -352,12 +389,16 @@ public struct WeightedDestination: Sendable, Equatable {
     public var service: String
     public var subset: String?
     public var port: Int?
-    public init(host: String, weight: Int = 100, service: String? = nil, subset: String? = nil, port: Int? = nil) {
+    /// `route[].headers`: applied before the route's own (Envoy's weighted-cluster level).
+    public var headers: HeadersConfig
+    public init(host: String, weight: Int = 100, service: String? = nil, subset: String? = nil, port: Int? = nil,
+                headers: HeadersConfig = HeadersConfig()) {
         self.host = host
         self.weight = weight
         self.service = service ?? host
         self.subset = subset
         self.port = port
+        self.headers = headers
     }
 }
 

@@ -12,13 +12,14 @@ enum HeadWriter {
     /// must not carry them, or a chunked body de-chunked for an HTTP/1.0 client).
     /// `version`: the start line's version is replaced with this one (`HTTP/1.1` for every request
     /// sent upstream, `HTTP/1.0` for a response to an HTTP/1.0 client); nil keeps it.
+    /// `edit`: a response whose route changes headers; the lines it names are left out too.
     @inline(__always)
     static func copyWithoutHopByHop(
         _ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer, dropFraming: Bool = false,
-        version: StaticString? = nil
+        version: StaticString? = nil, edit: ResponseHeadEdit? = nil
     ) {
         source.withUnsafeReadableBytes { b in
-            guard head.needsLineRewrite || dropFraming || version != nil else {
+            guard head.needsLineRewrite || dropFraming || version != nil || edit != nil else {
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: b[0..<(head.length - 2)]))
                 return
             }
@@ -39,7 +40,7 @@ enum HeadWriter {
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: b[0...i]))
             }
             i += 1
-            guard head.needsLineRewrite || dropFraming else {
+            guard head.needsLineRewrite || dropFraming || edit != nil else {
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: b[i..<(head.length - 2)]))
                 return
             }
@@ -51,6 +52,7 @@ enum HeadWriter {
                 while b[colon] != UInt8(ascii: ":") { colon += 1 }
                 let name = start..<colon
                 if isHopByHop(b, name) || head.connectionOptions.names(b, name) { continue }
+                if let edit, edit.drops(b, name) { continue }
                 switch head.kind {
                 case .request:
                     if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { continue }
@@ -80,6 +82,69 @@ enum HeadWriter {
             out.writeString(defaultHost)
             out.writeStaticString("\r\n")
         }
+        return writeForwardingLines(head, from: source, clientAddress: clientAddress, into: &out, writeRequestID: writeRequestID)
+    }
+
+    /// The request head sent upstream for a route that changes it (VirtualService `rewrite` and
+    /// `headers.request`): `target` replaces the client's (nil keeps it) and the client's goes in
+    /// `x-envoy-original-path` as Envoy's router writes it, `authority` replaces the Host, and
+    /// `edit`'s names are left out and its lines added. Otherwise as `writeUpstreamHead`.
+    static func writeTransformedUpstreamHead(
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, defaultHost: String, target: [UInt8]?,
+        authority: [UInt8]?, edit: HeaderEdit?, into out: inout ByteBuffer, writeRequestID: (inout ByteBuffer) -> Void
+    ) -> ByteBuffer {
+        source.withUnsafeReadableBytes { b in
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: b[head.method]))
+            out.writeStaticString(" ")
+            if let target {
+                out.writeBytes(target)
+            } else {
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[head.target]))
+            }
+            out.writeStaticString(" HTTP/1.1\r\n")
+            var i = 0
+            while b[i] != 0x0A { i += 1 }
+            i += 1
+            while i < head.length - 2 {
+                let start = i
+                while b[i] != 0x0A { i += 1 }
+                i += 1
+                var colon = start
+                while b[colon] != UInt8(ascii: ":") { colon += 1 }
+                let name = start..<colon
+                if isHopByHop(b, name) || head.connectionOptions.names(b, name) { continue }
+                if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { continue }
+                if authority != nil && equalsLowercase(b, name, "host") { continue }
+                // The gateway's own, not a client's, says what the path was.
+                if target != nil && equalsLowercase(b, name, "x-envoy-original-path") { continue }
+                if let edit, edit.drop.contains(b, name) { continue }
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[start..<i]))
+            }
+            if target != nil {
+                out.writeStaticString("x-envoy-original-path: ")
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[head.target]))
+                out.writeStaticString("\r\n")
+            }
+        }
+        if let authority {
+            out.writeStaticString("host: ")
+            out.writeBytes(authority)
+            out.writeStaticString("\r\n")
+        } else if head.host == nil {
+            out.writeStaticString("host: ")
+            out.writeString(defaultHost)
+            out.writeStaticString("\r\n")
+        }
+        if let edit { out.writeBytes(edit.lines) }
+        return writeForwardingLines(head, from: source, clientAddress: clientAddress, into: &out, writeRequestID: writeRequestID)
+    }
+
+    /// X-Forwarded-For, X-Forwarded-Proto, the request id and the blank line; returns the id.
+    @inline(__always)
+    static func writeForwardingLines(
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, into out: inout ByteBuffer,
+        writeRequestID: (inout ByteBuffer) -> Void
+    ) -> ByteBuffer {
         out.writeStaticString("x-forwarded-for: ")
         if let xff = head.forwardedFor {
             out.writeImmutableBuffer(source.getSlice(at: source.readerIndex + xff.lowerBound, length: xff.count)!)
@@ -105,9 +170,11 @@ enum HeadWriter {
     @inline(__always)
     static func writeResponseHead(
         _ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer, dropFraming: Bool,
-        upstreamServiceMs: Int, close: Bool, announceKeepAlive: Bool, version: StaticString? = nil
+        upstreamServiceMs: Int, close: Bool, announceKeepAlive: Bool, version: StaticString? = nil,
+        edit: ResponseHeadEdit? = nil
     ) {
-        copyWithoutHopByHop(head, from: source, into: &out, dropFraming: dropFraming, version: version)
+        copyWithoutHopByHop(head, from: source, into: &out, dropFraming: dropFraming, version: version, edit: edit)
+        if let edit { out.writeBytes(edit.lines) }
         out.writeStaticString("x-envoy-upstream-service-time: ")
         out.writeDecimal(upstreamServiceMs)
         out.writeStaticString("\r\n")

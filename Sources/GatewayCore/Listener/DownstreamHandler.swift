@@ -354,16 +354,27 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     }
 
     func encodeHead(_ head: MessageHead, bytes: ByteBuffer, framing: BodyFraming, upstreamServiceMs: Int) {
+        encodeHead(head, bytes: bytes, framing: framing, upstreamServiceMs: upstreamServiceMs, edit: nil)
+    }
+
+    func encodeHead(_ head: MessageHead, bytes: ByteBuffer, framing: BodyFraming, upstreamServiceMs: Int,
+                    edit: ResponseHeadEdit) {
+        encodeHead(head, bytes: bytes, framing: framing, upstreamServiceMs: upstreamServiceMs, edit: Optional(edit))
+    }
+
+    @inline(__always)
+    private func encodeHead(_ head: MessageHead, bytes: ByteBuffer, framing: BodyFraming, upstreamServiceMs: Int,
+                            edit: ResponseHeadEdit?) {
         // An HTTP/1.0 client cannot read chunked coding: it gets the payload alone, ended by the close.
         dechunker = framing == .chunked && requestMinorVersion == 0 ? BodyDecoder(.chunked, errorStatus: 502) : nil
         closeAfterResponse = mustCloseAfterResponse || framing == .untilClose || dechunker != nil
         // Room for a small body too: it joins the head in one write (see `encodeBody`).
-        var out = reuse(&spareResponseHead, capacity: bytes.readableBytes + 64 + 1024)
+        var out = reuse(&spareResponseHead, capacity: bytes.readableBytes + 64 + 1024 + (edit?.lines.count ?? 0))
         HeadWriter.writeResponseHead(
             head, from: bytes, into: &out, dropFraming: head.status == 204 || dechunker != nil,
             upstreamServiceMs: upstreamServiceMs, close: closeAfterResponse, announceKeepAlive: requestMinorVersion == 0,
             // An HTTP/1.0 client gets an HTTP/1.0 answer, as Envoy's codec writes it.
-            version: requestMinorVersion == 0 ? "HTTP/1.0" : nil)
+            version: requestMinorVersion == 0 ? "HTTP/1.0" : nil, edit: edit)
         if let added = addedResponseHeaders {
             // Before the blank line that ends the head.
             assert(out.getBytes(at: out.writerIndex - 2, length: 2) == [13, 10], "a response head ends with CRLF")
@@ -433,6 +444,19 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         // by `endStream`.
         write(reply, flush: false)
     }
+
+    func encodeLocalReply(status: Int, body: [UInt8], headers: [(String, String)], edit: ResponseHeadEdit?,
+                          forceClose: Bool) {
+        assert(outgoing == nil, "a local reply after part of a response")
+        closeAfterResponse = forceClose || mustCloseAfterResponse
+        let reply = LocalReply.make(status: status, body: body, close: closeAfterResponse, extraHeaders: headers, edit: edit,
+                                    allocator: context.channel.allocator)
+        responseBytesSent += reply.readableBytes
+        write(reply, flush: false)
+    }
+
+    /// The port the client connected to (the listener's).
+    private(set) lazy var localPort: Int = context.channel.localAddress?.port ?? 0
 
     /// The response is over: the connection takes the next request, or closes.
     func endStream(reset: Bool) {

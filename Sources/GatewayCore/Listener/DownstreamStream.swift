@@ -38,6 +38,15 @@ protocol DownstreamStream: AnyObject {
     var connectionAddresses: String { get }
     /// A header for the next upstream response head (`encodeHead`), after the upstream's own.
     func addResponseHeader(name: String, value: String)
+    /// The port the request came in on (VirtualService match `port`, redirect `FROM_REQUEST_PORT`).
+    var localPort: Int { get }
+    /// `encodeHead` for a route that changes response headers (`edit`).
+    func encodeHead(_ head: MessageHead, bytes: ByteBuffer, framing: BodyFraming, upstreamServiceMs: Int,
+                    edit: ResponseHeadEdit)
+    /// A reply the gateway makes on a route with transforms: a body of bytes (`directResponse`),
+    /// the route's response header edit.
+    func encodeLocalReply(status: Int, body: [UInt8], headers: [(String, String)], edit: ResponseHeadEdit?,
+                          forceClose: Bool)
 
     /// A buffer for the upstream head, recycled per connection (`recycle` gives it back).
     func headBuffer(capacity: Int) -> ByteBuffer

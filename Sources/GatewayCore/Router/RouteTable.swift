@@ -12,15 +12,35 @@ struct BytesMatcher: @unchecked Sendable {
         case exact([UInt8])
         case prefix([UInt8])
         case regex(Regex<AnyRegexOutput>)
+        /// `ignoreUriCase` (Envoy's `case_sensitive: false`): the pattern is held lower-cased.
+        case exactIgnoringCase([UInt8])
+        case prefixIgnoringCase([UInt8])
     }
     let kind: Kind
 
-    init(_ m: StringMatch, lowercased: Bool = false) throws {
-        func bytes(_ s: String) -> [UInt8] { Array((lowercased ? s.lowercased() : s).utf8) }
+    init(_ m: StringMatch, lowercased: Bool = false, ignoringCase: Bool = false) throws {
+        func bytes(_ s: String) -> [UInt8] { Array((lowercased || ignoringCase ? s.lowercased() : s).utf8) }
         switch m {
-        case .exact(let s): kind = .exact(bytes(s))
-        case .prefix(let s): kind = .prefix(bytes(s))
+        case .exact(let s): kind = ignoringCase ? .exactIgnoringCase(bytes(s)) : .exact(bytes(s))
+        case .prefix(let s): kind = ignoringCase ? .prefixIgnoringCase(bytes(s)) : .prefix(bytes(s))
         case .regex(let p): kind = .regex(try Regex(p))
+        }
+    }
+
+    /// ASCII case-insensitive comparison of `count` bytes with a lower-case pattern.
+    @inline(__always)
+    static func equalsIgnoringCase(_ b: UnsafeRawBufferPointer, at start: Int, _ pattern: [UInt8]) -> Bool {
+        for k in 0..<pattern.count where lowercased(b[start + k]) != pattern[k] { return false }
+        return true
+    }
+
+    /// How many bytes of the path a match of this kind takes, for Envoy's prefix_rewrite:
+    /// the prefix, or the exact path; nil for a regex (the whole path without its query).
+    var matchedLength: Int? {
+        switch kind {
+        case .exact(let e), .exactIgnoringCase(let e): return e.count
+        case .prefix(let p), .prefixIgnoringCase(let p): return p.count
+        case .regex: return nil
         }
     }
 
@@ -34,6 +54,10 @@ struct BytesMatcher: @unchecked Sendable {
         case .regex(let r):
             let s = String(decoding: UnsafeRawBufferPointer(rebasing: b[range]), as: UTF8.self)
             return (try? r.wholeMatch(in: s)) != nil
+        case .exactIgnoringCase(let e):
+            return range.count == e.count && Self.equalsIgnoringCase(b, at: range.lowerBound, e)
+        case .prefixIgnoringCase(let p):
+            return range.count >= p.count && Self.equalsIgnoringCase(b, at: range.lowerBound, p)
         }
     }
 
@@ -43,7 +67,50 @@ struct BytesMatcher: @unchecked Sendable {
     }
 
     var isExactOrRegex: Bool {
-        if case .prefix = kind { return false }
+        switch kind {
+        case .prefix, .prefixIgnoringCase: return false
+        default: return true
+        }
+    }
+}
+
+/// The `HTTPMatchRequest` conditions beyond uri, method and headers. Only a match that uses one
+/// carries this, so the others pay a single nil check.
+struct ExtendedMatch: Sendable {
+    /// nil matcher: present is enough (Istio's `exact: ""`).
+    let queryParams: [(name: String, matcher: BytesMatcher?)]
+    let authority: BytesMatcher?
+    /// The listener is plaintext, so `scheme` is decided once: does it match "http"?
+    let schemeMatches: Bool
+    let port: Int?
+    let withoutHeaders: [(name: String, matcher: BytesMatcher)]
+
+    init?(_ m: RouteMatch) throws {
+        guard !m.isBasic else { return nil }
+        queryParams = try m.queryParams.sorted { $0.key < $1.key }.map { name, match -> (name: String, matcher: BytesMatcher?) in
+            if case .exact("") = match { return (name, nil) }
+            return (name, try BytesMatcher(match))
+        }
+        authority = try m.authority.map { try BytesMatcher($0) }
+        schemeMatches = try m.scheme.map { try BytesMatcher($0).matches("http") } ?? true
+        port = m.port
+        withoutHeaders = try m.withoutHeaders.sorted { $0.key < $1.key }.map { ($0.key, try BytesMatcher($0.value)) }
+    }
+
+    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> Bool {
+        guard schemeMatches else { return false }
+        if let port, port != localPort { return false }
+        if let authority {
+            guard let host = head.host, authority.matches(b, host) else { return false }
+        }
+        for (name, matcher) in queryParams {
+            guard let value = head.queryParameter(name, in: b) else { return false }
+            if let matcher, !matcher.matches(value) { return false }
+        }
+        for (name, matcher) in withoutHeaders {
+            // Envoy's invert_match: an absent header passes.
+            if let value = head.value(of: name, in: b), matcher.matches(value) { return false }
+        }
         return true
     }
 }
@@ -53,15 +120,17 @@ struct CompiledMatch: Sendable {
     let uri: BytesMatcher?
     let method: BytesMatcher?
     let headers: [(name: String, matcher: BytesMatcher)]
+    let extended: ExtendedMatch?
 
     init(_ m: RouteMatch) throws {
-        uri = try m.uri.map { try BytesMatcher($0) }
+        uri = try m.uri.map { try BytesMatcher($0, ignoringCase: m.ignoreUriCase) }
         method = try m.method.map { try BytesMatcher($0) }
         headers = try m.headers.sorted { $0.key < $1.key }.map { ($0.key, try BytesMatcher($0.value)) }
+        extended = try ExtendedMatch(m)
     }
 
     @inline(__always)
-    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer) -> Bool {
+    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> Bool {
         if let uri {
             // Envoy: prefix sees the whole :path, exact and regex the path without its query.
             var range = head.target
@@ -74,7 +143,18 @@ struct CompiledMatch: Sendable {
         for (name, matcher) in headers {
             guard let value = head.value(of: name, in: b), matcher.matches(value) else { return false }
         }
+        if let extended, !extended.matches(head, b, localPort: localPort) { return false }
         return true
+    }
+
+    /// How much of the target this match took, for prefix_rewrite: the prefix or exact path, the
+    /// path without its query for a regex, and "/" without a uri match (Istio's catch-all prefix).
+    func matchedLength(_ head: MessageHead, _ b: UnsafeRawBufferPointer) -> Int {
+        guard let uri else { return 1 }
+        if let n = uri.matchedLength { return n }
+        var end = head.target.lowerBound
+        while end < head.target.upperBound && b[end] != UInt8(ascii: "?") { end += 1 }
+        return end - head.target.lowerBound
     }
 }
 
@@ -121,11 +201,15 @@ public final class Route: Sendable {
     /// Shadow clusters with their share in millionths (Envoy's runtime_fraction denominator).
     let mirrors: [(cluster: ClusterSnapshot, millionths: Int)]
     let hasMirrors: Bool
+    /// headers, rewrite, redirect, directResponse, corsPolicy; nil when the route has none.
+    let transforms: CompiledTransforms?
 
     init(config: RouteConfig, clusters: [String: ClusterSnapshot], stats: RouteStats, rateLimiter: LocalRateLimiter?) throws {
         self.config = config
         matches = try config.matches.map(CompiledMatch.init)
-        destinations = config.destinations.compactMap { d in clusters[d.host].map { ($0, d.weight) } }
+        let present = config.destinations.filter { clusters[$0.host] != nil }
+        destinations = present.map { (clusters[$0.host]!, $0.weight) }
+        transforms = try CompiledTransforms(config, destinations: present.map(\.headers))
         totalWeight = destinations.reduce(0) { $0 + $1.weight }
         self.rateLimiter = rateLimiter
         self.stats = stats
@@ -138,24 +222,49 @@ public final class Route: Sendable {
         hasMirrors = !mirrors.isEmpty
     }
 
+    /// Several `match` entries are OR-ed: the first that holds decides.
     @inline(__always)
-    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer) -> Bool {
+    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int = 0) -> Bool {
         if matches.isEmpty { return true }
-        for m in matches where m.matches(head, b) { return true }
+        for m in matches where m.matches(head, b, localPort: localPort) { return true }
         return false
+    }
+
+    /// Some `match` entry has a `name` (then the access log names the entry that matched).
+    var hasNamedMatches: Bool { transforms?.namedMatches ?? false }
+
+    /// "<route>.<match name>" for the entry that took this request, as Istio names Envoy's routes.
+    func logName(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> String {
+        for (i, m) in matches.enumerated() where m.matches(head, b, localPort: localPort) {
+            return config.matches[i].name.map { "\(config.name).\($0)" } ?? config.name
+        }
+        return config.name
+    }
+
+    /// How much of the target the match that took this request matched (prefix_rewrite).
+    func matchedPathLength(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> Int {
+        for m in matches where m.matches(head, b, localPort: localPort) { return m.matchedLength(head, b) }
+        return 1
     }
 
     /// Weighted choice among the route's destinations.
     @inline(__always)
     func pickDestination(_ random: inout FastRandom) -> ClusterSnapshot? {
-        if destinations.count == 1 { return destinations[0].cluster }
-        guard totalWeight > 0 else { return destinations.first?.cluster }
+        pickDestinationIndex(&random).map { destinations[$0].cluster }
+    }
+
+    /// The index in `destinations` of a weighted choice (the index finds its header operations).
+    @inline(__always)
+    func pickDestinationIndex(_ random: inout FastRandom) -> Int? {
+        if destinations.count == 1 { return 0 }
+        guard !destinations.isEmpty else { return nil }
+        guard totalWeight > 0 else { return 0 }
         var r = random.below(totalWeight)
-        for d in destinations {
-            if r < d.weight { return d.cluster }
+        for (i, d) in destinations.enumerated() {
+            if r < d.weight { return i }
             r -= d.weight
         }
-        return destinations.last?.cluster
+        return destinations.count - 1
     }
 }
 
@@ -164,9 +273,12 @@ public final class Route: Sendable {
 public struct RouteTable: Sendable {
     let routes: [Route]
     let byHost: [String: [Route]]
+    /// Some match asks for the port the request came in on (`port`, which the caller then looks up).
+    let usesLocalPort: Bool
 
     init(routes: [Route]) {
         self.routes = routes
+        usesLocalPort = routes.contains { $0.config.matches.contains { $0.port != nil } }
         var byHost: [String: [Route]] = [:]
         for r in routes {
             for h in r.config.virtualHosts where h != "*" { byHost[h.lowercased(), default: []].append(r) }
@@ -175,7 +287,7 @@ public struct RouteTable: Sendable {
     }
 
     @inline(__always)
-    func match(_ head: MessageHead, _ b: UnsafeRawBufferPointer) -> Route? {
+    func match(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int = 0) -> Route? {
         var candidates = routes
         if !byHost.isEmpty, let hostRange = head.host {
             var end = hostRange.upperBound
@@ -184,7 +296,7 @@ public struct RouteTable: Sendable {
                 .lowercased()
             if let named = byHost[host] { candidates = named }
         }
-        for r in candidates where r.matches(head, b) { return r }
+        for r in candidates where r.matches(head, b, localPort: localPort) { return r }
         return nil
     }
 }

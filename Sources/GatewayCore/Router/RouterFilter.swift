@@ -41,6 +41,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     private var mirrorArmed = false
     /// The request's consistent-hash key (only computed when the cluster hashes).
     private let hash: UInt64?
+    /// The route's `headers.response` and CORS lines for this request; nil on routes without transforms.
+    private let responseEdit: ResponseHeadEdit?
 
     // MARK: route
 
@@ -51,7 +53,9 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
                       earlyBody: ByteBuffer?) -> RouterFilter? {
         worker.eventLoop.assertInEventLoop()
         let now = NIODeadline.now()
-        let route = headBytes.withUnsafeReadableBytes { worker.snapshot.routes.match(head, $0) }
+        // Asked only when some route matches on `port`: the plain path looks nothing up.
+        let localPort = worker.snapshot.routes.usesLocalPort ? stream.localPort : 0
+        let route = headBytes.withUnsafeReadableBytes { worker.snapshot.routes.match(head, $0, localPort: localPort) }
         let received = earlyBody?.readableBytes ?? 0
         guard let route else {
             worker.listenerStats.inc(.noRoute, row: worker.row)
@@ -59,6 +63,20 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
                                  body: "route not found", flags: .noRoute)
             return nil
         }
+        // The CORS filter comes first (Envoy's order in Istio's chain): a preflight it answers
+        // takes no rate-limit token and reaches no upstream.
+        var corsOrigin: String? = nil
+        if let cors = route.transforms?.cors {
+            switch corsStep(cors, head, headBytes) {
+            case .notCORS: break
+            case .allowed(let origin): corsOrigin = origin
+            case .preflight(let headers):
+                replyWithoutUpstream(stream, worker, head, headBytes, start: now, received: received, status: 200, body: "",
+                                     flags: [], headers: headers, route: route, rawBody: [])
+                return nil
+            }
+        }
+        let localEdit = route.transforms?.responseEdit(destination: nil, corsOrigin: corsOrigin)
         if let limiter = route.rateLimiter {
             let d = limiter.check(client: limiter.config.perClient ? stream.clientAddress : nil, now: now)
             guard d.allowed else {
@@ -70,22 +88,27 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
                     headers: [
                         ("retry-after", reset), ("ratelimit-limit", String(limiter.config.maxTokens)),
                         ("ratelimit-remaining", "0"), ("ratelimit-reset", reset),
-                    ], route: route)
+                    ], route: route, edit: localEdit)
                 return nil
             }
             route.stats.rateLimitOK.wrappingIncrement(ordering: .relaxed)
         }
-        guard let cluster = route.pickDestination(&worker.random) else {
-            replyWithoutUpstream(stream, worker, head, headBytes, start: now, received: received, status: 503,
-                                 body: "no healthy upstream", flags: .noHealthyUpstream, route: route)
+        if let t = route.transforms, t.redirect != nil || t.directResponse != nil {
+            answerLocally(t, stream, worker, head, headBytes, start: now, received: received, route: route, edit: localEdit)
             return nil
         }
-        return RouterFilter(stream: stream, worker: worker, route: route, cluster: cluster, head: head,
-                            headBytes: headBytes, body: earlyBody, start: now)
+        guard let destination = route.pickDestinationIndex(&worker.random) else {
+            replyWithoutUpstream(stream, worker, head, headBytes, start: now, received: received, status: 503,
+                                 body: "no healthy upstream", flags: .noHealthyUpstream, route: route, edit: localEdit)
+            return nil
+        }
+        return RouterFilter(stream: stream, worker: worker, route: route, destination: destination, head: head,
+                            headBytes: headBytes, body: earlyBody, start: now, corsOrigin: corsOrigin, localPort: localPort)
     }
 
-    private init(stream: DownstreamStream, worker: Worker, route: Route, cluster: ClusterSnapshot, head: MessageHead,
-                 headBytes: ByteBuffer, body: ByteBuffer?, start: NIODeadline) {
+    private init(stream: DownstreamStream, worker: Worker, route: Route, destination: Int, head: MessageHead,
+                 headBytes: ByteBuffer, body: ByteBuffer?, start: NIODeadline, corsOrigin: String?, localPort: Int) {
+        let cluster = route.destinations[destination].cluster
         self.stream = stream
         self.worker = worker
         self.route = route
@@ -105,10 +128,77 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         bytesReceived = body?.readableBytes ?? 0
         if bytesReceived > Self.maxReplayBytes { replayable = false }
         var out = stream.headBuffer(capacity: head.length + 160)
-        requestID = HeadWriter.writeUpstreamHead(
-            head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.serviceHost, into: &out
-        ) { worker.writeRequestID(into: &$0) }
+        if let t = route.transforms {
+            responseEdit = t.responseEdit(destination: destination, corsOrigin: corsOrigin)
+        } else {
+            responseEdit = nil
+        }
+        if let t = route.transforms, t.rewritesRequest {
+            let target = headBytes.withUnsafeReadableBytes { b in
+                t.rewrittenTarget(head, b) { route.matchedPathLength(head, b, localPort: localPort) }
+            }
+            requestID = HeadWriter.writeTransformedUpstreamHead(
+                head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.serviceHost, target: target,
+                authority: t.authorities[destination], edit: t.requestEdits[destination], into: &out
+            ) { worker.writeRequestID(into: &$0) }
+        } else {
+            requestID = HeadWriter.writeUpstreamHead(
+                head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.serviceHost, into: &out
+            ) { worker.writeRequestID(into: &$0) }
+        }
         upstreamHead = out
+    }
+
+    // MARK: route transforms
+
+    private enum CORSStep {
+        case notCORS
+        case allowed(origin: String)
+        /// A preflight the gateway answers, with these headers.
+        case preflight([(String, String)])
+    }
+
+    /// Envoy's CORS filter on the request: a request with an `Origin` the policy allows gets the
+    /// CORS lines on its response; a preflight (OPTIONS with Origin and
+    /// Access-Control-Request-Method) is answered here when its origin is allowed, or when it is
+    /// not and unmatched preflights are not forwarded (then without Access-Control-Allow-Origin).
+    private static func corsStep(_ cors: CompiledCORS, _ head: MessageHead, _ headBytes: ByteBuffer) -> CORSStep {
+        headBytes.withUnsafeReadableBytes { b in
+            guard let origin = head.value(of: "origin", in: b), !origin.isEmpty else { return .notCORS }
+            let allowed = cors.allows(origin)
+            if equalsExactly(b, head.method, "OPTIONS"), let requested = head.value(of: "access-control-request-method", in: b),
+               !requested.isEmpty, allowed || !cors.forwardNotMatchingPreflights
+            {
+                return .preflight(cors.preflightHeaders(
+                    origin: allowed ? origin : nil, requestMethod: requested,
+                    requestHeaders: head.value(of: "access-control-request-headers", in: b)))
+            }
+            return allowed ? .allowed(origin: origin) : .notCORS
+        }
+    }
+
+    /// `redirect` and `directResponse`: the gateway's own answer, with the route's response
+    /// headers and CORS lines.
+    private static func answerLocally(
+        _ t: CompiledTransforms, _ stream: DownstreamStream, _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer,
+        start: NIODeadline, received: Int, route: Route, edit: ResponseHeadEdit?
+    ) {
+        if let redirect = t.redirect {
+            let localPort = stream.localPort
+            let location = headBytes.withUnsafeReadableBytes { redirect.location(head, $0, localPort: localPort) }
+            guard let location else {
+                replyWithoutUpstream(stream, worker, head, headBytes, start: start, received: received, status: 400,
+                                     body: "a redirect needs the request's Host header", flags: [], route: route, edit: edit)
+                return
+            }
+            replyWithoutUpstream(stream, worker, head, headBytes, start: start, received: received,
+                                 status: redirect.config.redirectCode, body: "", flags: [], headers: [("location", location)],
+                                 route: route, edit: edit, rawBody: [])
+            return
+        }
+        let direct = t.directResponse!
+        replyWithoutUpstream(stream, worker, head, headBytes, start: start, received: received, status: direct.status,
+                             body: "", flags: [], route: route, edit: edit, rawBody: direct.body ?? [])
     }
 
     // MARK: begin
@@ -258,7 +348,11 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         responseStarted = true
         status = response.status
         upstreamServiceMs = serviceMs
-        stream.encodeHead(response, bytes: bytes, framing: framing, upstreamServiceMs: serviceMs)
+        if let responseEdit {
+            stream.encodeHead(response, bytes: bytes, framing: framing, upstreamServiceMs: serviceMs, edit: responseEdit)
+        } else {
+            stream.encodeHead(response, bytes: bytes, framing: framing, upstreamServiceMs: serviceMs)
+        }
         return true
     }
 
@@ -418,7 +512,12 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
 
     private func finishLocally(status: Int, body: String, headers: [(String, String)] = [], forceClose: Bool = false) {
         self.status = status
-        stream.encodeLocalReply(status: status, body: body, headers: headers, forceClose: forceClose)
+        if let responseEdit {
+            stream.encodeLocalReply(status: status, body: Array(body.utf8), headers: headers, edit: responseEdit,
+                                    forceClose: forceClose)
+        } else {
+            stream.encodeLocalReply(status: status, body: body, headers: headers, forceClose: forceClose)
+        }
         finish(reset: false)
     }
 
@@ -433,7 +532,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         worker.listenerStats.countResponse(status, row: worker.row)
         Self.log(worker, head, headBytes, start: start, status: status, flags: flags, received: bytesReceived,
                  sent: stream.responseBytesSent, serviceMs: upstreamServiceMs, host: lastHost?.endpoint,
-                 requestID: requestID, route: route)
+                 requestID: requestID, route: route, stream: stream)
         guard !downstreamGone else { return }
         stream.recycle(upstreamHead)
         stream.endStream(reset: reset)
@@ -442,28 +541,40 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     private static func replyWithoutUpstream(
         _ stream: DownstreamStream, _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline,
         received: Int, status: Int, body: String, flags: ResponseFlags, headers: [(String, String)] = [],
-        route: Route? = nil
+        route: Route? = nil, edit: ResponseHeadEdit? = nil, rawBody: [UInt8]? = nil
     ) {
-        stream.encodeLocalReply(status: status, body: body, headers: headers, forceClose: false)
+        if edit != nil || rawBody != nil {
+            // A HEAD request gets the head alone (RFC 9110 §9.3.2).
+            let isHead = headBytes.withUnsafeReadableBytes { equalsExactly($0, head.method, "HEAD") }
+            let bytes = rawBody ?? Array(body.utf8)
+            stream.encodeLocalReply(status: status, body: isHead ? [] : bytes, headers: headers, edit: edit,
+                                    forceClose: false)
+        } else {
+            stream.encodeLocalReply(status: status, body: body, headers: headers, forceClose: false)
+        }
         worker.listenerStats.countResponse(status, row: worker.row)
         let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
         log(worker, head, headBytes, start: start, status: status, flags: flags, received: received,
-            sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route)
+            sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route, stream: stream)
         stream.endStream(reset: false)
     }
 
     private static func log(
         _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, status: Int,
         flags: ResponseFlags, received: Int, sent: Int, serviceMs: Int?, host: Endpoint?, requestID: ByteBuffer?,
-        route: Route?
+        route: Route?, stream: DownstreamStream
     ) {
         guard worker.accessLog.isEnabled else { return }
+        // A named match shows as "<route>.<match>", the name Istio gives the Envoy route.
+        let routeName = route.map { r in
+            r.hasNamedMatches ? headBytes.withUnsafeReadableBytes { r.logName(head, $0, localPort: stream.localPort) } : r.config.name
+        }
         let base = headBytes.readerIndex
         worker.accessLog.log(AccessLog.Entry(
             method: headBytes.getSlice(at: base + head.method.lowerBound, length: head.method.count)!,
             path: headBytes.getSlice(at: base + head.target.lowerBound, length: head.target.count)!,
             minorVersion: head.minorVersion, status: status, flags: flags, bytesReceived: received, bytesSent: sent,
             durationMs: Int((NIODeadline.now() - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
-            upstreamHost: host, requestID: requestID, route: route?.config.name))
+            upstreamHost: host, requestID: requestID, route: routeName))
     }
 }
