@@ -155,6 +155,24 @@ final class SubsetConfigTests: XCTestCase {
         XCTAssertEqual(jason.routes[0].matches[0].headers["end-user"], .exact("jason"))
     }
 
+    /// validate warns about a host nothing reaches, and a routed subset without endpoints; not
+    /// about subsets left unrouted or a host reached only by a mirror.
+    func testValidateWarningsWithSubsetsAndMirrors() throws {
+        let c = try load(#"""
+            {"serviceEntries":[\#(reviews),{"host":"shadow","endpoints":[{"address":"127.0.0.1","port":1}]},
+                               {"host":"idle","endpoints":[{"address":"127.0.0.1","port":2}]}],
+             "destinationRules":[{"host":"reviews","subsets":[{"name":"v1","labels":{"version":"v1"}},{"name":"v9","labels":{"version":"v9"}},
+                                                               {"name":"v3","labels":{"version":"v3"}}]}],
+             "virtualServices":[{"http":[{"route":[{"destination":{"host":"reviews","subset":"v1"},"weight":50},
+                                                   {"destination":{"host":"reviews","subset":"v9"},"weight":50}],
+                                          "mirror":{"host":"shadow"}}]}]}
+            """#)
+        let w = ConfigReport.warnings(c)
+        XCTAssertTrue(w.contains("idle: no route sends traffic to it"), "\(w)")
+        XCTAssertTrue(w.contains("outbound|9080|v9|reviews: subset v9 selects no endpoint of reviews: every request routed to it gets 503 UH"), "\(w)")
+        XCTAssertFalse(w.contains { $0.hasPrefix("reviews:") || $0.hasPrefix("shadow:") || $0.contains("|v3|") }, "\(w)")
+    }
+
     func testErrorsNameTheirPath() {
         let vs = #""virtualServices":[{"http":[{"route":[{"destination":{"host":"reviews","subset":"v9"}}]}]}]"#
         XCTAssertEqual(error(#"{"serviceEntries":[\#(reviews)],"destinationRules":[{"host":"reviews","subsets":[{"name":"v1"}]}],\#(vs)}"#),

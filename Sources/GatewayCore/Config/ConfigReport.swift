@@ -129,6 +129,9 @@ public enum ConfigReport {
     public static func warnings(_ config: GatewayConfig) -> [String] {
         var w: [String] = []
         let unlimited = ConnectionPoolSettings.unlimited
+        // A host is in use when a route or a mirror reaches any of its clusters (its subsets are
+        // there to be picked from, not all at once).
+        let reached = Set(config.routes.flatMap { r in r.destinations.map(\.host) + r.mirrors.map(\.host) })
         for (name, h) in config.hosts.sorted(by: { $0.key < $1.key }) {
             let cp = h.trafficPolicy.connectionPool
             if cp.maxConnections < unlimited && cp.http1MaxPendingRequests < unlimited {
@@ -157,9 +160,9 @@ public enum ConfigReport {
                         + "as in Envoy, one endpoint can still be ejected")
                 }
             }
-            if !config.routes.contains(where: { r in r.destinations.contains { $0.host == name } }) {
+            if h.name == h.service, !config.hosts.values.contains(where: { $0.service == h.service && reached.contains($0.name) }) {
                 w.append("\(name): no route sends traffic to it")
-            } else if h.endpoints.isEmpty, let subset = h.subset {
+            } else if reached.contains(name), h.endpoints.isEmpty, let subset = h.subset {
                 w.append("\(name): subset \(subset) selects no endpoint of \(h.service): every request routed to it gets 503 UH")
             }
         }
