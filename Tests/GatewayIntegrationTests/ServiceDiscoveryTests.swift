@@ -132,8 +132,36 @@ final class ServiceDiscoveryTests: XCTestCase {
                                    resolver: resolver)
         XCTAssertEqual(gw.hosts(), ["127.0.0.1:\(up.port)"])
         for _ in 0..<5 { XCTAssertEqual(httpRequest(port: gw.port, path: "/")?.status, 200) }
-        resolver.set("svc.test", ["127.0.0.3", "127.0.0.1"])
+        resolver.set("svc.test", ["127.0.0.3", "127.0.0.4"])
         XCTAssertTrue(waitUntil(3) { gw.hosts() == ["127.0.0.3:\(up.port)"] }, "hosts: \(gw.hosts())")
+        await gw.stop()
+    }
+
+    /// A DNS server that rotates its records answers the same addresses in another order at each
+    /// refresh. Envoy compares hosts, not the order they came in: no membership change, no new
+    /// config version, and a DNS_ROUND_ROBIN cluster keeps its host and its pooled connection.
+    func testSameAddressesInAnotherOrderChangeNothing() async throws {
+        let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
+        defer { up.close() }
+        let resolver = ControlledResolver()
+        resolver.set("svc.test", ["127.0.0.1", "127.0.0.3"])
+        let gw = try await Gateway(Self.config(#"{"host":"svc","resolution":"DNS_ROUND_ROBIN","endpoints":[{"address":"svc.test","port":\#(up.port)}]}"#),
+                                   resolver: resolver)
+        XCTAssertEqual(gw.hosts(), ["127.0.0.1:\(up.port)"])
+        let client = try RawConnection(port: gw.port)
+        client.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(client.readResponse()?.status, 200)
+        let version = gw.runtime.snapshot.version
+
+        resolver.set("svc.test", ["127.0.0.3", "127.0.0.1"])
+        let attempts = gw.stat(.update_attempt)
+        XCTAssertTrue(waitUntil(3) { gw.stat(.update_attempt) >= attempts + 3 }, "re-resolved every 100ms")
+        XCTAssertEqual(gw.hosts(), ["127.0.0.1:\(up.port)"])
+        XCTAssertEqual(gw.runtime.snapshot.version, version, "no new config version for the same addresses")
+        XCTAssertEqual(gw.stat(.membership_change), 1, "only the first answer changed the hosts")
+        client.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(client.readResponse()?.status, 200)
+        XCTAssertEqual(up.closedConnections.load(ordering: .relaxed), 0, "the pooled upstream connection was kept")
         await gw.stop()
     }
 

@@ -86,6 +86,12 @@ extension GatewayRuntime {
             var changedNames: Set<String> = []
             for (name, addresses) in results {
                 guard let addresses, !addresses.isEmpty else { continue }
+                // The same addresses in another order (a DNS server rotating its records, as
+                // round-robin DNS does) are no change: Envoy compares hosts, not the order they
+                // came in. Taken as a change, every refresh would compile and install a new
+                // snapshot, count membership_change, and move a DNS_ROUND_ROBIN cluster to another
+                // host, draining its connections.
+                if let old = st.resolved[name], old.count == addresses.count, Set(old) == Set(addresses) { continue }
                 if st.resolved[name] != addresses {
                     st.resolved[name] = addresses
                     changedNames.insert(name)
