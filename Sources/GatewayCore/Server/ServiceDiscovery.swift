@@ -54,18 +54,25 @@ extension GatewayRuntime {
     }
 
     /// Resolves every DNS name of the config in force once; completes when the results are
-    /// applied. One round at a time: a round asked for while one runs is skipped.
+    /// applied. One round at a time: a round asked for while one runs starts when that one ends
+    /// (the running round resolves the names of the config it started with, so the names a
+    /// reload brings meanwhile would otherwise wait a whole `dnsRefreshRate` with no host).
     func refreshDNS() -> EventLoopFuture<Void> {
         let loop = group.next()
         let (config, resolver, alreadyRunning) = state.withLockedValue { st -> (GatewayConfig, EndpointResolver, Bool) in
+            if st.resolving { st.resolveAgain = true }
             defer { st.resolving = true }
             return (st.snapshot.config, st.resolver, st.resolving)
         }
         let byCluster = Self.dnsNames(config)
         guard !alreadyRunning else { return loop.makeSucceededVoidFuture() }
         guard !byCluster.isEmpty else {
-            state.withLockedValue { $0.resolving = false }
-            return loop.makeSucceededVoidFuture()
+            let again = state.withLockedValue { st -> Bool in
+                st.resolving = false
+                defer { st.resolveAgain = false }
+                return st.resolveAgain
+            }
+            return again ? refreshDNS() : loop.makeSucceededVoidFuture()
         }
         let names = Array(Set(byCluster.values.joined())).sorted()
         let lookups = names.map { name in
@@ -81,8 +88,10 @@ extension GatewayRuntime {
     /// Keeps the new addresses of names that resolved, counts per cluster, and installs a new
     /// snapshot when any cluster's hosts changed.
     private func applyResolution(_ results: [String: [String]?], byCluster: [String: [String]]) {
-        let next: ConfigSnapshot? = state.withLockedValue { st in
+        let (next, again): (ConfigSnapshot?, Bool) = state.withLockedValue { st in
             st.resolving = false
+            let again = st.resolveAgain
+            st.resolveAgain = false
             var changedNames: Set<String> = []
             for (name, addresses) in results {
                 guard let addresses, !addresses.isEmpty else { continue }
@@ -107,20 +116,22 @@ extension GatewayRuntime {
                 cluster.stats.inc(failed ? .update_failure : .update_success)
                 if names.contains(where: changedNames.contains) { cluster.stats.inc(.membership_change) }
             }
-            guard !changedNames.isEmpty else { return nil }
+            guard !changedNames.isEmpty else { return (nil, again) }
             do {
                 let next = try Self.compile(st.snapshot.config, version: st.snapshot.version + 1, into: &st)
                 st.snapshot = next
-                return next
+                return (next, again)
             } catch {
                 // The config compiled before with these clusters; only route regexes can throw.
-                return nil
+                return (nil, again)
             }
         }
-        guard let next else { return }
-        for worker in workers {
-            worker.eventLoop.execute { worker.install(next) }
+        if let next {
+            for worker in workers {
+                worker.eventLoop.execute { worker.install(next) }
+            }
         }
+        if again { _ = refreshDNS() }
     }
 
     /// Runs `refreshDNS` every `dnsRefreshRate` of the config in force, until the loops shut down.
