@@ -76,15 +76,6 @@ final class ServiceDiscoveryTests: XCTestCase {
         """
     }
 
-    func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if condition() { return true }
-            usleep(20_000)
-        }
-        return condition()
-    }
-
     /// The name moves from 127.0.0.1 to 127.0.0.2 while a slow request is on the old host: new
     /// requests go to the new host at once, the slow one finishes with its answer, and the old
     /// host's connection closes after it. A failed resolution then changes nothing.
