@@ -26,6 +26,26 @@ final class MirrorRouterTests: XCTestCase {
         XCTAssertTrue(try h.connector.sent(0).contains("Host: a-shadow"))
     }
 
+    /// Envoy bounds a shadow by the route's timeout, the whole of it: a shadow upstream that sends
+    /// its head and then stalls its body must not hold its connection and its in-flight place for
+    /// ever (a few such would use up `ShadowRequest.maxInFlight` and stop all mirroring).
+    func testShadowWhoseBodyStallsEndsAtTheRouteTimeout() throws {
+        let route = RouteConfig(name: "r", destinations: [WeightedDestination(host: "svc")], timeout: .seconds(1),
+                                retries: .disabled, mirrors: [MirrorPolicy(host: "svc")])
+        let h = try RouterHarness(route: route)
+        let (stream, _) = try h.send()
+        XCTAssertEqual(h.connector.channels.count, 2, "the main request, then its shadow")
+        try h.connector.respond(0, ok)
+        XCTAssertEqual(stream.status, 200)
+        try h.connector.respond(1, "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+        let pool = h.worker.pool(for: h.worker.snapshot.clusters["svc"]!)
+        XCTAssertEqual(pool.shadowsInFlight, 1)
+        h.loop.advanceTime(by: .milliseconds(1100))
+        XCTAssertEqual(pool.shadowsInFlight, 0, "the stalled shadow ended at the route timeout")
+        XCTAssertFalse(h.connector.channels[1].isActive, "its connection, whose response was not read to the end, is closed")
+        XCTAssertTrue(h.connector.channels[0].isActive, "the main request's connection stays for the next request")
+    }
+
     /// A two-cluster worker: `svc` (the route's destination) and `shadow` (its mirror).
     struct TwoClusters {
         let loop = EmbeddedEventLoop()
