@@ -80,14 +80,22 @@ extension GatewayRuntime {
                 .map { Optional($0) }
                 .recover { _ in nil }
         }
-        return EventLoopFuture.whenAllSucceed(lookups, on: loop).map { results in
-            self.applyResolution(Dictionary(uniqueKeysWithValues: zip(names, results)), byCluster: byCluster)
+        return EventLoopFuture.whenAllSucceed(lookups, on: loop).flatMap { results in
+            NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
+                self.applyResolution(Dictionary(uniqueKeysWithValues: zip(names, results)), byCluster: byCluster)
+            }
+        }.recover { _ in
+            // The thread pool has stopped (shutdown): the round ends without being applied.
+            self.state.withLockedValue { $0.resolving = false }
         }
     }
 
     /// Keeps the new addresses of names that resolved, counts per cluster, and installs a new
     /// snapshot when any cluster's hosts changed.
     private func applyResolution(_ results: [String: [String]?], byCluster: [String: [String]]) {
+        // It may compile a whole snapshot, under the lock a reload holds while it compiles: like a
+        // reload (AdminServer runs it on the thread pool), never on a loop that serves requests.
+        assert(MultiThreadedEventLoopGroup.currentEventLoop == nil, "a DNS round is applied on an event loop")
         let (next, again): (ConfigSnapshot?, Bool) = state.withLockedValue { st in
             st.resolving = false
             let again = st.resolveAgain
