@@ -4,18 +4,7 @@ import XCTest
 @testable import GatewayCore
 
 /// DestinationRule `tcp.maxConnectionDuration` and `tcp.idleTimeout` as the loader reads them.
-final class ConfigLoaderConnectionAgeTests: XCTestCase {
-    func load(_ json: String) throws -> GatewayConfig { try ConfigLoader.decode(Array(json.utf8)) }
-
-    func error(_ json: String) -> String {
-        do {
-            _ = try load(json)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
-
+final class ConfigLoaderConnectionAgeTests: XCTestCase, ConfigLoading {
     func pool(tcp: String, http: String? = nil) throws -> ConnectionPoolSettings {
         let h = http.map { #","http":\#($0)"# } ?? ""
         let c = try load(#"{"serviceEntries":[{"host":"d","endpoints":[{"address":"127.0.0.1","port":1}]}],"destinationRules":[{"host":"d","trafficPolicy":{"connectionPool":{"tcp":\#(tcp)\#(h)}}}]}"#)

@@ -13,14 +13,7 @@ final class ConfigLoaderMirrorTests: XCTestCase {
             """.utf8))
     }
 
-    func error(_ route: String) -> String {
-        do {
-            _ = try load(route)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
+    func error(_ route: String) -> String { configErrorText { try load(route) } }
 
     func testMirrorWithAndWithoutPercentage() throws {
         XCTAssertEqual(try load("").routes[0].mirrors, [])

@@ -4,18 +4,7 @@ import XCTest
 @testable import GatewayCore
 
 /// ServiceEntry `resolution` and the top-level `dnsRefreshRate` as the loader reads and refuses them.
-final class ConfigLoaderResolutionTests: XCTestCase {
-    func load(_ json: String) throws -> GatewayConfig { try ConfigLoader.decode(Array(json.utf8)) }
-
-    func error(_ json: String) -> String {
-        do {
-            _ = try load(json)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
-
+final class ConfigLoaderResolutionTests: XCTestCase, ConfigLoading {
     func entry(_ fields: String) -> String { #"{"serviceEntries":[{"host":"s",\#(fields)}]}"# }
 
     func testResolutionKinds() throws {

@@ -13,14 +13,7 @@ final class ConfigLoaderRouteTests: XCTestCase {
         try ConfigLoader.decode(Array(#"{"serviceEntries":[\#(se)],"virtualServices":[{"http":[\#(http)]}]}"#.utf8)).routes
     }
 
-    func error(http: String) -> String {
-        do {
-            _ = try load(http: http)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
+    func error(http: String) -> String { configErrorText { try load(http: http) } }
 
     let dest = #""route":[{"destination":{"host":"svc"}}]"#
 

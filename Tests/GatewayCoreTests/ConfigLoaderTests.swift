@@ -3,18 +3,7 @@ import NIOCore
 import XCTest
 @testable import GatewayCore
 
-final class ConfigLoaderTests: XCTestCase {
-    func load(_ json: String) throws -> GatewayConfig { try ConfigLoader.decode(Array(json.utf8)) }
-
-    func error(_ json: String) -> String {
-        do {
-            _ = try load(json)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
-
+final class ConfigLoaderTests: XCTestCase, ConfigLoading {
     let se = #"{"host":"delivery","endpoints":[{"address":"127.0.0.1","port":8082}]}"#
 
     func testSpecExampleWithDefaults() throws {

@@ -13,28 +13,14 @@ final class LoadBalancingConfigTests: XCTestCase {
         return try XCTUnwrap(c.hosts["delivery"]).trafficPolicy
     }
 
-    func policyError(_ trafficPolicy: String) -> String {
-        do {
-            _ = try policy(trafficPolicy)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
+    func policyError(_ trafficPolicy: String) -> String { configErrorText { try policy(trafficPolicy) } }
 
     func retries(_ json: String) throws -> RetryPolicyConfig {
         let c = try ConfigLoader.decode(Array(#"{"serviceEntries":[\#(se)],"virtualServices":[{"http":[{"route":[{"destination":{"host":"delivery"}}],"retries":\#(json)}]}]}"#.utf8))
         return c.routes[0].retries
     }
 
-    func retriesError(_ json: String) -> String {
-        do {
-            _ = try retries(json)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
+    func retriesError(_ json: String) -> String { configErrorText { try retries(json) } }
 
     let tp = "destinationRules[0].trafficPolicy"
 

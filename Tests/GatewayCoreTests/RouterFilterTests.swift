@@ -65,6 +65,8 @@ final class EmbeddedConnector: UpstreamConnector, @unchecked Sendable {
     // @unchecked: used on the test's one embedded event loop only.
     let loop: EmbeddedEventLoop
     private(set) var channels: [EmbeddedChannel] = []
+    /// The endpoint each connect was for, in order (failed ones included).
+    private(set) var endpoints: [Endpoint] = []
     /// Connects that fail, in order, before the next one succeeds.
     var failuresToCome = 0
 
@@ -72,6 +74,7 @@ final class EmbeddedConnector: UpstreamConnector, @unchecked Sendable {
 
     func connect(_ connection: UpstreamConnection, to host: GatewayCore.Host, on eventLoop: EventLoop,
                  settings: ConnectionPoolSettings) -> EventLoopFuture<Void> {
+        endpoints.append(host.endpoint)
         if failuresToCome > 0 {
             failuresToCome -= 1
             return loop.makeFailedFuture(ChannelError.connectTimeout(settings.connectTimeout))

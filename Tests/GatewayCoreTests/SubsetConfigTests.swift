@@ -5,18 +5,7 @@ import XCTest
 
 /// DestinationRule subsets, ports and WorkloadEntries: which cluster each destination becomes,
 /// with which endpoints and which policy (Istio's layering), and the errors that name their path.
-final class SubsetConfigTests: XCTestCase {
-    func load(_ json: String) throws -> GatewayConfig { try ConfigLoader.decode(Array(json.utf8)) }
-
-    func error(_ json: String) -> String {
-        do {
-            _ = try load(json)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
-
+final class SubsetConfigTests: XCTestCase, ConfigLoading {
     /// Two ports, three labelled endpoints (one with its own port for `admin`).
     let reviews = #"""
         {"hosts":["reviews"],"ports":[{"name":"http","number":9080},{"name":"admin","number":9090,"targetPort":19090}],

@@ -21,15 +21,6 @@ final class DownstreamHardeningTests: XCTestCase {
             """
     }
 
-    static func waitUntil(_ seconds: Double, _ done: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !done() {
-            if Date() >= deadline { return false }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return true
-    }
-
     /// Sends without blocking until the kernel takes no more for `seconds`; returns the bytes taken.
     static func sendWithoutReading(_ fd: Int32, _ bytes: [UInt8], for seconds: Double) -> Int {
         let deadline = Date().addingTimeInterval(seconds)
@@ -133,8 +124,8 @@ final class DownstreamHardeningTests: XCTestCase {
             config: config(upstreamPort: up.port, listener: "\"streamIdleTimeout\":\"1s\""), extraArguments: ["--access-log", "off"])
         let client = try RawConnection(port: gw.port, timeout: 10)
         _ = Self.sendWithoutReading(client.fd, Array("GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n".utf8), for: 1)
-        XCTAssertTrue(Self.waitUntil(6) { (statsOf(gw)["http.ingress.downstream_rq_idle_timeout"] ?? 0) >= 1 })
-        XCTAssertTrue(Self.waitUntil(3) { (statsOf(gw)["http.ingress.downstream_cx_active"] ?? 1) == 0 },
+        XCTAssertTrue(waitUntil(6) { (statsOf(gw)["http.ingress.downstream_rq_idle_timeout"] ?? 0) >= 1 })
+        XCTAssertTrue(waitUntil(3) { (statsOf(gw)["http.ingress.downstream_cx_active"] ?? 1) == 0 },
                       "the connection of a client that never reads is closed")
         XCTAssertTrue(client.isClosedByPeer())
     }
@@ -151,8 +142,8 @@ final class DownstreamHardeningTests: XCTestCase {
         var small: Int32 = 4096
         setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
         client.send("GET /up/big HTTP/1.1\r\nHost: a\r\n\r\n")
-        XCTAssertTrue(Self.waitUntil(8) { (statsOf(gw)["http.ingress.downstream_rq_idle_timeout"] ?? 0) >= 1 })
-        XCTAssertTrue(Self.waitUntil(5) { (statsOf(gw)["http.ingress.downstream_cx_active"] ?? 1) == 0 },
+        XCTAssertTrue(waitUntil(8) { (statsOf(gw)["http.ingress.downstream_rq_idle_timeout"] ?? 0) >= 1 })
+        XCTAssertTrue(waitUntil(5) { (statsOf(gw)["http.ingress.downstream_cx_active"] ?? 1) == 0 },
                       "the connection stays open behind an answer the client never takes")
         XCTAssertEqual(statsOf(gw)["http.ingress.downstream_cx_delayed_close_timeout"], 1)
     }
@@ -167,7 +158,7 @@ final class DownstreamHardeningTests: XCTestCase {
             c.send("POST /up/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
             XCTAssertEqual(c.readResponse()?.status, 400)
         }
-        XCTAssertTrue(Self.waitUntil(3) { (statsOf(gw)["http.ingress.downstream_cx_active"] ?? 1) == 0 })
+        XCTAssertTrue(waitUntil(3) { (statsOf(gw)["http.ingress.downstream_cx_active"] ?? 1) == 0 })
         XCTAssertEqual(statsOf(gw)["http.ingress.downstream_rq_active"], 0)
         XCTAssertEqual(up.requests.load(ordering: .relaxed), 0)
     }
@@ -256,7 +247,7 @@ final class DownstreamHardeningTests: XCTestCase {
         XCTAssertNil(extra.readResponse(), "a connection past maxConnections is closed, not served")
         XCTAssertGreaterThanOrEqual(statsOf(gw)["http.ingress.downstream_cx_overflow"] ?? 0, 1)
         held.removeLast()  // closes one: its slot is free again
-        XCTAssertTrue(Self.waitUntil(3) { httpRequest(port: gw.port, path: "/up/x", timeout: 1)?.status == 200 })
+        XCTAssertTrue(waitUntil(3) { httpRequest(port: gw.port, path: "/up/x", timeout: 1)?.status == 200 })
     }
 
     func testHeadLimitsComeFromTheListenerBlock() throws {
@@ -287,7 +278,7 @@ final class DownstreamHardeningTests: XCTestCase {
         XCTAssertEqual(client.readResponse()?.status, 200)
         var idle: [RawConnection] = []
         for _ in 0..<400 { if let c = try? RawConnection(port: gw.port, timeout: 5) { idle.append(c) } }
-        XCTAssertTrue(Self.waitUntil(5) { (statsOf(gw)["http.ingress.downstream_cx_overflow"] ?? 0) > 0 },
+        XCTAssertTrue(waitUntil(5) { (statsOf(gw)["http.ingress.downstream_cx_overflow"] ?? 0) > 0 },
                       "past half the descriptors new connections are refused")
         for i in 1...20 {
             client.send("GET /up/\(i) HTTP/1.1\r\nHost: a\r\n\r\n")

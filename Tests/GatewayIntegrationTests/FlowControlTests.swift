@@ -70,11 +70,6 @@ final class FlowControlTests: XCTestCase {
         return 0
     }
 
-    static func waitUntil(_ seconds: Double, _ done: () -> Bool) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !done() && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-    }
-
     func testASlowClientHoldsTheUpstreamBack() async throws {
         let upstream = try PlainUpstream { c, me in
             var request = [UInt8](repeating: 0, count: 4096)
@@ -137,7 +132,7 @@ final class FlowControlTests: XCTestCase {
 
         upstream.go.signal()
         XCTAssertEqual(uploaded.wait(timeout: .now() + 30), .success)
-        Self.waitUntil(30) { upstream.bytes.load(ordering: .relaxed) == Self.bodyBytes }
+        _ = waitUntil(30) { upstream.bytes.load(ordering: .relaxed) == Self.bodyBytes }
         XCTAssertEqual(upstream.bytes.load(ordering: .relaxed), Self.bodyBytes, "the whole body reached the upstream")
         let r = try XCTUnwrap(client.readResponse())
         XCTAssertEqual(r.status, 200)

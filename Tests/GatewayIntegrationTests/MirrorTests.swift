@@ -42,15 +42,6 @@ final class MirrorTests: XCTestCase {
         return latencies
     }
 
-    func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if condition() { return true }
-            usleep(20_000)
-        }
-        return condition()
-    }
-
     func testShadowSeesEveryRequestWithShadowHostAndBody() async throws {
         let main = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
         let shadow = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton, .init(status: 500, body: "shadow"))

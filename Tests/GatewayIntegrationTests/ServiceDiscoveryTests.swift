@@ -19,6 +19,21 @@ final class ControlledResolver: EndpointResolver, @unchecked Sendable {
     }
 }
 
+/// A resolver whose lookups wait at `gate` while `holding` is set (a slow DNS server).
+final class GatedResolver: EndpointResolver, @unchecked Sendable {
+    let inner = ControlledResolver()
+    let gate = DispatchSemaphore(value: 0)
+    let holding = ManagedAtomic<Bool>(false)
+    let waiting = ManagedAtomic<Int>(0)
+    func resolve(_ name: String) throws -> [String] {
+        if holding.load(ordering: .relaxed) {
+            waiting.wrappingIncrement(ordering: .relaxed)
+            gate.wait()
+        }
+        return try inner.resolve(name)
+    }
+}
+
 /// ServiceEntry `resolution: DNS` and `DNS_ROUND_ROBIN` on the real runtime and real sockets:
 /// names re-resolved every `dnsRefreshRate`, hosts added and drained without dropping requests,
 /// failed resolutions keeping the last good hosts.
@@ -59,15 +74,6 @@ final class ServiceDiscoveryTests: XCTestCase {
          "serviceEntries":[\(serviceEntry)],
          "virtualServices":[{"http":[{"route":[{"destination":{"host":"svc"}}],"retries":{"attempts":0}}]}]}
         """
-    }
-
-    func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if condition() { return true }
-            usleep(20_000)
-        }
-        return condition()
     }
 
     /// The name moves from 127.0.0.1 to 127.0.0.2 while a slow request is on the old host: new
@@ -132,8 +138,60 @@ final class ServiceDiscoveryTests: XCTestCase {
                                    resolver: resolver)
         XCTAssertEqual(gw.hosts(), ["127.0.0.1:\(up.port)"])
         for _ in 0..<5 { XCTAssertEqual(httpRequest(port: gw.port, path: "/")?.status, 200) }
-        resolver.set("svc.test", ["127.0.0.3", "127.0.0.1"])
+        resolver.set("svc.test", ["127.0.0.3", "127.0.0.4"])
         XCTAssertTrue(waitUntil(3) { gw.hosts() == ["127.0.0.3:\(up.port)"] }, "hosts: \(gw.hosts())")
+        await gw.stop()
+    }
+
+    /// A DNS server that rotates its records answers the same addresses in another order at each
+    /// refresh. Envoy compares hosts, not the order they came in: no membership change, no new
+    /// config version, and a DNS_ROUND_ROBIN cluster keeps its host and its pooled connection.
+    func testSameAddressesInAnotherOrderChangeNothing() async throws {
+        let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
+        defer { up.close() }
+        let resolver = ControlledResolver()
+        resolver.set("svc.test", ["127.0.0.1", "127.0.0.3"])
+        let gw = try await Gateway(Self.config(#"{"host":"svc","resolution":"DNS_ROUND_ROBIN","endpoints":[{"address":"svc.test","port":\#(up.port)}]}"#),
+                                   resolver: resolver)
+        XCTAssertEqual(gw.hosts(), ["127.0.0.1:\(up.port)"])
+        let client = try RawConnection(port: gw.port)
+        client.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(client.readResponse()?.status, 200)
+        let version = gw.runtime.snapshot.version
+
+        resolver.set("svc.test", ["127.0.0.3", "127.0.0.1"])
+        let attempts = gw.stat(.update_attempt)
+        XCTAssertTrue(waitUntil(3) { gw.stat(.update_attempt) >= attempts + 3 }, "re-resolved every 100ms")
+        XCTAssertEqual(gw.hosts(), ["127.0.0.1:\(up.port)"])
+        XCTAssertEqual(gw.runtime.snapshot.version, version, "no new config version for the same addresses")
+        XCTAssertEqual(gw.stat(.membership_change), 1, "only the first answer changed the hosts")
+        client.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(client.readResponse()?.status, 200)
+        XCTAssertEqual(up.closedConnections.load(ordering: .relaxed), 0, "the pooled upstream connection was kept")
+        await gw.stop()
+    }
+
+    /// A config reloaded while a resolution round runs brings a new name: it is resolved when that
+    /// round ends, not a whole `dnsRefreshRate` later (its cluster has no host until then).
+    func testNameAddedByAReloadDuringARoundIsResolvedAfterIt() async throws {
+        let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
+        defer { up.close() }
+        let resolver = GatedResolver()
+        resolver.inner.set("a.test", ["127.0.0.1"])
+        resolver.inner.set("b.test", ["127.0.0.1"])
+        let svc = #"{"host":"svc","resolution":"DNS","endpoints":[{"address":"a.test","port":\#(up.port)}]}"#
+        let other = #"{"host":"other","resolution":"DNS","endpoints":[{"address":"b.test","port":\#(up.port)}]}"#
+        let gw = try await Gateway(Self.config(svc, refresh: "60s"), resolver: resolver)
+        XCTAssertEqual(gw.hosts(), ["127.0.0.1:\(up.port)"])
+
+        resolver.holding.store(true, ordering: .relaxed)
+        _ = gw.runtime.refreshDNS()
+        XCTAssertTrue(waitUntil(3) { resolver.waiting.load(ordering: .relaxed) == 1 }, "a round is resolving a.test")
+        let config = try ConfigLoader.decode(Array(Self.config(svc + "," + other, refresh: "60s").utf8))
+        guard case .success = gw.runtime.apply(config) else { return XCTFail("reload refused") }
+        resolver.holding.store(false, ordering: .relaxed)
+        resolver.gate.signal()
+        XCTAssertTrue(waitUntil(3) { gw.hosts("other") == ["127.0.0.1:\(up.port)"] }, "hosts of other: \(gw.hosts("other"))")
         await gw.stop()
     }
 

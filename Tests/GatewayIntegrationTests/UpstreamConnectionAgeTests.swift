@@ -20,15 +20,6 @@ final class UpstreamConnectionAgeTests: XCTestCase {
         return try await InProcessGateway(config)
     }
 
-    func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if condition() { return true }
-            usleep(20_000)
-        }
-        return condition()
-    }
-
     func testIdleConnectionPastMaxConnectionDurationIsClosed() async throws {
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
         defer { up.close() }

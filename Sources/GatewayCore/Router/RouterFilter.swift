@@ -236,13 +236,16 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         forward()
     }
 
-    /// The request passed the filters before the router: shadows (if the route mirrors) and the first try.
+    /// The request passed the filters before the router: the first try, then the shadows (if the
+    /// route mirrors). The main request asks the pool first, as Envoy starts its upstream request
+    /// before its shadows: a shadow to the same cluster must not take the connection or the
+    /// queue place the request needs. A request answered at once (no healthy host) is not shadowed.
     private func forward() {
-        if route.hasMirrors {
+        tryOnce()
+        if route.hasMirrors && !done {
             mirrorArmed = true
             mirrorIfComplete()
         }
-        tryOnce()
     }
 
     // MARK: mirror

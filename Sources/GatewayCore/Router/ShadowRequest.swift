@@ -21,6 +21,8 @@ final class ShadowRequest: UpstreamRequestOwner {
     private var upstream: UpstreamRequest?
     private var body: ByteBuffer?
     private let bodyBytes: Int
+    /// The route's timeout, over the whole copy (pool wait, response head and body).
+    private var timer: Scheduled<Void>?
 
     private init(pool: ClusterPool, body: ByteBuffer?) {
         self.pool = pool
@@ -36,14 +38,23 @@ final class ShadowRequest: UpstreamRequestOwner {
         for m in route.mirrors {
             // Envoy's runtime_fraction: a share in millionths, drawn per request and per mirror.
             guard m.millionths >= 1_000_000 || worker.random.below(1_000_000) < m.millionths else { continue }
-            let pool = worker.pool(for: m.cluster)
+            // A request whose body outlasted a reload holds the old config's route. Its copy goes to
+            // the shadow cluster as the config in force has it (Envoy looks the cluster up by name
+            // when it shadows), or nowhere if the cluster left: handing the old snapshot to the
+            // worker would turn this loop's pool back to the old hosts (draining the new ones), or
+            // make a pool again for a cluster the config no longer has.
+            guard let cluster = worker.snapshot.clusters[m.cluster.name], cluster.cluster === m.cluster.cluster else {
+                route.stats.mirrorDropped.wrappingIncrement(ordering: .relaxed)
+                continue
+            }
+            let pool = worker.pool(for: cluster)
             let bytes = body?.readableBytes ?? 0
             guard pool.shadowsInFlight < maxInFlight, pool.shadowBytesInFlight + bytes <= maxBytesInFlight else {
                 route.stats.mirrorDropped.wrappingIncrement(ordering: .relaxed)
                 continue
             }
-            guard let host = pool.pickHost(policy: m.cluster.policy.loadBalancer, exclude: nil, random: &worker.random) else {
-                m.cluster.stats.inc(.upstream_cx_none_healthy, row: worker.row)
+            guard let host = pool.pickHost(policy: cluster.policy.loadBalancer, exclude: nil, random: &worker.random) else {
+                cluster.stats.inc(.upstream_cx_none_healthy, row: worker.row)
                 route.stats.mirrorDropped.wrappingIncrement(ordering: .relaxed)
                 continue
             }
@@ -52,19 +63,36 @@ final class ShadowRequest: UpstreamRequestOwner {
             pool.shadowsInFlight += 1
             pool.shadowBytesInFlight += bytes
             route.stats.mirrorSent.wrappingIncrement(ordering: .relaxed)
-            // Envoy bounds a shadow by the route's timeout; with none it is bounded by the caps above.
+            // Envoy bounds a shadow by the route's timeout, until its response is whole (a shadow
+            // upstream that stalls its body would otherwise hold its connection and its place
+            // for ever); with none it is bounded by the caps above.
             let request = UpstreamRequest(
-                owner: shadow, hostPool: pool.pool(for: host), cluster: m.cluster, eventLoop: worker.eventLoop,
+                owner: shadow, hostPool: pool.pool(for: host), cluster: cluster, eventLoop: worker.eventLoop,
                 row: worker.row, perTryTimeout: route.timeout ?? route.perTryTimeout, requestIsHead: requestIsHead)
             shadow.upstream = request
+            if let timeout = route.timeout {
+                shadow.timer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) { shadow.timedOut() }
+            }
             request.start(head: shadowHead!, requestComplete: true)
         }
+    }
+
+    /// The route's timeout passed before the answer was whole: the try is reset (its connection,
+    /// with a response not read to the end, closes) and the copy ends.
+    private func timedOut() {
+        timer = nil
+        guard let upstream else { return }
+        pool.cluster.stats.inc(.upstream_rq_timeout, row: pool.row)
+        upstream.reset(timedOut: true)
+        finish()
     }
 
     private func finish() {
         guard upstream != nil else { return }
         upstream = nil
         body = nil
+        timer?.cancel()
+        timer = nil
         pool.shadowsInFlight -= 1
         pool.shadowBytesInFlight -= bodyBytes
         assert(pool.shadowsInFlight >= 0 && pool.shadowBytesInFlight >= 0, "shadow accounting went negative")

@@ -41,6 +41,8 @@ public final class GatewayRuntime: Sendable {
         /// Resolves those names, off the event loops.
         var resolver: EndpointResolver = SystemResolver()
         var resolving = false
+        /// A round was asked for while one ran (a reload bringing new names): it runs after it.
+        var resolveAgain = false
     }
     /// Internal so the service discovery extension can recompile under the same lock as reload.
     let state: NIOLockedValueBox<State>

@@ -54,18 +54,25 @@ extension GatewayRuntime {
     }
 
     /// Resolves every DNS name of the config in force once; completes when the results are
-    /// applied. One round at a time: a round asked for while one runs is skipped.
+    /// applied. One round at a time: a round asked for while one runs starts when that one ends
+    /// (the running round resolves the names of the config it started with, so the names a
+    /// reload brings meanwhile would otherwise wait a whole `dnsRefreshRate` with no host).
     func refreshDNS() -> EventLoopFuture<Void> {
         let loop = group.next()
         let (config, resolver, alreadyRunning) = state.withLockedValue { st -> (GatewayConfig, EndpointResolver, Bool) in
+            if st.resolving { st.resolveAgain = true }
             defer { st.resolving = true }
             return (st.snapshot.config, st.resolver, st.resolving)
         }
         let byCluster = Self.dnsNames(config)
         guard !alreadyRunning else { return loop.makeSucceededVoidFuture() }
         guard !byCluster.isEmpty else {
-            state.withLockedValue { $0.resolving = false }
-            return loop.makeSucceededVoidFuture()
+            let again = state.withLockedValue { st -> Bool in
+                st.resolving = false
+                defer { st.resolveAgain = false }
+                return st.resolveAgain
+            }
+            return again ? refreshDNS() : loop.makeSucceededVoidFuture()
         }
         let names = Array(Set(byCluster.values.joined())).sorted()
         let lookups = names.map { name in
@@ -73,19 +80,35 @@ extension GatewayRuntime {
                 .map { Optional($0) }
                 .recover { _ in nil }
         }
-        return EventLoopFuture.whenAllSucceed(lookups, on: loop).map { results in
-            self.applyResolution(Dictionary(uniqueKeysWithValues: zip(names, results)), byCluster: byCluster)
+        return EventLoopFuture.whenAllSucceed(lookups, on: loop).flatMap { results in
+            NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
+                self.applyResolution(Dictionary(uniqueKeysWithValues: zip(names, results)), byCluster: byCluster)
+            }
+        }.recover { _ in
+            // The thread pool has stopped (shutdown): the round ends without being applied.
+            self.state.withLockedValue { $0.resolving = false }
         }
     }
 
     /// Keeps the new addresses of names that resolved, counts per cluster, and installs a new
     /// snapshot when any cluster's hosts changed.
     private func applyResolution(_ results: [String: [String]?], byCluster: [String: [String]]) {
-        let next: ConfigSnapshot? = state.withLockedValue { st in
+        // It may compile a whole snapshot, under the lock a reload holds while it compiles: like a
+        // reload (AdminServer runs it on the thread pool), never on a loop that serves requests.
+        assert(MultiThreadedEventLoopGroup.currentEventLoop == nil, "a DNS round is applied on an event loop")
+        let (next, again): (ConfigSnapshot?, Bool) = state.withLockedValue { st in
             st.resolving = false
+            let again = st.resolveAgain
+            st.resolveAgain = false
             var changedNames: Set<String> = []
             for (name, addresses) in results {
                 guard let addresses, !addresses.isEmpty else { continue }
+                // The same addresses in another order (a DNS server rotating its records, as
+                // round-robin DNS does) are no change: Envoy compares hosts, not the order they
+                // came in. Taken as a change, every refresh would compile and install a new
+                // snapshot, count membership_change, and move a DNS_ROUND_ROBIN cluster to another
+                // host, draining its connections.
+                if let old = st.resolved[name], old.count == addresses.count, Set(old) == Set(addresses) { continue }
                 if st.resolved[name] != addresses {
                     st.resolved[name] = addresses
                     changedNames.insert(name)
@@ -101,20 +124,22 @@ extension GatewayRuntime {
                 cluster.stats.inc(failed ? .update_failure : .update_success)
                 if names.contains(where: changedNames.contains) { cluster.stats.inc(.membership_change) }
             }
-            guard !changedNames.isEmpty else { return nil }
+            guard !changedNames.isEmpty else { return (nil, again) }
             do {
                 let next = try Self.compile(st.snapshot.config, version: st.snapshot.version + 1, into: &st)
                 st.snapshot = next
-                return next
+                return (next, again)
             } catch {
                 // The config compiled before with these clusters; only route regexes can throw.
-                return nil
+                return (nil, again)
             }
         }
-        guard let next else { return }
-        for worker in workers {
-            worker.eventLoop.execute { worker.install(next) }
+        if let next {
+            for worker in workers {
+                worker.eventLoop.execute { worker.install(next) }
+            }
         }
+        if again { _ = refreshDNS() }
     }
 
     /// Runs `refreshDNS` every `dnsRefreshRate` of the config in force, until the loops shut down.
