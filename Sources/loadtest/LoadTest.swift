@@ -90,6 +90,12 @@ struct LoadTest: AsyncParsableCommand {
     @Option(help: "Constant total request RATE per second; latency counted from each request's intended send time (wrk2).") var rate: Double?
     @Option(help: "Write an HTML report to FILE.") var html: String?
     @Option(help: "Event loops (default: half the cores with keep-alive, one per core with --connection close).") var threads: Int?
+    @Option(help: "SWEEP: run each concurrency in turn, '1..16' or '1,2,4,8,16' (or both: '1..4,8'); -t or -r is per step.") var sweep: String?
+    @Option(help: "With --sweep: the gateway's admin URL (e.g. http://127.0.0.1:9901); its overflow, ejection and retry counters are read before and after each step.") var admin: String?
+    @Option(help: "With --sweep: the gateway cluster whose counters and prediction are shown (default: counters summed over all clusters).") var cluster: String?
+    @Option(name: .customLong("explain-config"), help: "With --sweep: a gateway config; its breaker model (gateway validate --explain) is put beside each step.") var explainConfig: String?
+    @Option(help: "With --explain-config: the upstream's latency per request (e.g. 50ms).") var latency: String?
+    @Option(name: .customLong("gateway-threads"), help: "With --explain-config: the gateway's event loops (default: this machine's cores, as gateway serve).") var gatewayThreads: Int?
     @Argument(help: "URL, or 'URL POST {json}' quoted as one argument.") var urls: [String] = []
 
     /// Defaults, then the resource file, then the command line.
@@ -164,6 +170,7 @@ struct LoadTest: AsyncParsableCommand {
             throw OptionError("give a URL or -f FILE")
         }
         if (get || printPage) && urls.isEmpty { throw OptionError("-g/--get requires a URL on the command line") }
+        try checkSweepOptions(s)
         return (s, warnings)
     }
 
@@ -179,6 +186,10 @@ struct LoadTest: AsyncParsableCommand {
         }
         if showConfig {
             print(s.describe(), terminator: "")
+            return
+        }
+        if sweep != nil {
+            try await runSweep(s)
             return
         }
         if get || printPage {
