@@ -296,7 +296,7 @@ public struct SweepReport: Sendable {
             .legend span{display:inline-block;margin-right:1em}</style></head><body>
             <h1>loadtest sweep</h1><p>\(Report.escape(title))</p>
             <p id="knee">knee (first step with 503s): \(knee.map { "\($0) users" } ?? "none")\(prediction.map { "; predicted \(Self.range($0.knee))" } ?? "")</p>
-            <h2>Table</h2><pre id="table">\(Report.escape(text()))</pre>
+            <h2>Table</h2><pre id="table" style="white-space:pre-wrap">\(Report.escape(text()))</pre>
             \(predictionSection)
             <h2>Rate against concurrency</h2>\(Self.lineChart(id: "rate", xs: xs, series: rateSeries, markers: markers, yLabel: "per second"))\(Self.legend(rateSeries))
             <h2>Availability against concurrency</h2>\(Self.lineChart(id: "availability", xs: xs, series: [("availability %", "#2a9d8f", steps.map(\.summary.availability))], markers: markers, yLabel: "%", fixedMax: 100))
