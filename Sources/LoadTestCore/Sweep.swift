@@ -96,9 +96,9 @@ public struct SweepPrediction: Sendable {
     public struct Step: Sendable {
         /// "served", "queued" or "shed".
         public var regime: String
-        /// Successful requests per second expected.
-        public var rate: Double
-        public init(regime: String, rate: Double) {
+        /// Successful requests per second expected (a range when it depends on the gateway's loops).
+        public var rate: ClosedRange<Double>
+        public init(regime: String, rate: ClosedRange<Double>) {
             self.regime = regime
             self.rate = rate
         }
@@ -178,6 +178,10 @@ public struct SweepReport: Sendable {
 
     static func range(_ r: ClosedRange<Int>) -> String { r.lowerBound == r.upperBound ? "\(r.lowerBound)" : "\(r.lowerBound)..\(r.upperBound)" }
 
+    static func range(_ r: ClosedRange<Double>) -> String {
+        r.lowerBound == r.upperBound ? Report.f(r.lowerBound, 1) : "\(Report.f(r.lowerBound, 1))-\(Report.f(r.upperBound, 1))"
+    }
+
     static func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : String(repeating: " ", count: w - s.count) + s }
 
     public func text() -> String {
@@ -206,7 +210,7 @@ public struct SweepReport: Sendable {
             }
             if let p = prediction {
                 let e = p.step(s.concurrency)
-                row.append("  \(e.regime) \(Report.f(e.rate, 1))/s")
+                row.append("  \(e.regime) \(Self.range(e.rate))/s")
             }
             out += row.joined(separator: " ") + "\n"
         }
@@ -239,7 +243,7 @@ public struct SweepReport: Sendable {
             if let c = s.counters { d["counters"] = c }
             if let p = prediction {
                 let e = p.step(s.concurrency)
-                d["predicted"] = ["regime": e.regime, "rate": Report.round2(e.rate)] as [String: Any]
+                d["predicted"] = ["regime": e.regime, "rate": [Report.round2(e.rate.lowerBound), Report.round2(e.rate.upperBound)]] as [String: Any]
             }
             return d
         }
@@ -269,7 +273,12 @@ public struct SweepReport: Sendable {
         }
         if let k = knee { markers.append((k, "#e63946", "measured knee")) }
         var rateSeries: [(String, String, [Double])] = [("transactions/s", "#2a9d8f", steps.map(\.summary.transactionRate))]
-        if let p = prediction { rateSeries.append(("predicted 2xx/s", "#999", xs.map { p.step($0).rate })) }
+        if let p = prediction {
+            rateSeries.append(("predicted 2xx/s", "#999", xs.map { p.step($0).rate.lowerBound }))
+            if xs.contains(where: { p.step($0).rate.upperBound != p.step($0).rate.lowerBound }) {
+                rateSeries.append(("predicted 2xx/s, every loop's first connection", "#ccc", xs.map { p.step($0).rate.upperBound }))
+            }
+        }
         let codes = self.codes
         let palette = ["#2a9d8f", "#457b9d", "#e9c46a", "#e63946", "#8d5a97", "#f4a261", "#264653", "#a8dadc"]
         let statusBars = codes.enumerated().map { i, code -> (String, String, [Double]) in

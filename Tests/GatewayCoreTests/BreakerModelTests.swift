@@ -17,8 +17,8 @@ final class BreakerModelTests: XCTestCase {
         XCTAssertEqual(m.ceiling(latency: 0.05), 20...20)
         XCTAssertEqual(m.regime(concurrency: 1), .served)
         XCTAssertEqual(m.regime(concurrency: 2), .shed)
-        XCTAssertEqual(m.rate(concurrency: 1, latency: 0.05), 20)
-        XCTAssertEqual(m.rate(concurrency: 8, latency: 0.05), 20)
+        XCTAssertEqual(m.rate(concurrency: 1, latency: 0.05), 20...20)
+        XCTAssertEqual(m.rate(concurrency: 8, latency: 0.05), 20...20)
     }
 
     /// With keep-alive a freed connection goes straight to the first waiting request, so the
@@ -32,7 +32,7 @@ final class BreakerModelTests: XCTestCase {
         XCTAssertEqual(m.regime(concurrency: 7), .shed)
         // Little's law: 4 in service, 100 ms each.
         XCTAssertEqual(m.ceiling(latency: 0.1).lowerBound, 40, accuracy: 1e-9)
-        XCTAssertEqual(m.rate(concurrency: 3, latency: 0.1), 30, accuracy: 1e-9)
+        XCTAssertEqual(m.rate(concurrency: 3, latency: 0.1).upperBound, 30, accuracy: 1e-9)
     }
 
     /// A connection per request with more connections than pending slots: clients in step need a
@@ -58,6 +58,7 @@ final class BreakerModelTests: XCTestCase {
         XCTAssertEqual(m.least, .init(served: 2, queueFrom: 3, shedFrom: 4))
         XCTAssertEqual(m.most, .init(served: 5, queueFrom: 6, shedFrom: 7))
         XCTAssertEqual(m.ceiling(latency: 0.05), 40...100)
+        XCTAssertEqual(m.rate(concurrency: 3, latency: 0.05), 40...60)
         XCTAssertTrue(m.explain(latency: 0.05).contains("knee (first 503 UO) at: concurrency 4 to 7"))
     }
 

@@ -76,7 +76,7 @@ final class SweepTests: XCTestCase {
         ]
         let prediction = SweepPrediction(cluster: "delivery", latencyMs: 50, queueFrom: 2...2, knee: 2...2, ceiling: 20...20,
                                          explanation: ["knee (first 503 UO) at: concurrency 2"]) { n in
-            .init(regime: n >= 2 ? "shed" : "served", rate: 20)
+            .init(regime: n >= 2 ? "shed" : "served", rate: 20...20)
         }
         let report = SweepReport(title: "GET http://127.0.0.1:8080/deliveries", stepSeconds: 2, steps: steps, admin: "http://127.0.0.1:9901",
                                  cluster: "delivery", prediction: prediction)

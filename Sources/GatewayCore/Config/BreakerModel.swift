@@ -114,9 +114,9 @@ public struct BreakerModel: Sendable, Equatable {
     }
 
     /// Successful requests per second expected at `concurrency` clients: each is in service for
-    /// `latency`, at most `served` at once.
-    public func rate(concurrency n: Int, latency seconds: Double) -> Double {
-        Double(min(n, least.served)) / seconds
+    /// `latency`, at most `served` at once (from the lower to the upper connection ceiling).
+    public func rate(concurrency n: Int, latency seconds: Double) -> ClosedRange<Double> {
+        Double(min(n, least.served)) / seconds...Double(min(n, most.served)) / seconds
     }
 
     func saturatingAdd(_ a: Int, _ b: Int) -> Int { a > Int.max - b ? Int.max : a + b }
