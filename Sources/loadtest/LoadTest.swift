@@ -54,7 +54,15 @@ struct LoadTest: AsyncParsableCommand {
             transactions have failed; loadtest's default is never (siege's shipped siegerc says 1024).
 
             Not siege's: --json, --connection, --rate (the constant-rate mode with coordinated-omission \
-            correction, as wrk2; it was -R before -R became siege's --rc), --timeout, --html, --threads. \
+            correction, as wrk2; it was -R before -R became siege's --rc), --timeout, --html, --threads, \
+            and --sweep: the run at each concurrency of a plan in turn ('1..8', '1,2,4,8'), -t or -r per \
+            step, requests in flight at a step's deadline finished and counted; one row per step (rate, \
+            availability, p50/p99, counts per status), the first step with 503s as the knee; --admin URL \
+            adds the gateway's per-step increases of upstream_rq_pending_overflow, upstream_cx_overflow, \
+            outlier_detection.ejections_enforced_total, upstream_rq_retry and upstream_rq_retry_overflow \
+            (--cluster NAME, else summed); --explain-config FILE --latency 50ms [--cluster NAME] \
+            [--gateway-threads N] puts the gateway's breaker model (gateway validate --explain) beside \
+            each step and the predicted knee beside the measured one. \
             POST/PUT/PATCH bodies default to Content-Type application/json (siege: \
             application/x-www-form-urlencoded; -T sets it). loadtest never parses HTML nor follows \
             redirects, so --no-parser and --no-follow change nothing. The summary goes to standard \
