@@ -84,6 +84,8 @@ let package = Package(
             dependencies: [
                 "CLISupport",
                 "LoadTestCore",
+                // `--sweep --explain-config`: the gateway's own config loader and breaker model.
+                "GatewayCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

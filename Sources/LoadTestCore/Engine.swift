@@ -84,7 +84,9 @@ public enum LoadEngine {
         }
         let end = NIODeadline.now()
         var elapsed = Double((end - start).nanoseconds) / 1e9
-        if let d = options.duration, stop.load(ordering: .relaxed) == false { elapsed = min(elapsed, Double(d.nanoseconds) / 1e9) }
+        if let d = options.duration, stop.load(ordering: .relaxed) == false, !options.finishInFlight {
+            elapsed = min(elapsed, Double(d.nanoseconds) / 1e9)
+        }
         return Result(recorder: recorder, elapsed: elapsed, aborted: failures?.reached.load(ordering: .relaxed) ?? false)
     }
 }
@@ -137,6 +139,8 @@ final class LoopRun: @unchecked Sendable {
     let failures: FailureLimit?
     /// `-i`: users pick their URLs at random.
     let internet: Bool
+    /// See `LoadOptions.finishInFlight`.
+    let finishInFlight: Bool
     let finished: EventLoopPromise<Recorder>
     var recorder = Recorder()
     var users: [User] = []
@@ -171,6 +175,7 @@ final class LoopRun: @unchecked Sendable {
         self.log = log
         self.failures = failures
         internet = options.internet
+        finishInFlight = options.finishInFlight
         finished = loop.makePromise()
         // Timeouts and the -t deadline are checked by one sweep per loop, not a timer per request.
         sweeper = loop.scheduleRepeatedTask(initialDelay: .milliseconds(10), delay: .milliseconds(10)) { [self] _ in sweep() }
@@ -445,8 +450,9 @@ final class User {
     /// From the loop's sweep: the deadline (stop now) and per-request timeouts.
     func check(now: NIODeadline, stopping: Bool) {
         guard !done else { return }
-        if stopping {
-            // Requests still in flight at the deadline are not counted (siege stops its clock too).
+        if stopping && !(run.finishInFlight && inFlight && !run.stop.load(ordering: .relaxed)) {
+            // Requests still in flight at the deadline are not counted (siege stops its clock too),
+            // unless they are to be finished: then the user stops once its answer is in.
             inFlight = false
             finish()
             return

@@ -153,6 +153,12 @@ public struct LoadOptions: Sendable {
     public var failureLimit: Int?
     /// `-r once`: each user goes through the URLs once, from the first.
     public var onceEach = false
+    /// At the `-t` deadline, wait for the requests in flight and count them, with the elapsed time
+    /// running to the last answer (siege drops them and stops its clock at the deadline):
+    /// `--sweep` uses it so that a step leaves the server's connection pools as its load had
+    /// them, not torn down by the client, and every request the server counted during the step
+    /// (its overflow counter, say) is one the step counted too.
+    public var finishInFlight = false
 
     public init() {}
 

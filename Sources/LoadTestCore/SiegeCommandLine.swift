@@ -22,7 +22,10 @@ public enum SiegeArgv {
         "p": "print", "i": "internet", "b": "benchmark", "j": "json-output",
     ]
     /// Long options that take a value: siege's and loadtest's own.
-    public static let valuedLong: Set<String> = Set(valued.values).union(["connection", "rate", "timeout", "html", "threads", "failures"])
+    public static let valuedLong: Set<String> = Set(valued.values).union([
+        "connection", "rate", "timeout", "html", "threads", "failures",
+        "sweep", "admin", "cluster", "explain-config", "latency", "gateway-threads",
+    ])
     /// Long options without a value.
     public static let flagLong: Set<String> = Set(flags.values).union(["json", "no-parser", "no-follow"])
 

@@ -141,9 +141,23 @@ struct Validate: AsyncParsableCommand {
         abstract: "Check a config file; print the effective limits per host and tuning warnings.")
 
     @Option(help: "Config file to check.") var config = "config/gateway.json"
+    @Flag(help: "Explain each cluster's breaker: at which client concurrency requests queue and are shed (503 UO), and the throughput ceiling.")
+    var explain = false
+    @Option(help: "With --explain: the upstream's latency per request (e.g. 50ms, 0.2s).") var latency = "50ms"
+    @Option(help: "With --explain: the event loops `serve --threads` will run (default: this machine's cores, as serve).")
+    var threads = System.coreCount
+    @Option(help: "With --explain: only this cluster.") var cluster: String?
+
+    func validate() throws {
+        if threads < 1 { throw ValidationError("--threads must be >= 1") }
+        if BreakerModel.parseLatency(latency) == nil { throw ValidationError("--latency: '\(latency)' is not a duration (use e.g. 50ms or 0.05s)") }
+    }
 
     func run() async throws {
         let cfg = try loadConfig(config)
+        if let cluster, cfg.hosts[cluster] == nil {
+            throw fail("--cluster: \(config) has no cluster '\(cluster)' (it has: \(cfg.hosts.keys.sorted().joined(separator: ", ")))")
+        }
         print(ConfigReport.render(cfg))
         let warnings = ConfigReport.warnings(cfg)
         if warnings.isEmpty {
@@ -151,6 +165,10 @@ struct Validate: AsyncParsableCommand {
         } else {
             print("warnings:")
             for w in warnings { print("  - \(w)") }
+        }
+        if explain {
+            print("")
+            print(ConfigReport.explain(cfg, latency: BreakerModel.parseLatency(latency)!, eventLoops: threads, only: cluster), terminator: "")
         }
         print("\(config): valid")
     }

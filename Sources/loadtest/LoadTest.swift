@@ -54,7 +54,15 @@ struct LoadTest: AsyncParsableCommand {
             transactions have failed; loadtest's default is never (siege's shipped siegerc says 1024).
 
             Not siege's: --json, --connection, --rate (the constant-rate mode with coordinated-omission \
-            correction, as wrk2; it was -R before -R became siege's --rc), --timeout, --html, --threads. \
+            correction, as wrk2; it was -R before -R became siege's --rc), --timeout, --html, --threads, \
+            and --sweep: the run at each concurrency of a plan in turn ('1..8', '1,2,4,8'), -t or -r per \
+            step, requests in flight at a step's deadline finished and counted; one row per step (rate, \
+            availability, p50/p99, counts per status), the first step with 503s as the knee; --admin URL \
+            adds the gateway's per-step increases of upstream_rq_pending_overflow, upstream_cx_overflow, \
+            outlier_detection.ejections_enforced_total, upstream_rq_retry and upstream_rq_retry_overflow \
+            (--cluster NAME, else summed); --explain-config FILE --latency 50ms [--cluster NAME] \
+            [--gateway-threads N] puts the gateway's breaker model (gateway validate --explain) beside \
+            each step and the predicted knee beside the measured one. \
             POST/PUT/PATCH bodies default to Content-Type application/json (siege: \
             application/x-www-form-urlencoded; -T sets it). loadtest never parses HTML nor follows \
             redirects, so --no-parser and --no-follow change nothing. The summary goes to standard \
@@ -90,6 +98,12 @@ struct LoadTest: AsyncParsableCommand {
     @Option(help: "Constant total request RATE per second; latency counted from each request's intended send time (wrk2).") var rate: Double?
     @Option(help: "Write an HTML report to FILE.") var html: String?
     @Option(help: "Event loops (default: half the cores with keep-alive, one per core with --connection close).") var threads: Int?
+    @Option(help: "SWEEP: run each concurrency in turn, '1..16' or '1,2,4,8,16' (or both: '1..4,8'); -t or -r is per step.") var sweep: String?
+    @Option(help: "With --sweep: the gateway's admin URL (e.g. http://127.0.0.1:9901); its overflow, ejection and retry counters are read before and after each step.") var admin: String?
+    @Option(help: "With --sweep: the gateway cluster whose counters and prediction are shown (default: counters summed over all clusters).") var cluster: String?
+    @Option(name: .customLong("explain-config"), help: "With --sweep: a gateway config; its breaker model (gateway validate --explain) is put beside each step.") var explainConfig: String?
+    @Option(help: "With --explain-config: the upstream's latency per request (e.g. 50ms).") var latency: String?
+    @Option(name: .customLong("gateway-threads"), help: "With --explain-config: the gateway's event loops (default: this machine's cores, as gateway serve).") var gatewayThreads: Int?
     @Argument(help: "URL, or 'URL POST {json}' quoted as one argument.") var urls: [String] = []
 
     /// Defaults, then the resource file, then the command line.
@@ -164,6 +178,7 @@ struct LoadTest: AsyncParsableCommand {
             throw OptionError("give a URL or -f FILE")
         }
         if (get || printPage) && urls.isEmpty { throw OptionError("-g/--get requires a URL on the command line") }
+        try checkSweepOptions(s)
         return (s, warnings)
     }
 
@@ -179,6 +194,10 @@ struct LoadTest: AsyncParsableCommand {
         }
         if showConfig {
             print(s.describe(), terminator: "")
+            return
+        }
+        if sweep != nil {
+            try await runSweep(s)
             return
         }
         if get || printPage {

@@ -110,6 +110,19 @@ public enum ConfigReport {
         return out
     }
 
+    /// `validate --explain`: each cluster's breaker model (`BreakerModel`) for closed-loop
+    /// clients against an upstream answering in `latency` seconds.
+    public static func explain(_ config: GatewayConfig, latency: Double, eventLoops: Int, only: String? = nil) -> String {
+        var out = "breaker model: closed-loop clients (each sends when answered), all to one cluster, upstream latency "
+            + "\(duration(.nanoseconds(Int64((latency * 1e9).rounded()))))\n"
+        for (name, h) in config.hosts.sorted(by: { $0.key < $1.key }) where only == nil || only == name {
+            let model = BreakerModel(h.trafficPolicy.connectionPool, endpoints: h.endpoints.count, eventLoops: eventLoops)
+            out += "\ncluster \(name)\n"
+            for line in model.explain(latency: latency) { out += "  \(line)\n" }
+        }
+        return out
+    }
+
     static func endpointText(_ e: Endpoint) -> String {
         var extras: [String] = []
         if e.weight != 1 { extras.append("weight \(e.weight)") }
