@@ -44,24 +44,37 @@ enum HeadWriter {
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: b[i..<(head.length - 2)]))
                 return
             }
-            while i < head.length - 2 {
-                let start = i
-                while b[i] != 0x0A { i += 1 }
-                i += 1
-                var colon = start
-                while b[colon] != UInt8(ascii: ":") { colon += 1 }
-                let name = start..<colon
-                if isHopByHop(b, name) || head.connectionOptions.names(b, name) { continue }
-                if let edit, edit.drops(b, name) { continue }
+            forEachEndToEndLine(head, b, from: i) { name, line in
+                if let edit, edit.drops(b, name) { return }
                 switch head.kind {
                 case .request:
-                    if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { continue }
+                    if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { return }
                 case .response:
-                    if (head.hasTransferEncoding || dropFraming) && equalsLowercase(b, name, "content-length") { continue }
-                    if dropFraming && equalsLowercase(b, name, "transfer-encoding") { continue }
+                    if (head.hasTransferEncoding || dropFraming) && equalsLowercase(b, name, "content-length") { return }
+                    if dropFraming && equalsLowercase(b, name, "transfer-encoding") { return }
                 }
-                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[start..<i]))
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[line]))
             }
+        }
+    }
+
+    /// Calls `line` with the name and the whole line (CRLF included) of each header line from
+    /// offset `start` to the head's blank line, leaving out hop-by-hop lines and the lines the
+    /// Connection header names (RFC 9110 §7.6.1): what a proxy may forward at all.
+    @inline(__always)
+    static func forEachEndToEndLine(
+        _ head: MessageHead, _ b: UnsafeRawBufferPointer, from start: Int, _ line: (_ name: Range<Int>, _ line: Range<Int>) -> Void
+    ) {
+        var i = start
+        while i < head.length - 2 {
+            let lineStart = i
+            while b[i] != 0x0A { i += 1 }
+            i += 1
+            var colon = lineStart
+            while b[colon] != UInt8(ascii: ":") { colon += 1 }
+            let name = lineStart..<colon
+            if isHopByHop(b, name) || head.connectionOptions.names(b, name) { continue }
+            line(name, lineStart..<i)
         }
     }
 
@@ -104,21 +117,13 @@ enum HeadWriter {
             out.writeStaticString(" HTTP/1.1\r\n")
             var i = 0
             while b[i] != 0x0A { i += 1 }
-            i += 1
-            while i < head.length - 2 {
-                let start = i
-                while b[i] != 0x0A { i += 1 }
-                i += 1
-                var colon = start
-                while b[colon] != UInt8(ascii: ":") { colon += 1 }
-                let name = start..<colon
-                if isHopByHop(b, name) || head.connectionOptions.names(b, name) { continue }
-                if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { continue }
-                if authority != nil && equalsLowercase(b, name, "host") { continue }
+            forEachEndToEndLine(head, b, from: i + 1) { name, line in
+                if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { return }
+                if authority != nil && equalsLowercase(b, name, "host") { return }
                 // The gateway's own, not a client's, says what the path was.
-                if target != nil && equalsLowercase(b, name, "x-envoy-original-path") { continue }
-                if let edit, edit.drop.contains(b, name) { continue }
-                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[start..<i]))
+                if target != nil && equalsLowercase(b, name, "x-envoy-original-path") { return }
+                if let edit, edit.drop.contains(b, name) { return }
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: b[line]))
             }
             if target != nil {
                 out.writeStaticString("x-envoy-original-path: ")
