@@ -7,28 +7,9 @@ import XCTest
 /// The seed's siege test with the real binaries: loadtest against the gateway running the
 /// seed's DestinationRule (maxConnections 1, http1MaxPendingRequests 1, maxRequestsPerConnection 1).
 final class BreakerThroughGatewayTests: XCTestCase {
-    func executable(_ name: String) throws -> URL {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-        let url = dir.appendingPathComponent(name)
-        guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            throw XCTSkip("\(name) is not built next to the tests; run `swift build` before `swift test`")
-        }
-        return url
-    }
+    func executable(_ name: String) throws -> URL { try builtExecutable(name) }
 
-    func run(_ exe: URL, _ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
-    }
+    func run(_ exe: URL, _ args: [String]) throws -> String { try runToEnd(exe, args).out }
 
     func testFailedTransactionsEqualTheGatewaysOverflowCounter() throws {
         let upstream = try CountingServer(delay: .milliseconds(50))

@@ -4,20 +4,8 @@ import XCTest
 /// Bad input to the executables: one line on stderr, a non-zero exit, no crash.
 final class CLITests: XCTestCase {
     func run(_ name: String, _ args: [String]) throws -> (Int32, String) {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-        let exe = dir.appendingPathComponent(name)
-        guard FileManager.default.isExecutableFile(atPath: exe.path) else { throw XCTSkip("\(name) is not built; run `swift build` first") }
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = args
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = Pipe()
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
+        let r = try runToEnd(try builtExecutable(name), args)
+        return (r.status, r.err)
     }
 
     func testBadInputIsOneLineAndNonZero() throws {
@@ -49,26 +37,9 @@ final class CLITests: XCTestCase {
 
 /// siege's smaller options, through the real executable against a counting upstream.
 final class SiegeOptionsTests: XCTestCase {
-    func loadtest() throws -> URL {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") { dir = bundle.bundleURL.deletingLastPathComponent() }
-        return dir.appendingPathComponent("loadtest")
-    }
+    func loadtest() throws -> URL { try builtExecutable("loadtest") }
 
-    func run(_ exe: URL, _ args: [String]) throws -> (Int32, String, String) {
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, o, e)
-    }
+    func run(_ exe: URL, _ args: [String]) throws -> (Int32, String, String) { try runToEnd(exe, args) }
 
     /// -lFILE and -m: siege's log file, a mark line and a line per run; -q: no summary.
     func testLogMarkAndQuiet() throws {

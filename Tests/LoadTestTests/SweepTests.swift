@@ -122,21 +122,8 @@ final class SweepTests: XCTestCase {
 /// Bad `--sweep` and `validate --explain` command lines: one line on stderr, a non-zero exit.
 final class SweepCLITests: XCTestCase {
     func run(_ name: String, _ args: [String]) throws -> (Int32, String) {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") { dir = bundle.bundleURL.deletingLastPathComponent() }
-        let exe = dir.appendingPathComponent(name)
-        guard FileManager.default.isExecutableFile(atPath: exe.path) else { throw XCTSkip("\(name) is not built; run `swift build` first") }
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = args
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = Pipe()
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
+        let r = try runToEnd(try builtExecutable(name), args)
+        return (r.status, r.err)
     }
 
     func testBadSweepArgumentsAreOneLine() throws {

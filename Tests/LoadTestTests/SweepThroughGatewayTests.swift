@@ -6,30 +6,9 @@ import XCTest
 /// first step with 503s) where `gateway validate --explain --latency 50ms` predicts it, and the
 /// gateway's overflow counter explains every 503.
 final class SweepThroughGatewayTests: XCTestCase {
-    func executable(_ name: String) throws -> URL {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") { dir = bundle.bundleURL.deletingLastPathComponent() }
-        let url = dir.appendingPathComponent(name)
-        guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            throw XCTSkip("\(name) is not built next to the tests; run `swift build` before `swift test`")
-        }
-        return url
-    }
+    func executable(_ name: String) throws -> URL { try builtExecutable(name) }
 
-    func run(_ exe: URL, _ args: [String]) throws -> (Int32, String, String) {
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, o, e)
-    }
+    func run(_ exe: URL, _ args: [String]) throws -> (Int32, String, String) { try runToEnd(exe, args) }
 
     /// config/circuit-breaker.json as shipped, with the delivery endpoint moved to `port` (and,
     /// given `pool`, delivery's connectionPool replaced by it).
