@@ -171,7 +171,15 @@ public final class RouteStats: Sendable {
     /// (`RouterFilter.maxReplayBytes`), or the event loop had `ShadowRequest.maxInFlight` already.
     let mirrorSent = ManagedAtomic<Int>(0)
     let mirrorDropped = ManagedAtomic<Int>(0)
-    init(name: String) { self.name = name }
+    /// `upstream_rq_time` of the requests this route sent (as the cluster's, Envoy's
+    /// route-level `vhost.<vhost>.route.<stat_prefix>.upstream_rq_time`).
+    public let upstreamRqTime: LatencyHistogram
+    init(name: String, histogramRows: HistogramRows = .any) {
+        self.name = name
+        upstreamRqTime = LatencyHistogram(rows: histogramRows)
+    }
+
+    public var histograms: [(String, LatencyHistogram)] { [("upstream_rq_time", upstreamRqTime)] }
 
     public var counters: [(String, Int)] {
         [

@@ -375,6 +375,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     func upstreamResponseEnd(_ request: UpstreamRequest) {
         guard !done else { return }
         upstreamRequest = nil
+        route.stats.upstreamRqTime.record(micros: request.responseTimeMicros, row: worker.row)
         finish(reset: false)
     }
 
@@ -533,7 +534,9 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         retry.reset()
         resetUpstream()
         worker.listenerStats.countResponse(status, row: worker.row)
-        Self.log(worker, head, headBytes, start: start, status: status, flags: flags, received: bytesReceived,
+        let end = NIODeadline.now()
+        worker.listenerStats.downstreamRqTime.record(from: start.uptimeNanoseconds, to: end.uptimeNanoseconds, row: worker.row)
+        Self.log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: bytesReceived,
                  sent: stream.responseBytesSent, serviceMs: upstreamServiceMs, host: lastHost?.endpoint,
                  requestID: requestID, route: route, stream: stream)
         guard !downstreamGone else { return }
@@ -556,14 +559,16 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             stream.encodeLocalReply(status: status, body: body, headers: headers, forceClose: false)
         }
         worker.listenerStats.countResponse(status, row: worker.row)
+        let end = NIODeadline.now()
+        worker.listenerStats.downstreamRqTime.record(from: start.uptimeNanoseconds, to: end.uptimeNanoseconds, row: worker.row)
         let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
-        log(worker, head, headBytes, start: start, status: status, flags: flags, received: received,
+        log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: received,
             sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route, stream: stream)
         stream.endStream(reset: false)
     }
 
     private static func log(
-        _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, status: Int,
+        _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, end: NIODeadline, status: Int,
         flags: ResponseFlags, received: Int, sent: Int, serviceMs: Int?, host: Endpoint?, requestID: ByteBuffer?,
         route: Route?, stream: DownstreamStream
     ) {
@@ -577,7 +582,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             method: headBytes.getSlice(at: base + head.method.lowerBound, length: head.method.count)!,
             path: headBytes.getSlice(at: base + head.target.lowerBound, length: head.target.count)!,
             minorVersion: head.minorVersion, status: status, flags: flags, bytesReceived: received, bytesSent: sent,
-            durationMs: Int((NIODeadline.now() - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
+            durationMs: Int((end - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
             upstreamHost: host, requestID: requestID, route: routeName))
     }
 }
