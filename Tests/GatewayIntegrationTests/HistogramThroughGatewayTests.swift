@@ -121,8 +121,10 @@ final class HistogramThroughGatewayTests: XCTestCase {
         XCTAssertEqual(upstream.p99, route.p99, accuracy: 0.001)
         XCTAssertLessThanOrEqual(upstream.p50, downstream.p50 + 0.001)
 
-        // Prometheus: cumulative buckets over Envoy's bounds, `+Inf` = `_count` = requests; the
-        // 25 ms bucket holds exactly the requests the 20 ms upstreams answered, 50..100 the rest.
+        // Prometheus: cumulative buckets over Envoy's bounds, `+Inf` = `_count` = requests. No
+        // request is faster than its upstream's delay, so nothing is under 10 ms and only the
+        // 20 ms upstreams' answers can be under 50 ms; on a loaded machine a few take longer
+        // than 25 ms (or 100 ms), hence the 10% allowance there.
         let prom = try XCTUnwrap(gw.admin("/stats/prometheus")?.body)
         XCTAssertTrue(prom.contains("# TYPE envoy_cluster_upstream_rq_time histogram\n"))
         for (family, label) in [
@@ -139,17 +141,27 @@ final class HistogramThroughGatewayTests: XCTestCase {
             XCTAssertEqual(h.count, n, family)
             let counts = Dictionary(uniqueKeysWithValues: h.buckets.map { ($0.le, $0.count) })
             XCTAssertEqual(counts["10"], 0, family)
-            XCTAssertEqual(counts["25"], fast, family)
-            XCTAssertEqual(counts["50"], fast, family)
-            XCTAssertEqual(counts["100"], n, family)
+            XCTAssertGreaterThanOrEqual(counts["25"] ?? 0, fast * 9 / 10, family)
+            XCTAssertLessThanOrEqual(counts["25"] ?? 0, counts["50"] ?? 0, family)
+            XCTAssertLessThanOrEqual(counts["50"] ?? 0, fast, family)
+            XCTAssertGreaterThanOrEqual(counts["100"] ?? 0, n * 9 / 10, family)
             let sum = try XCTUnwrap(h.sum, family)
             XCTAssertGreaterThanOrEqual(sum, Double(fast * 20 + slowCount * 80), family)
-            XCTAssertLessThan(sum, Double(fast * 25 + slowCount * 100), family)
+            XCTAssertLessThan(sum, Double(fast * 30 + slowCount * 100), family)
         }
         // Text: Envoy's `P0(nan,...) P25(...) ... P100(...)` line.
         let text = try XCTUnwrap(gw.admin("/stats")?.body)
-        let connectsTotal = text.split(separator: "\n").first { $0.hasPrefix("cluster.svc.upstream_cx_total: ") }
-            .flatMap { Int($0.split(separator: " ")[1]) }
+        func counter(_ name: String) -> Int? {
+            text.split(separator: "\n").first { $0.hasPrefix(name + ": ") }.flatMap { Int($0.split(separator: " ")[1]) }
+        }
+        // The route's counters, as the cluster's for the tries it sent.
+        for stat in ["upstream_rq_total", "upstream_rq_completed", "upstream_rq_2xx"] {
+            XCTAssertEqual(counter("route.orders.\(stat)"), n, stat)
+            XCTAssertEqual(counter("cluster.svc.\(stat)"), n, stat)
+        }
+        XCTAssertEqual(counter("route.orders.upstream_rq_5xx"), 0)
+        XCTAssertEqual(counter("route.orders.upstream_rq_retry"), 0)
+        let connectsTotal = counter("cluster.svc.upstream_cx_total")
         let connects = prometheusHistogram(prom, "envoy_cluster_upstream_cx_connect_ms", "envoy_cluster_name=\"svc\"")
         XCTAssertEqual(connects.count, connectsTotal)
         XCTAssertGreaterThan(connects.count ?? 0, 0)

@@ -181,8 +181,32 @@ public final class RouteStats: Sendable {
 
     public var histograms: [(String, LatencyHistogram)] { [("upstream_rq_time", upstreamRqTime)] }
 
+    /// Envoy's route-level counters (`RouteStats` and the code stats charged to a route),
+    /// bumped on every request the route sends, so kept in per-loop rows like the cluster's.
+    /// Each counts as the cluster counter of the same name does, for this route's tries.
+    enum Upstream: Int, CaseIterable {
+        case upstream_rq_total, upstream_rq_completed
+        case upstream_rq_1xx, upstream_rq_2xx, upstream_rq_3xx, upstream_rq_4xx, upstream_rq_5xx
+        case upstream_rq_timeout, upstream_rq_retry
+    }
+
+    private let upstream = ShardedCounters(count: Upstream.allCases.count)
+
+    @inline(__always) func inc(_ c: Upstream, row: Int) { upstream.increment(c.rawValue, row: row) }
+    subscript(_ c: Upstream) -> Int { upstream[c.rawValue] }
+
+    @inline(__always) func countResponse(_ status: Int, row: Int) {
+        switch status {
+        case ..<200: inc(.upstream_rq_1xx, row: row)
+        case ..<300: inc(.upstream_rq_2xx, row: row)
+        case ..<400: inc(.upstream_rq_3xx, row: row)
+        case ..<500: inc(.upstream_rq_4xx, row: row)
+        default: inc(.upstream_rq_5xx, row: row)
+        }
+    }
+
     public var counters: [(String, Int)] {
-        [
+        Upstream.allCases.map { ("\($0)", self[$0]) } + [
             ("local_rate_limit.rate_limited", rateLimited.load(ordering: .relaxed)),
             ("local_rate_limit.ok", rateLimitOK.load(ordering: .relaxed)),
             ("local_rate_limit.clients_evicted", rateLimitClientsEvicted.load(ordering: .relaxed)),

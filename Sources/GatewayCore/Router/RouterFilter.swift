@@ -305,6 +305,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     }
 
     func upstreamReady(_ request: UpstreamRequest) {
+        route.stats.inc(.upstream_rq_total, row: worker.row)
         // Reads paused for an earlier try, or while waiting for this connection, go on: this
         // connection reports its own watermarks.
         stream.resumeReading()
@@ -319,7 +320,9 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         let status = retry.shouldRetry(result, replayable: replayable, eventLoop: worker.eventLoop,
                                        random: &worker.random, target: self)
         switch status {
-        case .yes: return true
+        case .yes:
+            route.stats.inc(.upstream_rq_retry, row: worker.row)
+            return true
         case .noRetryLimitExceeded:
             flags.insert(.retryLimitExceeded)
             return false
@@ -344,6 +347,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     func upstreamHead(_ request: UpstreamRequest, _ response: MessageHead, bytes: ByteBuffer, framing: BodyFraming,
                       serviceMs: Int) -> Bool {
         guard !done else { return false }
+        route.stats.countResponse(response.status, row: worker.row)
         if scheduleRetry(.response(status: response.status)) {
             upstreamRequest = nil
             return false
@@ -375,6 +379,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     func upstreamResponseEnd(_ request: UpstreamRequest) {
         guard !done else { return }
         upstreamRequest = nil
+        route.stats.inc(.upstream_rq_completed, row: worker.row)
         route.stats.upstreamRqTime.record(micros: request.responseTimeMicros, row: worker.row)
         finish(reset: false)
     }
@@ -421,6 +426,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         routeTimer = nil
         guard !done else { return }
         cluster.stats.inc(.upstream_rq_timeout, row: worker.row)
+        route.stats.inc(.upstream_rq_timeout, row: worker.row)
         flags.insert(.upstreamTimeout)
         if let request = upstreamRequest {
             upstreamRequest = nil
