@@ -171,3 +171,39 @@ final class HistogramThroughGatewayTests: XCTestCase {
         XCTAssertTrue(line.contains(" P50(nan,"), String(line))
     }
 }
+
+/// The route-level counters on the paths that are not plain: a retried 503 and a route timeout.
+final class RouteCountersThroughGatewayTests: XCTestCase {
+    func testRetriesTimeoutsAndClassesAreCountedPerRoute() throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let failing = try TestUpstream(group: group, .init(status: 503))
+        let slow = try TestUpstream(group: group, .init(delay: .milliseconds(500)))
+        defer { failing.close(); slow.close() }
+        let gw = try GatewayProcess(config: """
+            {"serviceEntries":[{"host":"failing","endpoints":[{"address":"127.0.0.1","port":\(failing.port)}]},
+                               {"host":"slow","endpoints":[{"address":"127.0.0.1","port":\(slow.port)}]}],
+             "virtualServices":[{"http":[
+               {"name":"flaky","match":[{"uri":{"prefix":"/flaky"}}],"route":[{"destination":{"host":"failing"}}],
+                "retries":{"attempts":2,"retryOn":"5xx"}},
+               {"name":"late","match":[{"uri":{"prefix":"/late"}}],"route":[{"destination":{"host":"slow"}}],
+                "timeout":"0.1s","retries":{"attempts":0}}]}]}
+            """, extraArguments: ["--access-log", "off"])
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/flaky")?.status, 503)
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/late")?.status, 504)
+        let text = try XCTUnwrap(gw.admin("/stats")?.body)
+        func counter(_ name: String) -> Int? {
+            text.split(separator: "\n").first { $0.hasPrefix(name + ": ") }.flatMap { Int($0.split(separator: " ")[1]) }
+        }
+        // Three tries (the first and two retries), each answered 503 and read to the end.
+        XCTAssertEqual(counter("route.flaky.upstream_rq_total"), 3, text)
+        XCTAssertEqual(counter("route.flaky.upstream_rq_retry"), 2)
+        XCTAssertEqual(counter("route.flaky.upstream_rq_5xx"), 3)
+        XCTAssertEqual(counter("route.flaky.upstream_rq_2xx"), 0)
+        XCTAssertEqual(counter("route.flaky.upstream_rq_completed"), 1)  // only the last is relayed
+        XCTAssertEqual(counter("route.late.upstream_rq_timeout"), 1)
+        XCTAssertEqual(counter("route.late.upstream_rq_total"), 1)
+        XCTAssertEqual(counter("route.late.upstream_rq_completed"), 0)
+        XCTAssertTrue(text.contains("route.late.upstream_rq_time: No recorded values\n"), text)
+        XCTAssertTrue(text.contains("route.flaky.upstream_rq_time: P0(nan,"), text)
+    }
+}
