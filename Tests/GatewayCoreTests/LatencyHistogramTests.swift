@@ -70,6 +70,13 @@ final class LatencyHistogramTests: XCTestCase {
         h.record(micros: 1_000, row: 1)
         h.record(micros: 1_000, row: ShardedCounters.shared)
         XCTAssertEqual(h.snapshot().count, 3)
+        // The shared row stays exact with several writers even when loop rows are exclusive.
+        let shared = LatencyHistogram(rows: two)
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            for _ in 0..<10_000 { shared.record(micros: 500, row: ShardedCounters.shared) }
+        }
+        XCTAssertEqual(shared.snapshot().count, 40_000)
+        XCTAssertEqual(shared.snapshot().sumMicros, 40_000 * 500)
     }
 
     /// libcircllhist's `hist_approx_quantile`: a quantile on a bin's lower count is its left

@@ -6,7 +6,8 @@ import Atomics
 public struct HistogramRows: Sendable {
     public let count: Int
     /// Each loop row has exactly one writer (its event loop): a record is a load and a store.
-    /// Otherwise (more loops than rows, or tests writing from any thread) atomic adds keep it exact.
+    /// Otherwise (more loops than rows, or tests writing from any thread), and always in the
+    /// shared row, atomic adds keep it exact.
     public let exclusive: Bool
 
     /// For a gateway with `loops` event loops, whose rows are `ShardedCounters.row(forLoop:)`.
@@ -95,7 +96,9 @@ public final class LatencyHistogram: @unchecked Sendable {
         let r = row < rows.count ? row : rows.count - 1
         let base = storage + r * stride
         let b = Self.bin(micros: micros)
-        if rows.exclusive {
+        // A loop's own row: nobody else writes it, so a plain load and store are exact. The last
+        // row (the shared one) may have several writers at once, hence atomic adds there.
+        if rows.exclusive && r < rows.count - 1 {
             let bin = UnsafeAtomic<Int>(at: base + b)
             bin.store(bin.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
             let sum = UnsafeAtomic<Int>(at: base + Self.sumSlot)
