@@ -187,7 +187,7 @@ final class AdminHandler: ChannelInboundHandler {
         case (.GET, "/"):
             return (.ok, "text/plain", """
                 admin commands are:
-                  /stats              counters and gauges (?format=json)
+                  /stats              counters, gauges and latency histograms (?format=json)
                   /stats/prometheus   the same in Prometheus text format
                   /clusters           endpoints, health and circuit-breaker limits (?format=json)
                   /config_dump        the config in force, its version, the last reload error

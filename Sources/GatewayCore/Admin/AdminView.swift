@@ -48,13 +48,69 @@ struct AdminView {
         ]
     }
 
-    func statsText() -> String {
-        allStats().map { "\($0.name): \($0.value)\n" }.joined()
+    /// A histogram with its `/stats` name and its Prometheus family and labels.
+    typealias NamedHistogram = (name: String, family: String, labels: String, snapshot: HistogramSnapshot)
+
+    /// Every histogram, sorted by name: `cluster.<host>.upstream_rq_time`,
+    /// `cluster.<host>.upstream_cx_connect_ms`, `http.ingress.downstream_rq_time`,
+    /// `route.<name>.upstream_rq_time`.
+    func allHistograms() -> [NamedHistogram] {
+        var out: [NamedHistogram] = []
+        for c in runtime.clusters {
+            let label = "envoy_cluster_name=\(jsonString(c.name))"
+            for (name, h) in c.stats.histograms {
+                out.append(("cluster.\(c.name).\(name)", "envoy_cluster_" + name, label, h.snapshot()))
+            }
+        }
+        out.append(("http.ingress.downstream_rq_time", "envoy_http_downstream_rq_time",
+                    "envoy_http_conn_manager_prefix=\"ingress\"", runtime.listenerStats.downstreamRqTime.snapshot()))
+        for r in runtime.routeStats {
+            for (name, h) in r.histograms {
+                out.append(("route.\(r.name).\(name)", "envoy_route_" + name, "envoy_route_name=\(jsonString(r.name))",
+                            h.snapshot()))
+            }
+        }
+        return out.sorted { $0.name < $1.name }
     }
 
+    /// Envoy's quantile labels: `P0`, `P25`, ... `P99.5`, `P99.9`, `P100`.
+    static let quantileLabels = LatencyHistogram.envoyQuantiles.map { envoyNumber($0 * 100) }
+
+    /// Envoy's `/stats` histogram line: `P<q>(<interval>,<cumulative>)` for each quantile, or
+    /// `No recorded values`. The gateway keeps no flush interval, so the interval is `nan`.
+    static func summary(_ s: HistogramSnapshot) -> String {
+        guard s.count > 0 else { return "No recorded values" }
+        let values = s.quantiles(LatencyHistogram.envoyQuantiles)
+        return zip(quantileLabels, values).map { "P\($0)(nan,\(envoyNumber($1)))" }.joined(separator: " ")
+    }
+
+    func statsText() -> String {
+        allStats().map { "\($0.name): \($0.value)\n" }.joined()
+            + allHistograms().map { "\($0.name): \(Self.summary($0.snapshot))\n" }.joined()
+    }
+
+    /// Envoy's JSON: counters and gauges as `{name, value}`, then one element
+    /// `{"histograms": {"supported_quantiles": [...], "computed_quantiles": [{name, values:
+    /// [{interval, cumulative}, ...]}]}}` (a quantile with no value is null).
     func statsJSON() -> String {
-        let items = allStats().map { "{\"name\":\(jsonString($0.name)),\"value\":\($0.value)}" }
+        var items = allStats().map { "{\"name\":\(jsonString($0.name)),\"value\":\($0.value)}" }
+        let computed = allHistograms().map { h in
+            let values = h.snapshot.quantiles(LatencyHistogram.envoyQuantiles).map { v in
+                "{\"interval\":null,\"cumulative\":\(v.isNaN ? "null" : Self.envoyNumber(v))}"
+            }
+            return "{\"name\":\(jsonString(h.name)),\"values\":[\(values.joined(separator: ","))]}"
+        }
+        items.append("{\"histograms\":{\"supported_quantiles\":[\(Self.quantileLabels.joined(separator: ","))],"
+                         + "\"computed_quantiles\":[\(computed.joined(separator: ","))]}}")
         return "{\"stats\":[\(items.joined(separator: ","))]}\n"
+    }
+
+    /// A number as Envoy's fmt prints a double: integers without a decimal point, others in
+    /// their shortest form, NaN as `nan`.
+    static func envoyNumber(_ d: Double) -> String {
+        if d.isNaN { return "nan" }
+        if d == d.rounded(), abs(d) < 1e15 { return String(Int(d)) }
+        return "\(d)"
     }
 
     /// Envoy's Prometheus mapping: `envoy_cluster_<stat>{envoy_cluster_name="<host>"}`.
@@ -74,6 +130,20 @@ struct AdminView {
         }
         for r in runtime.routeStats {
             for (name, value) in r.counters { add("envoy_route_" + name, "envoy_route_name=\(jsonString(r.name))", value, gauge: false) }
+        }
+        for h in allHistograms() {
+            // Envoy's exposition: cumulative `_bucket{le}` over its default bounds (printed as
+            // `%g`, so `1.8e+06`), then `+Inf`, `_sum` (ms) and `_count`.
+            let counts = h.snapshot.cumulativeCounts(boundsMs: LatencyHistogram.envoyBucketsMs)
+            let total = h.snapshot.count
+            var lines: [String] = []
+            for (bound, n) in zip(LatencyHistogram.envoyBucketsMs, counts) {
+                lines.append("\(h.family)_bucket{\(h.labels),le=\"\(String(format: "%g", bound))\"} \(n)")
+            }
+            lines.append("\(h.family)_bucket{\(h.labels),le=\"+Inf\"} \(total)")
+            lines.append("\(h.family)_sum{\(h.labels)} \(Self.envoyNumber(h.snapshot.sumMs))")
+            lines.append("\(h.family)_count{\(h.labels)} \(total)")
+            families[h.family, default: ("histogram", [])].lines += lines
         }
         add("envoy_server_config_version", "", runtime.snapshot.version, gauge: true)
         add("envoy_server_access_log_dropped", "", runtime.accessLogDropped, gauge: false)

@@ -5,13 +5,14 @@ import NIOCore
 /// counters, stats and outlier detection. It lives across reloads so counters and ejections carry on.
 public final class Cluster: Sendable {
     public let name: String
-    public let stats = ClusterStats()
+    public let stats: ClusterStats
     public let resources: ResourceManager
     public let outlier: OutlierDetector
     private let hostsByEndpoint: NIOLockedValueBox<[Endpoint: Host]>
 
-    public init(config: HostConfig) {
+    public init(config: HostConfig, histogramRows: HistogramRows = .any) {
         name = config.name
+        stats = ClusterStats(histogramRows: histogramRows)
         resources = ResourceManager(config.trafficPolicy.connectionPool)
         resources.setRetryBudget(config.trafficPolicy.retryBudget)
         outlier = OutlierDetector(settings: config.trafficPolicy.outlierDetection, stats: stats)

@@ -92,8 +92,21 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
 
 public final class ClusterStats: Sendable {
     private let counters = ShardedCounters(count: ClusterCounter.allCases.count)
+    /// Envoy's `upstream_rq_time`: from a try's start (asking the pool) to the end of its
+    /// upstream response, for tries that got a whole response.
+    public let upstreamRqTime: LatencyHistogram
+    /// Envoy's `upstream_cx_connect_ms`: from opening a connection to its TCP connect.
+    public let upstreamCxConnectMs: LatencyHistogram
 
-    public init() {}
+    public init(histogramRows: HistogramRows = .any) {
+        upstreamRqTime = LatencyHistogram(rows: histogramRows)
+        upstreamCxConnectMs = LatencyHistogram(rows: histogramRows)
+    }
+
+    /// The histograms by their Envoy names.
+    public var histograms: [(String, LatencyHistogram)] {
+        [("upstream_cx_connect_ms", upstreamCxConnectMs), ("upstream_rq_time", upstreamRqTime)]
+    }
 
     /// `row`: the event loop's row on the request path; the shared row elsewhere.
     @inline(__always) public func inc(_ c: ClusterCounter, row: Int = ShardedCounters.shared) {

@@ -163,6 +163,7 @@ final class HostPool {
         host.activeConnections.wrappingIncrement(ordering: .relaxed)
         stats.inc(.upstream_cx_total, row: row)
         let connection = UpstreamConnection(pool: self)
+        connection.connectStartedAt = .now()
         // A pool with waiting requests has an owner: each waiting request's filter holds it.
         guard let owner else {
             eventLoop.execute { self.connectFailed(connection, timeout: false) }
@@ -184,6 +185,8 @@ final class HostPool {
         // Closed while connecting (a drain): `channelInactive` reports it.
         guard connection.state == .connecting else { return }
         connection.connectedAt = .now()
+        stats.upstreamCxConnectMs.record(from: connection.connectStartedAt.uptimeNanoseconds,
+                                         to: connection.connectedAt.uptimeNanoseconds, row: row)
         // Asked to close meanwhile, or the cluster is leaving with nobody waiting for it.
         guard connection.reusable, !(draining && pending.isEmpty) else {
             connection.close()

@@ -12,6 +12,12 @@ public final class ListenerStats: Sendable {
     }
 
     private let values = ShardedCounters(count: Counter.allCases.count)
+    /// Envoy's `downstream_rq_time`: from the request's head to the end of its response.
+    public let downstreamRqTime: LatencyHistogram
+
+    public init(histogramRows: HistogramRows = .any) {
+        downstreamRqTime = LatencyHistogram(rows: histogramRows)
+    }
 
     /// Open client connections across all event loops, exact, for `maxConnections`.
     let openConnections = ManagedAtomic<Int>(0)

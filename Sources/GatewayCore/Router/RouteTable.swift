@@ -171,10 +171,42 @@ public final class RouteStats: Sendable {
     /// (`RouterFilter.maxReplayBytes`), or the event loop had `ShadowRequest.maxInFlight` already.
     let mirrorSent = ManagedAtomic<Int>(0)
     let mirrorDropped = ManagedAtomic<Int>(0)
-    init(name: String) { self.name = name }
+    /// `upstream_rq_time` of the requests this route sent (as the cluster's, Envoy's
+    /// route-level `vhost.<vhost>.route.<stat_prefix>.upstream_rq_time`).
+    public let upstreamRqTime: LatencyHistogram
+    init(name: String, histogramRows: HistogramRows = .any) {
+        self.name = name
+        upstreamRqTime = LatencyHistogram(rows: histogramRows)
+    }
+
+    public var histograms: [(String, LatencyHistogram)] { [("upstream_rq_time", upstreamRqTime)] }
+
+    /// Envoy's route-level counters (`RouteStats` and the code stats charged to a route),
+    /// bumped on every request the route sends, so kept in per-loop rows like the cluster's.
+    /// Each counts as the cluster counter of the same name does, for this route's tries.
+    enum Upstream: Int, CaseIterable {
+        case upstream_rq_total, upstream_rq_completed
+        case upstream_rq_1xx, upstream_rq_2xx, upstream_rq_3xx, upstream_rq_4xx, upstream_rq_5xx
+        case upstream_rq_timeout, upstream_rq_retry
+    }
+
+    private let upstream = ShardedCounters(count: Upstream.allCases.count)
+
+    @inline(__always) func inc(_ c: Upstream, row: Int) { upstream.increment(c.rawValue, row: row) }
+    subscript(_ c: Upstream) -> Int { upstream[c.rawValue] }
+
+    @inline(__always) func countResponse(_ status: Int, row: Int) {
+        switch status {
+        case ..<200: inc(.upstream_rq_1xx, row: row)
+        case ..<300: inc(.upstream_rq_2xx, row: row)
+        case ..<400: inc(.upstream_rq_3xx, row: row)
+        case ..<500: inc(.upstream_rq_4xx, row: row)
+        default: inc(.upstream_rq_5xx, row: row)
+        }
+    }
 
     public var counters: [(String, Int)] {
-        [
+        Upstream.allCases.map { ("\($0)", self[$0]) } + [
             ("local_rate_limit.rate_limited", rateLimited.load(ordering: .relaxed)),
             ("local_rate_limit.ok", rateLimitOK.load(ordering: .relaxed)),
             ("local_rate_limit.clients_evicted", rateLimitClientsEvicted.load(ordering: .relaxed)),

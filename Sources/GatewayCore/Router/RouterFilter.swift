@@ -305,6 +305,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     }
 
     func upstreamReady(_ request: UpstreamRequest) {
+        route.stats.inc(.upstream_rq_total, row: worker.row)
         // Reads paused for an earlier try, or while waiting for this connection, go on: this
         // connection reports its own watermarks.
         stream.resumeReading()
@@ -319,7 +320,9 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         let status = retry.shouldRetry(result, replayable: replayable, eventLoop: worker.eventLoop,
                                        random: &worker.random, target: self)
         switch status {
-        case .yes: return true
+        case .yes:
+            route.stats.inc(.upstream_rq_retry, row: worker.row)
+            return true
         case .noRetryLimitExceeded:
             flags.insert(.retryLimitExceeded)
             return false
@@ -344,6 +347,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     func upstreamHead(_ request: UpstreamRequest, _ response: MessageHead, bytes: ByteBuffer, framing: BodyFraming,
                       serviceMs: Int) -> Bool {
         guard !done else { return false }
+        route.stats.countResponse(response.status, row: worker.row)
         if scheduleRetry(.response(status: response.status)) {
             upstreamRequest = nil
             return false
@@ -375,6 +379,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     func upstreamResponseEnd(_ request: UpstreamRequest) {
         guard !done else { return }
         upstreamRequest = nil
+        route.stats.inc(.upstream_rq_completed, row: worker.row)
+        route.stats.upstreamRqTime.record(micros: request.responseTimeMicros, row: worker.row)
         finish(reset: false)
     }
 
@@ -420,6 +426,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         routeTimer = nil
         guard !done else { return }
         cluster.stats.inc(.upstream_rq_timeout, row: worker.row)
+        route.stats.inc(.upstream_rq_timeout, row: worker.row)
         flags.insert(.upstreamTimeout)
         if let request = upstreamRequest {
             upstreamRequest = nil
@@ -533,7 +540,9 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         retry.reset()
         resetUpstream()
         worker.listenerStats.countResponse(status, row: worker.row)
-        Self.log(worker, head, headBytes, start: start, status: status, flags: flags, received: bytesReceived,
+        let end = NIODeadline.now()
+        worker.listenerStats.downstreamRqTime.record(from: start.uptimeNanoseconds, to: end.uptimeNanoseconds, row: worker.row)
+        Self.log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: bytesReceived,
                  sent: stream.responseBytesSent, serviceMs: upstreamServiceMs, host: lastHost?.endpoint,
                  requestID: requestID, route: route, stream: stream)
         guard !downstreamGone else { return }
@@ -556,14 +565,16 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             stream.encodeLocalReply(status: status, body: body, headers: headers, forceClose: false)
         }
         worker.listenerStats.countResponse(status, row: worker.row)
+        let end = NIODeadline.now()
+        worker.listenerStats.downstreamRqTime.record(from: start.uptimeNanoseconds, to: end.uptimeNanoseconds, row: worker.row)
         let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
-        log(worker, head, headBytes, start: start, status: status, flags: flags, received: received,
+        log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: received,
             sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route, stream: stream)
         stream.endStream(reset: false)
     }
 
     private static func log(
-        _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, status: Int,
+        _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, end: NIODeadline, status: Int,
         flags: ResponseFlags, received: Int, sent: Int, serviceMs: Int?, host: Endpoint?, requestID: ByteBuffer?,
         route: Route?, stream: DownstreamStream
     ) {
@@ -577,7 +588,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             method: headBytes.getSlice(at: base + head.method.lowerBound, length: head.method.count)!,
             path: headBytes.getSlice(at: base + head.target.lowerBound, length: head.target.count)!,
             minorVersion: head.minorVersion, status: status, flags: flags, bytesReceived: received, bytesSent: sent,
-            durationMs: Int((NIODeadline.now() - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
+            durationMs: Int((end - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
             upstreamHost: host, requestID: requestID, route: routeName))
     }
 }

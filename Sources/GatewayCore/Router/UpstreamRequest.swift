@@ -49,6 +49,10 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
     private let perTryTimeout: TimeAmount?
     private let requestIsHead: Bool
     private var start = NIODeadline.uptimeNanoseconds(0)
+    /// When the try asked the pool for a connection: `upstream_rq_time` counts from here.
+    private var tryStart = NIODeadline.uptimeNanoseconds(0)
+    /// The try's `upstream_rq_time` in microseconds, once its response ended (for the route's).
+    private(set) var responseTimeMicros = 0
     /// The whole request body was handed over (a response that ends before it leaves the rest
     /// of the body unsent, and the connection must not be reused).
     private var wholeBodyHandedOver = false
@@ -68,6 +72,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
     /// sends the body it holds (`upstreamReady`). `requestComplete`: the whole body has arrived.
     func start(head: ByteBuffer, requestComplete: Bool) {
         eventLoop.assertInEventLoop()
+        tryStart = .now()
         pendingHead = head
         wholeBodyHandedOver = requestComplete
         hostPool.newStream(self)
@@ -178,6 +183,9 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         let owner = self.owner
         markDone()
         cluster.stats.inc(.upstream_rq_completed, row: row)
+        let elapsed = NIODeadline.now().uptimeNanoseconds &- tryStart.uptimeNanoseconds
+        responseTimeMicros = Int(elapsed / 1000)
+        cluster.stats.upstreamRqTime.record(micros: responseTimeMicros, row: row)
         owner?.upstreamResponseEnd(self)
     }
 

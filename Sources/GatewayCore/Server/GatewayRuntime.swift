@@ -20,7 +20,7 @@ public final class GatewayRuntime: Sendable {
     let loadConfig: @Sendable (String) throws -> GatewayConfig
     let group: EventLoopGroup
     let workers: [Worker]
-    public let listenerStats = ListenerStats()
+    public let listenerStats: ListenerStats
     /// Writes the access log off the event loops (nil: logging off).
     let accessLogWriter: AccessLogWriter?
     let logger: Logger
@@ -43,6 +43,8 @@ public final class GatewayRuntime: Sendable {
         var resolving = false
         /// A round was asked for while one ran (a reload bringing new names): it runs after it.
         var resolveAgain = false
+        /// Rows of every histogram: one per event loop (`HistogramRows.forLoops`).
+        var histogramRows = HistogramRows.any
     }
     /// Internal so the service discovery extension can recompile under the same lock as reload.
     let state: NIOLockedValueBox<State>
@@ -67,6 +69,10 @@ public final class GatewayRuntime: Sendable {
         self.logger = logger
         var st = State(snapshot: ConfigSnapshot(version: 0, config: config, routes: RouteTable(routes: []), clusters: [:]))
         st.resolver = resolver
+        var loops = 0
+        for _ in group.makeIterator() { loops += 1 }
+        st.histogramRows = HistogramRows.forLoops(loops)
+        listenerStats = ListenerStats(histogramRows: st.histogramRows)
         st.snapshot = try Self.compile(config, version: 1, into: &st)
         state = NIOLockedValueBox(st)
         let writer = accessLogFD.map { AccessLogWriter(fd: $0) }
@@ -91,7 +97,7 @@ public final class GatewayRuntime: Sendable {
         var clusters: [String: ClusterSnapshot] = [:]
         var keptClusters: [String: Cluster] = [:]
         for (name, host) in config.hosts {
-            let cluster = st.clusters[name] ?? Cluster(config: host)
+            let cluster = st.clusters[name] ?? Cluster(config: host, histogramRows: st.histogramRows)
             cluster.resources.update(host.trafficPolicy.connectionPool)
             cluster.resources.setRetryBudget(host.trafficPolicy.retryBudget)
             let hosts = cluster.hosts(for: Self.resolvedEndpoints(host, st.resolved))
@@ -103,7 +109,7 @@ public final class GatewayRuntime: Sendable {
         var keptStats: [String: RouteStats] = [:]
         var keptLimiters: [String: LocalRateLimiter] = [:]
         for rc in config.routes {
-            let stats = st.routeStats[rc.name] ?? keptStats[rc.name] ?? RouteStats(name: rc.name)
+            let stats = st.routeStats[rc.name] ?? keptStats[rc.name] ?? RouteStats(name: rc.name, histogramRows: st.histogramRows)
             keptStats[rc.name] = stats
             var limiter: LocalRateLimiter? = nil
             if let rl = rc.localRateLimit {

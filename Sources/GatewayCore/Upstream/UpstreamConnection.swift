@@ -61,6 +61,8 @@ final class UpstreamConnection: ChannelInboundHandler {
     var idleSince = NIODeadline.uptimeNanoseconds(0)
     /// When the connect completed: `maxConnectionDuration` counts from here, as Envoy's does.
     var connectedAt = NIODeadline.uptimeNanoseconds(0)
+    /// When the pool began to connect it, for `upstream_cx_connect_ms`.
+    var connectStartedAt = NIODeadline.uptimeNanoseconds(0)
 
     private var framer = MessageFramer(.response, options: .responseDefaults)
     private var requestWasHead = false
