@@ -21,23 +21,10 @@ final class BreakerThroughGatewayTests: XCTestCase {
              "destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"maxConnections":1},
                "http":{"http1MaxPendingRequests":1,"maxRequestsPerConnection":1}}}}]}
             """.write(to: config, atomically: true, encoding: .utf8)
-        let gw = Process()
-        gw.executableURL = try executable("gateway")
-        // One event loop: the breaker's arithmetic is then exactly the seed's single sidecar worker.
-        gw.arguments = ["--config", config.path, "--port", "0", "--admin-port", "0", "--address", "127.0.0.1",
-                        "--access-log", "off", "--threads", "1"]
-        let out = Pipe()
-        gw.standardOutput = out
-        gw.standardError = FileHandle.nullDevice
-        try gw.run()
-        defer { kill(gw.processIdentifier, SIGKILL); gw.waitUntilExit() }
-        var line = Data()
-        while let b = try out.fileHandleForReading.read(upToCount: 1), !b.isEmpty, b[0] != 10 { line.append(b) }
-        let ports = String(decoding: line, as: UTF8.self).split(separator: " ").compactMap { w -> Int? in
-            guard w.hasPrefix("http://"), let c = w.lastIndex(of: ":") else { return nil }
-            return Int(w[w.index(after: c)...])
-        }
-        XCTAssertEqual(ports.count, 2)
+        let gw = try OneLoopGateway(config: config)
+        // Killed when released: kept to the end of the test.
+        defer { withExtendedLifetime(gw) {} }
+        let ports = [gw.port, gw.adminPort]
         let url = "http://127.0.0.1:\(ports[0])/deliveries"
         let loadtest = try executable("loadtest")
 

@@ -39,3 +39,39 @@ func runToEnd(_ exe: URL, _ args: [String]) throws -> (status: Int32, out: Strin
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errBytes.data, as: UTF8.self))
 }
+
+/// The gateway process on one event loop (the breaker's arithmetic is then exactly the seed's
+/// single sidecar worker), ports from 0, no access log; killed when released.
+final class OneLoopGateway {
+    let process = Process()
+    let port: Int
+    let adminPort: Int
+
+    init(config: URL) throws {
+        process.executableURL = try builtExecutable("gateway")
+        process.arguments = ["--config", config.path, "--port", "0", "--admin-port", "0", "--address", "127.0.0.1",
+                             "--access-log", "off", "--threads", "1"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // First line: "gateway listening on http://127.0.0.1:P admin http://127.0.0.1:A ..."
+        var line = Data()
+        while let b = try out.fileHandleForReading.read(upToCount: 1), !b.isEmpty, b[0] != 10 { line.append(b) }
+        let ports = String(decoding: line, as: UTF8.self).split(separator: " ").compactMap { w -> Int? in
+            guard w.hasPrefix("http://"), let c = w.lastIndex(of: ":") else { return nil }
+            return Int(w[w.index(after: c)...])
+        }
+        guard ports.count == 2 else {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw NSError(domain: "gateway", code: 1, userInfo: [NSLocalizedDescriptionKey: "unexpected first line: \(String(decoding: line, as: UTF8.self))"])
+        }
+        (port, adminPort) = (ports[0], ports[1])
+    }
+
+    deinit {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}

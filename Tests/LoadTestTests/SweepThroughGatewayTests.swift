@@ -80,22 +80,10 @@ final class SweepThroughGatewayTests: XCTestCase {
         let predicted = try XCTUnwrap(Int(kneeLine.split(separator: " ").last ?? ""), String(kneeLine))
         print("gateway validate --explain (delivery):\n" + explain.components(separatedBy: "cluster delivery\n").last!)
 
-        let gw = Process()
-        gw.executableURL = gateway
-        gw.arguments = ["--config", config.path, "--port", "0", "--admin-port", "0", "--address", "127.0.0.1", "--access-log", "off", "--threads", "1"]
-        let out = Pipe()
-        gw.standardOutput = out
-        gw.standardError = FileHandle.nullDevice
-        try gw.run()
-        defer { kill(gw.processIdentifier, SIGKILL); gw.waitUntilExit() }
-        var line = Data()
-        while let b = try out.fileHandleForReading.read(upToCount: 1), !b.isEmpty, b[0] != 10 { line.append(b) }
-        let ports = String(decoding: line, as: UTF8.self).split(separator: " ").compactMap { w -> Int? in
-            guard w.hasPrefix("http://"), let c = w.lastIndex(of: ":") else { return nil }
-            return Int(w[w.index(after: c)...])
-        }
-        XCTAssertEqual(ports.count, 2, String(decoding: line, as: UTF8.self))
-        guard ports.count == 2 else { return [] }
+        let gw = try OneLoopGateway(config: config)
+        // Killed when released: kept to the end of the test.
+        defer { withExtendedLifetime(gw) {} }
+        let ports = [gw.port, gw.adminPort]
 
         let html = FileManager.default.temporaryDirectory.appendingPathComponent("sweep-\(UUID().uuidString).html")
         defer { try? FileManager.default.removeItem(at: html) }
