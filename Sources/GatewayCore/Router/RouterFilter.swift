@@ -53,9 +53,12 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
                       earlyBody: ByteBuffer?) -> RouterFilter? {
         worker.eventLoop.assertInEventLoop()
         let now = NIODeadline.now()
+        // The snapshot is shared by every event loop: read once, so its reference count (a cache
+        // line the other loops write too) is touched once per request, not once per use.
+        let table = worker.snapshot.routes
         // Asked only when some route matches on `port`: the plain path looks nothing up.
-        let localPort = worker.snapshot.routes.usesLocalPort ? stream.localPort : 0
-        let route = headBytes.withUnsafeReadableBytes { worker.snapshot.routes.match(head, $0, localPort: localPort) }
+        let localPort = table.usesLocalPort ? stream.localPort : 0
+        let route = headBytes.withUnsafeReadableBytes { table.match(head, $0, localPort: localPort) }
         let received = earlyBody?.readableBytes ?? 0
         guard let route else {
             worker.listenerStats.inc(.noRoute, row: worker.row)
