@@ -24,4 +24,12 @@ final class ShardedCountersTests: XCTestCase {
     func testLoopsBeyondTheRowCountWrapWithoutTouchingTheSharedRow() {
         for i in 0..<100 { XCTAssertNotEqual(ShardedCounters.row(forLoop: i), ShardedCounters.shared) }
     }
+
+    /// The one mapping of a status to Envoy's 1xx…5xx counters, edges included.
+    func testResponseCodeClassEdges() {
+        XCTAssertNil(responseCodeClass(0))
+        XCTAssertNil(responseCodeClass(99))
+        XCTAssertEqual([100, 199, 200, 299, 300, 399, 400, 499, 500, 599, 999].map { responseCodeClass($0) },
+                       [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 4])
+    }
 }

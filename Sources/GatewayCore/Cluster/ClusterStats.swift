@@ -115,12 +115,8 @@ public final class ClusterStats: Sendable {
     public subscript(_ c: ClusterCounter) -> Int { counters[c.rawValue] }
 
     @inline(__always) public func countResponse(_ status: Int, row: Int) {
-        switch status {
-        case ..<200: inc(.upstream_rq_1xx, row: row)
-        case ..<300: inc(.upstream_rq_2xx, row: row)
-        case ..<400: inc(.upstream_rq_3xx, row: row)
-        case ..<500: inc(.upstream_rq_4xx, row: row)
-        default: inc(.upstream_rq_5xx, row: row)
-        }
+        assert(ClusterCounter.upstream_rq_5xx.rawValue - ClusterCounter.upstream_rq_1xx.rawValue == 4, "the class counters are in order")
+        guard let codeClass = responseCodeClass(status) else { return }
+        counters.increment(ClusterCounter.upstream_rq_1xx.rawValue + codeClass, row: row)
     }
 }

@@ -37,16 +37,9 @@ public final class ListenerStats: Sendable {
 
     /// `status` 0 (the client left before any answer) counts in no class, as in Envoy.
     @inline(__always) func countResponse(_ status: Int, row: Int) {
-        let c: Counter
-        switch status {
-        case ..<100: return
-        case ..<200: c = .responses1xx
-        case ..<300: c = .responses2xx
-        case ..<400: c = .responses3xx
-        case ..<500: c = .responses4xx
-        default: c = .responses5xx
-        }
-        inc(c, row: row)
+        assert(Counter.responses5xx.rawValue - Counter.responses1xx.rawValue == 4, "the class counters are in order")
+        guard let codeClass = responseCodeClass(status) else { return }
+        values.increment(Counter.responses1xx.rawValue + codeClass, row: row)
     }
 
     public var counters: [(String, Int)] {

@@ -196,13 +196,9 @@ public final class RouteStats: Sendable {
     subscript(_ c: Upstream) -> Int { upstream[c.rawValue] }
 
     @inline(__always) func countResponse(_ status: Int, row: Int) {
-        switch status {
-        case ..<200: inc(.upstream_rq_1xx, row: row)
-        case ..<300: inc(.upstream_rq_2xx, row: row)
-        case ..<400: inc(.upstream_rq_3xx, row: row)
-        case ..<500: inc(.upstream_rq_4xx, row: row)
-        default: inc(.upstream_rq_5xx, row: row)
-        }
+        assert(Upstream.upstream_rq_5xx.rawValue - Upstream.upstream_rq_1xx.rawValue == 4, "the class counters are in order")
+        guard let codeClass = responseCodeClass(status) else { return }
+        upstream.increment(Upstream.upstream_rq_1xx.rawValue + codeClass, row: row)
     }
 
     public var counters: [(String, Int)] {
