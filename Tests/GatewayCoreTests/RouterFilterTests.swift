@@ -455,11 +455,12 @@ final class RetryStateStatusTests: XCTestCase {
 
     func testStatusesAndTheBudget() {
         let loop = EmbeddedEventLoop()
-        let budget = ResourceLimit(max: 1)
+        let resources = ResourceManager(ConnectionPoolSettings(maxRetries: 1))
+        let budget = resources.retries
         let stats = ClusterStats()
         var random = FastRandom(seed: 1)
         let target = Counter()
-        var state = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.fiveXX]), budget: budget, stats: stats, row: 0)
+        var state = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.fiveXX]), resources: resources, stats: stats, row: 0)
         XCTAssertEqual(state.shouldRetry(.response(status: 404), eventLoop: loop, random: &random, target: target), .no)
         XCTAssertEqual(state.shouldRetry(.overflow, eventLoop: loop, random: &random, target: target), .no)
         XCTAssertEqual(state.shouldRetry(.response(status: 500), eventLoop: loop, random: &random, target: target), .yes)
@@ -468,7 +469,7 @@ final class RetryStateStatusTests: XCTestCase {
         XCTAssertEqual(target.fired, 1, "the retry runs after its backoff")
 
         // Another request's retry finds the budget taken.
-        var other = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.fiveXX]), budget: budget, stats: stats, row: 0)
+        var other = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.fiveXX]), resources: resources, stats: stats, row: 0)
         XCTAssertEqual(other.shouldRetry(.reset, eventLoop: loop, random: &random, target: target), .noOverflow)
         XCTAssertEqual(stats[.upstream_rq_retry_overflow], 1)
 
@@ -483,7 +484,7 @@ final class RetryStateStatusTests: XCTestCase {
         loop.advanceTime(by: .seconds(1))
         XCTAssertEqual(target.fired, 1, "a reset cancels the pending retry")
 
-        var unreplayable = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.fiveXX]), budget: budget, stats: stats, row: 0)
+        var unreplayable = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.fiveXX]), resources: resources, stats: stats, row: 0)
         XCTAssertEqual(unreplayable.shouldRetry(.response(status: 500), replayable: false, eventLoop: loop, random: &random, target: target),
                        .noRetryLimitExceeded)
     }

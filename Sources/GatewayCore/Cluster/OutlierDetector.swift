@@ -25,7 +25,9 @@ public final class OutlierDetector: Sendable {
 
     private let state: NIOLockedValueBox<State>
     private let stats: ClusterStats
-    let activeEjections = ManagedAtomic<Int>(0)
+    /// Read on every request (`ejectionsActive`, by the load balancer's panic check): a raw cell.
+    private let cells = AtomicCells(count: 1)
+    @inline(__always) var activeEjections: UnsafeAtomic<Int> { cells[0] }
     /// Envoy caps the growing ejection time at `max_ejection_time`, 300s by default.
     static let maxEjectionTime = TimeAmount.seconds(300)
 
@@ -33,6 +35,8 @@ public final class OutlierDetector: Sendable {
         state = NIOLockedValueBox(State(settings: settings))
         self.stats = stats
     }
+
+    deinit { cells.deallocate() }
 
     public var ejectionsActive: Int { activeEjections.load(ordering: .relaxed) }
     public var settings: OutlierDetectionSettings? { state.withLockedValue { $0.settings } }
@@ -109,7 +113,7 @@ public final class OutlierDetector: Sendable {
             hs.ejectedAt = now
             hs.timesEjected += 1
             s.hostState[ObjectIdentifier(host)] = hs
-            host.ejected.store(true, ordering: .relaxed)
+            host.ejected.store(1, ordering: .relaxed)
             return true
         }
         guard ejectedNow else { return }
@@ -123,7 +127,7 @@ public final class OutlierDetector: Sendable {
     }
 
     private func uneject(_ host: Host) {
-        host.ejected.store(false, ordering: .relaxed)
+        host.ejected.store(0, ordering: .relaxed)
         host.consecutive5xx.store(0, ordering: .relaxed)
         host.consecutiveGatewayErrors.store(0, ordering: .relaxed)
         host.consecutiveLocalOriginFailures.store(0, ordering: .relaxed)

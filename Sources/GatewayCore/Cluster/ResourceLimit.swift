@@ -2,11 +2,16 @@ import Atomics
 
 /// One circuit-breaker threshold, shared by every event loop (Envoy's `ResourceManager` resource):
 /// the pool asks `canCreate()`, then counts with `inc()`/`dec()`. The maximum can change on reload.
-public final class ResourceLimit: Sendable {
-    private let count = ManagedAtomic<Int>(0)
-    private let maximum: ManagedAtomic<Int>
+/// A view of two of its manager's cells (the count and the maximum), valid while the manager
+/// lives: taking one retains nothing, which matters as every request takes several.
+public struct ResourceLimit: Sendable {
+    private let count: UnsafeAtomic<Int>
+    private let maximum: UnsafeAtomic<Int>
 
-    public init(max: Int) { maximum = ManagedAtomic(max) }
+    init(count: UnsafeAtomic<Int>, maximum: UnsafeAtomic<Int>) {
+        self.count = count
+        self.maximum = maximum
+    }
 
     @inline(__always) public func canCreate() -> Bool {
         count.load(ordering: .relaxed) < maximum.load(ordering: .relaxed)
@@ -29,8 +34,6 @@ public final class ResourceLimit: Sendable {
         return false
     }
     public var current: Int { count.load(ordering: .relaxed) }
-    public var max: Int {
-        get { maximum.load(ordering: .relaxed) }
-    }
-    public func setMax(_ value: Int) { maximum.store(value, ordering: .relaxed) }
+    public var max: Int { maximum.load(ordering: .relaxed) }
+    func setMax(_ value: Int) { maximum.store(value, ordering: .relaxed) }
 }

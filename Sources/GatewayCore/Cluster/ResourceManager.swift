@@ -2,21 +2,33 @@ import Atomics
 
 /// The cluster's circuit-breaker thresholds (Istio connectionPool → Envoy circuit_breakers).
 public final class ResourceManager: Sendable {
-    public let connections: ResourceLimit
-    public let pendingRequests: ResourceLimit
-    public let requests: ResourceLimit
-    public let retries: ResourceLimit
-    /// Istio `retryBudget` as Envoy's `retry_budget`: percent in millionths (-1: none, then
-    /// `retries` keeps its static `maxRetries`), and the floor.
-    private let budgetPercentMicros = ManagedAtomic<Int>(-1)
-    private let budgetMinConcurrency = ManagedAtomic<Int>(0)
+    /// Every count and maximum, in raw cells (see `AtomicCells`): a request reads and bumps
+    /// several, from every event loop.
+    private enum Cell: Int, CaseIterable {
+        case connections, maxConnections, pendingRequests, maxPendingRequests, requests, maxRequests
+        case retries, maxRetries
+        /// Istio `retryBudget` as Envoy's `retry_budget`: percent in millionths (-1: none, then
+        /// `retries` keeps its static `maxRetries`), and the floor.
+        case budgetPercentMicros, budgetMinConcurrency
+    }
+    private let cells = AtomicCells(count: Cell.allCases.count)
+
+    @inline(__always) private func limit(_ count: Cell, _ maximum: Cell) -> ResourceLimit {
+        ResourceLimit(count: cells[count.rawValue], maximum: cells[maximum.rawValue])
+    }
+    @inline(__always) public var connections: ResourceLimit { limit(.connections, .maxConnections) }
+    @inline(__always) public var pendingRequests: ResourceLimit { limit(.pendingRequests, .maxPendingRequests) }
+    @inline(__always) public var requests: ResourceLimit { limit(.requests, .maxRequests) }
+    @inline(__always) public var retries: ResourceLimit { limit(.retries, .maxRetries) }
+    private var budgetPercentMicros: UnsafeAtomic<Int> { cells[Cell.budgetPercentMicros.rawValue] }
+    private var budgetMinConcurrency: UnsafeAtomic<Int> { cells[Cell.budgetMinConcurrency.rawValue] }
 
     public init(_ s: ConnectionPoolSettings) {
-        connections = ResourceLimit(max: s.maxConnections)
-        pendingRequests = ResourceLimit(max: s.http1MaxPendingRequests)
-        requests = ResourceLimit(max: s.http2MaxRequests)
-        retries = ResourceLimit(max: s.maxRetries)
+        budgetPercentMicros.store(-1, ordering: .relaxed)
+        update(s)
     }
+
+    deinit { cells.deallocate() }
 
     public func update(_ s: ConnectionPoolSettings) {
         connections.setMax(s.maxConnections)

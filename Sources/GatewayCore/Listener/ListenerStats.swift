@@ -19,8 +19,11 @@ public final class ListenerStats: Sendable {
         downstreamRqTime = LatencyHistogram(rows: histogramRows)
     }
 
+    deinit { cells.deallocate() }
+
     /// Open client connections across all event loops, exact, for `maxConnections`.
-    let openConnections = ManagedAtomic<Int>(0)
+    private let cells = AtomicCells(count: 1)
+    private var openConnections: UnsafeAtomic<Int> { cells[0] }
 
     /// Takes a connection slot if fewer than `limit` are open.
     func admitConnection(limit: Int) -> Bool {

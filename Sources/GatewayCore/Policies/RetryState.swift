@@ -30,34 +30,23 @@ public struct RetryState {
     public static let baseInterval = TimeAmount.milliseconds(25)
     public static let maxInterval = TimeAmount.milliseconds(250)
 
-    /// The cluster's `maxRetries` resource and the counters retries bump (nil in pure policy use).
-    private let budget: ResourceLimit?
-    /// Or the cluster's resources (then `budget` is nil, so a request holds one reference as
-    /// before): the limit is their `retryLimit` (the DestinationRule's retry budget, or
-    /// `maxRetries`) and the count their `retries`.
+    /// The cluster's resources and the counters retries bump (nil in pure policy use): the limit
+    /// is their `retryLimit` (the DestinationRule's retry budget, or `maxRetries`) and the count
+    /// their `retries`.
     private let resources: ResourceManager?
     private let stats: ClusterStats?
     private let row: Int
-    /// One unit of `budget` is held from a retry's scheduling until the next decision or the end
+    /// One retry unit is held from a retry's scheduling until the next decision or the end
     /// of the request, so `maxRetries` bounds retries outstanding at once, as Envoy's does.
     private var holdsBudget = false
     private var backoffTimer: Scheduled<Void>?
 
     public init(policy: RetryPolicyConfig) {
-        self.init(policy: policy, budget: nil, stats: nil, row: ShardedCounters.shared)
+        self.init(policy: policy, resources: nil, stats: nil, row: ShardedCounters.shared)
     }
 
-    init(policy: RetryPolicyConfig, budget: ResourceLimit?, stats: ClusterStats?, row: Int) {
+    init(policy: RetryPolicyConfig, resources: ResourceManager?, stats: ClusterStats?, row: Int) {
         self.policy = policy
-        self.budget = budget
-        resources = nil
-        self.stats = stats
-        self.row = row
-    }
-
-    init(policy: RetryPolicyConfig, resources: ResourceManager, stats: ClusterStats?, row: Int) {
-        self.policy = policy
-        self.budget = nil
         self.resources = resources
         self.stats = stats
         self.row = row
@@ -110,7 +99,7 @@ public struct RetryState {
         }
         releaseBudget()
         // nil: no limit to ask (pure policy use).
-        if let acquired = resources.map({ $0.tryAcquireRetry() }) ?? budget.map({ $0.tryAcquire() }) {
+        if let acquired = resources.map({ $0.tryAcquireRetry() }) {
             guard acquired else {
                 stats?.inc(.upstream_rq_retry_overflow, row: row)
                 return .noOverflow
@@ -136,7 +125,7 @@ public struct RetryState {
     private mutating func releaseBudget() {
         if holdsBudget {
             holdsBudget = false
-            (resources?.retries ?? budget)?.dec()
+            resources?.retries.dec()
         }
     }
 

@@ -316,15 +316,18 @@ public struct RouteTable: Sendable {
 
     @inline(__always)
     func match(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int = 0) -> Route? {
-        var candidates = routes
         if !byHost.isEmpty, let hostRange = head.host {
             var end = hostRange.upperBound
             if let colon = hostRange.lastIndex(where: { b[$0] == UInt8(ascii: ":") }) { end = colon }
             let host = String(decoding: UnsafeRawBufferPointer(rebasing: b[hostRange.lowerBound..<end]), as: UTF8.self)
                 .lowercased()
-            if let named = byHost[host] { candidates = named }
+            if let named = byHost[host] {
+                for r in named where r.matches(head, b, localPort: localPort) { return r }
+                return nil
+            }
         }
-        for r in candidates where r.matches(head, b, localPort: localPort) { return r }
+        // Walked in place: a copy of the array would retain its storage, which every event loop shares.
+        for r in routes where r.matches(head, b, localPort: localPort) { return r }
         return nil
     }
 }

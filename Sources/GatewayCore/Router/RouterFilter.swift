@@ -384,7 +384,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         upstreamRequest = nil
         route.stats.inc(.upstream_rq_completed, row: worker.row)
         route.stats.upstreamRqTime.record(micros: request.responseTimeMicros, row: worker.row)
-        finish(reset: false)
+        finish(reset: false, end: request.responseEndedAt)
     }
 
     func upstreamTryFailed(_ request: UpstreamRequest, _ result: TryResult, reason: String) {
@@ -534,7 +534,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         finish(reset: false)
     }
 
-    private func finish(reset: Bool, downstreamGone: Bool = false) {
+    /// `end`: when the response ended, if the caller read the clock already (one read less per request).
+    private func finish(reset: Bool, downstreamGone: Bool = false, end: NIODeadline? = nil) {
         done = true
         routeTimer?.cancel()
         faultDelayTimer?.cancel()
@@ -543,10 +544,10 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         retry.reset()
         resetUpstream()
         worker.listenerStats.countResponse(status, row: worker.row)
-        let end = NIODeadline.now()
+        let end = end ?? NIODeadline.now()
         worker.listenerStats.downstreamRqTime.record(from: start.uptimeNanoseconds, to: end.uptimeNanoseconds, row: worker.row)
         Self.log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: bytesReceived,
-                 sent: stream.responseBytesSent, serviceMs: upstreamServiceMs, host: lastHost?.endpoint,
+                 sent: stream.responseBytesSent, serviceMs: upstreamServiceMs, host: lastHost,
                  requestID: requestID, route: route, stream: stream)
         guard !downstreamGone else { return }
         stream.recycle(upstreamHead)
@@ -578,7 +579,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
 
     private static func log(
         _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, end: NIODeadline, status: Int,
-        flags: ResponseFlags, received: Int, sent: Int, serviceMs: Int?, host: Endpoint?, requestID: ByteBuffer?,
+        flags: ResponseFlags, received: Int, sent: Int, serviceMs: Int?, host: Host?, requestID: ByteBuffer?,
         route: Route?, stream: DownstreamStream
     ) {
         guard worker.accessLog.isEnabled else { return }
@@ -592,6 +593,6 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             path: headBytes.getSlice(at: base + head.target.lowerBound, length: head.target.count)!,
             minorVersion: head.minorVersion, status: status, flags: flags, bytesReceived: received, bytesSent: sent,
             durationMs: Int((end - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
-            upstreamHost: host, requestID: requestID, route: routeName))
+            upstreamHost: host?.endpoint, requestID: requestID, route: routeName))
     }
 }

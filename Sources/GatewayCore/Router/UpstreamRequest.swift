@@ -53,6 +53,8 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
     private var tryStart = NIODeadline.uptimeNanoseconds(0)
     /// The try's `upstream_rq_time` in microseconds, once its response ended (for the route's).
     private(set) var responseTimeMicros = 0
+    /// When the response's last byte came (set with `responseTimeMicros`).
+    private(set) var responseEndedAt = NIODeadline.uptimeNanoseconds(0)
     /// The whole request body was handed over (a response that ends before it leaves the rest
     /// of the body unsent, and the connection must not be reused).
     private var wholeBodyHandedOver = false
@@ -183,8 +185,8 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         let owner = self.owner
         markDone()
         cluster.stats.inc(.upstream_rq_completed, row: row)
-        let elapsed = NIODeadline.now().uptimeNanoseconds &- tryStart.uptimeNanoseconds
-        responseTimeMicros = Int(elapsed / 1000)
+        responseEndedAt = NIODeadline.now()
+        responseTimeMicros = Int((responseEndedAt.uptimeNanoseconds &- tryStart.uptimeNanoseconds) / 1000)
         cluster.stats.upstreamRqTime.record(micros: responseTimeMicros, row: row)
         owner?.upstreamResponseEnd(self)
     }
