@@ -286,6 +286,7 @@ public enum HeadParser {
                         head.connectionKeepAlive = true
                     } else if isHopByHop(b, token) {
                         // removed anyway
+                        if equalsLowercase(b, token, "upgrade") { head.connectionUpgrade = true }
                     } else if equalsLowercase(b, token, "content-length") || equalsLowercase(b, token, "transfer-encoding")
                         || equalsLowercase(b, token, "host")
                     {
@@ -296,6 +297,13 @@ public enum HeadParser {
                     }
                 }
             } else if equalsLowercase(b, name, "keep-alive") {
+                head.needsLineRewrite = true
+            }
+        case 7:
+            if equalsLowercase(b, name, "upgrade") {
+                head.needsLineRewrite = true
+                if head.upgrade == nil { head.upgrade = value }
+            } else if equalsLowercase(b, name, "trailer") {
                 head.needsLineRewrite = true
             }
         case 12:

@@ -133,6 +133,15 @@ public struct MessageFramer: Sendable {
         framer = RawMessageFramer(framer.kind, options: framer.options)
     }
 
+    /// Takes every byte buffered after the last message, and leaves the framer as new: the
+    /// connection switched protocols (a 101) and what follows is no longer HTTP/1.1.
+    public mutating func takeRemainingBytes() -> ByteBuffer? {
+        precondition(held == 0 && !framer.isInsideMessage, "a protocol switch happens between messages")
+        let rest = input
+        reset()
+        return rest
+    }
+
     /// Bytes of an incomplete head already scanned for its end (tests: each byte once).
     var headBytesScanned: Int { framer.headScanned }
 }

@@ -41,6 +41,10 @@ public struct MessageHead: Sendable {
     public var hasTransferEncoding = false
     public var connectionClose = false
     public var connectionKeepAlive = false
+    /// The Connection header lists `upgrade`, and the value of the (first) Upgrade header: a
+    /// request to switch protocols, or a 101's answer to one (RFC 9110 §7.8).
+    public var connectionUpgrade = false
+    public var upgrade: Range<Int>? = nil
     public var host: Range<Int>? = nil
     public var requestID: Range<Int>? = nil
     public var forwardedFor: Range<Int>? = nil
@@ -54,6 +58,16 @@ public struct MessageHead: Sendable {
     public var needsLineRewrite = false
 
     public init() {}
+
+    /// An HTTP/1.1 request to switch to WebSocket (RFC 6455 §4.1): GET, `Connection: upgrade`,
+    /// `Upgrade: websocket` (the only protocol the gateway tunnels; any other Upgrade is dropped
+    /// as hop-by-hop and the request goes on as plain HTTP/1.1), no body.
+    public func isWebSocketUpgrade(_ b: UnsafeRawBufferPointer) -> Bool {
+        guard kind == .request, connectionUpgrade, let upgrade, minorVersion == 1, !hasTransferEncoding,
+              (contentLength ?? 0) == 0, equalsExactly(b, method, "GET")
+        else { return false }
+        return equalsLowercase(b, upgrade, "websocket")
+    }
 
     /// Whether the connection may carry another message after this one (RFC 9112 §9.3).
     public var keepAlive: Bool {

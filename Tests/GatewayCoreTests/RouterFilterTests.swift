@@ -57,6 +57,28 @@ final class RecordingStream: DownstreamStream {
         encodeLocalReply(status: status, body: String(decoding: body, as: UTF8.self),
                          headers: headers + (edit?.pairs.map { ($0.name, $0.value) } ?? []), forceClose: forceClose)
     }
+    func encodeSwitchingProtocols(_ head: MessageHead, bytes: ByteBuffer) {
+        heads.append(head)
+        responseBytesSent += bytes.readableBytes
+    }
+    var tunnelEnd: TunnelEnd { self }
+    private(set) var tunnel: UpgradeTunnel?
+    func startTunnel(_ tunnel: UpgradeTunnel) { self.tunnel = tunnel }
+    /// What the tunnel wrote to the client, and whether it closed the client's side.
+    private(set) var tunnelled = ""
+    private(set) var tunnelClosed = false
+}
+
+extension RecordingStream: TunnelEnd {
+    func tunnelWrite(_ bytes: ByteBuffer) {
+        tunnelled += String(buffer: bytes)
+        responseBytesSent += bytes.readableBytes
+    }
+    func tunnelFlush() {}
+    var tunnelWritable: Bool { isWritable }
+    func tunnelPauseReading() { pauseReading() }
+    func tunnelResumeReading() { resumeReading() }
+    func tunnelClose() { tunnelClosed = true }
 }
 
 /// Upstream connections on embedded channels: each connect makes one (or fails, when told to),
@@ -373,6 +395,11 @@ final class UpstreamRequestTests: XCTestCase {
             events.append("failed \(result)")
         }
         func upstreamWritabilityChanged(_ writable: Bool) {}
+        func upstreamSwitchedProtocols(_ request: UpstreamRequest, _ head: MessageHead, bytes: ByteBuffer,
+                                       rest: ByteBuffer?, connection: UpstreamConnection) {
+            events.append("switched \(head.status)")
+            connection.close()
+        }
     }
 
     func makeTry(_ h: RouterHarness, _ owner: RecordingOwner, perTry: TimeAmount? = nil) -> UpstreamRequest {

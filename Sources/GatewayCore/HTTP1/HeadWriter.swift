@@ -144,6 +144,22 @@ enum HeadWriter {
         return writeForwardingLines(head, from: source, clientAddress: clientAddress, into: &out, writeRequestID: writeRequestID)
     }
 
+    /// The lines that ask the upstream to switch to WebSocket, which `writeUpstreamHead` drops
+    /// with the other hop-by-hop lines: put back before the head's blank line.
+    static func appendWebSocketUpgrade(to out: inout ByteBuffer) {
+        assert(out.getBytes(at: out.writerIndex - 2, length: 2) == [13, 10], "a head ends with CRLF")
+        out.moveWriterIndex(to: out.writerIndex - 2)
+        out.writeStaticString("connection: upgrade\r\nupgrade: websocket\r\n\r\n")
+    }
+
+    /// The upstream's `101 Switching Protocols` for the client: its end-to-end lines and the
+    /// Connection/Upgrade pair that accepts the WebSocket.
+    static func writeSwitchingProtocolsHead(_ head: MessageHead, from source: ByteBuffer, into out: inout ByteBuffer) {
+        assert(head.status == 101, "a protocol switch")
+        copyWithoutHopByHop(head, from: source, into: &out)
+        out.writeStaticString("connection: upgrade\r\nupgrade: websocket\r\n\r\n")
+    }
+
     /// X-Forwarded-For, X-Forwarded-Proto, the request id and the blank line; returns the id.
     @inline(__always)
     static func writeForwardingLines(

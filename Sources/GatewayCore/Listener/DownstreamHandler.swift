@@ -15,6 +15,8 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         case body
         /// The request is complete; waiting for the response to finish.
         case awaitingResponse
+        /// A WebSocket after the upstream's 101: bytes go to and come from `tunnel`.
+        case tunnel
         case closed
     }
 
@@ -27,6 +29,9 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     private var state = State.head
     /// The request in progress; one at a time on an HTTP/1.1 connection.
     private(set) var filter: RouterFilter?
+    private var tunnel: UpgradeTunnel?
+    /// A tunnel started and its end was not yet counted (`endStream`).
+    private var tunnelStarted = false
     /// The client's address as X-Forwarded-For and the per-client rate limit see it.
     private(set) lazy var clientAddress: String = context.channel.remoteAddress?.ipAddress ?? "unknown"
     /// Remote then local address as `SocketAddress` prints them (ports included), Envoy's input
@@ -97,6 +102,10 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if let tunnel {
+            self.tunnel = nil
+            tunnel.close(from: self)
+        }
         state = .closed
         requests.reset()
         guard admitted else { return }
@@ -119,11 +128,16 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard state != .closed else { return }
         lastActivity = worker.coarseNow
+        if let tunnel {
+            tunnel.received(unwrapInboundIn(data), from: self)
+            return
+        }
         requests.append(unwrapInboundIn(data))
         processInput()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        tunnel?.readComplete(from: self)
         flushIfNeeded()
     }
 
@@ -136,6 +150,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         isWritable = context.channel.isWritable
         if isWritable { lastActivity = worker.coarseNow }
         filter?.downstreamWritabilityChanged(isWritable)
+        tunnel?.writabilityChanged(of: self)
         context.fireChannelWritabilityChanged()
         if isWritable && state == .head { processInput() }
     }
@@ -176,7 +191,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         var started = 0
         loop: while requests.bufferedBytes > 0 {
             switch state {
-            case .closed, .awaitingResponse:
+            case .closed, .awaitingResponse, .tunnel:
                 break loop
             case .head:
                 assert(filter == nil, "a new head while a request is active")
@@ -455,11 +470,43 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         write(reply, flush: false)
     }
 
+    func encodeSwitchingProtocols(_ head: MessageHead, bytes: ByteBuffer) {
+        assert(outgoing == nil, "a protocol switch after part of a response")
+        var out = context.channel.allocator.buffer(capacity: bytes.readableBytes + 48)
+        HeadWriter.writeSwitchingProtocolsHead(head, from: bytes, into: &out)
+        responseBytesSent += out.readableBytes
+        write(out)
+    }
+
+    var tunnelEnd: TunnelEnd { self }
+
+    func startTunnel(_ tunnel: UpgradeTunnel) {
+        // The upgrade request has no body: it was whole before it went upstream.
+        assert(state == .awaitingResponse && self.tunnel == nil, "a tunnel replaces the request in flight")
+        state = .tunnel
+        self.tunnel = tunnel
+        tunnelStarted = true
+        worker.listenerStats.inc(.upgradesTotal, row: worker.row)
+        worker.listenerStats.inc(.upgradesActive, row: worker.row)
+        if let early = requests.takeRemainingBytes() { tunnel.received(early, from: self) }
+        reading.update(.backlog, holds: false, on: context)
+        resumeReading()
+    }
+
     /// The port the client connected to (the listener's).
     private(set) lazy var localPort: Int = context.channel.localAddress?.port ?? 0
 
     /// The response is over: the connection takes the next request, or closes.
     func endStream(reset: Bool) {
+        if tunnelStarted {
+            // A tunnel's end: its request is over and the connection goes.
+            tunnelStarted = false
+            tunnelClose()
+            worker.listenerStats.add(.upgradesActive, -1, row: worker.row)
+            filter = nil
+            worker.listenerStats.add(.requestsActive, -1, row: worker.row)
+            return
+        }
         sendOutgoing()
         addedResponseHeaders = nil
         dechunker = nil
@@ -584,11 +631,34 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
                 state = .closed
                 context.close(promise: nil)
             }
+        case .tunnel:
+            // Nothing moved either way for the stream idle timeout: the WebSocket is given up.
+            if let limit = limits.streamIdleTimeout, now - lastActivity >= limit, let tunnel {
+                worker.listenerStats.inc(.streamIdleTimeouts, row: worker.row)
+                tunnel.close(from: nil)
+            }
         case .head, .body, .awaitingResponse:
             if let limit = limits.streamIdleTimeout, now - lastActivity >= limit, let filter {
                 worker.listenerStats.inc(.streamIdleTimeouts, row: worker.row)
                 filter.streamIdleTimedOut()
             }
         }
+    }
+}
+
+extension DownstreamHandler: TunnelEnd {
+    func tunnelWrite(_ bytes: ByteBuffer) {
+        responseBytesSent += bytes.readableBytes
+        write(bytes)
+    }
+    func tunnelFlush() { flushIfNeeded() }
+    var tunnelWritable: Bool { isWritable }
+    func tunnelPauseReading() { pauseReading() }
+    func tunnelResumeReading() { resumeReading() }
+    func tunnelClose() {
+        tunnel = nil
+        guard state != .closed, context != nil else { return }
+        state = .closed
+        writeLastAndClose(context.channel.allocator.buffer(capacity: 0))
     }
 }

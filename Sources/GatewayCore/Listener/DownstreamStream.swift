@@ -48,6 +48,14 @@ protocol DownstreamStream: AnyObject {
     func encodeLocalReply(status: Int, body: [UInt8], headers: [(String, String)], edit: ResponseHeadEdit?,
                           forceClose: Bool)
 
+    /// The upstream's 101 to a WebSocket upgrade, for the client.
+    func encodeSwitchingProtocols(_ head: MessageHead, bytes: ByteBuffer)
+    /// The client's end of a tunnel, once the 101 is encoded.
+    var tunnelEnd: TunnelEnd { get }
+    /// From now on every byte is `tunnel`'s: the 101 goes out, and bytes the client sent behind
+    /// its upgrade request go to the upstream.
+    func startTunnel(_ tunnel: UpgradeTunnel)
+
     /// A buffer for the upstream head, recycled per connection (`recycle` gives it back).
     func headBuffer(capacity: Int) -> ByteBuffer
     func recycle(_ buffer: ByteBuffer)

@@ -9,6 +9,8 @@ public final class ListenerStats: Sendable {
         case flowControlPausedReading, flowControlResumedReading
         case headerTimeouts, connectionIdleTimeouts, streamIdleTimeouts, connectionOverflows, maxDurationReached
         case delayedCloseTimeouts
+        /// WebSocket upgrades the upstream accepted (101), and those still tunnelling.
+        case upgradesTotal, upgradesActive
     }
 
     private let values = ShardedCounters(count: Counter.allCases.count)
@@ -66,6 +68,8 @@ public final class ListenerStats: Sendable {
             ("downstream_cx_overflow", self[.connectionOverflows]),
             ("downstream_cx_max_duration_reached", self[.maxDurationReached]),
             ("downstream_cx_delayed_close_timeout", self[.delayedCloseTimeouts]),
+            ("downstream_cx_upgrades_total", self[.upgradesTotal]),
+            ("downstream_cx_upgrades_active", self[.upgradesActive]),
         ]
     }
 }

@@ -43,6 +43,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     private let hash: UInt64?
     /// The route's `headers.response` and CORS lines for this request; nil on routes without transforms.
     private let responseEdit: ResponseHeadEdit?
+    /// A WebSocket upgrade: the upstream is asked to switch, and a 101 turns the request into a tunnel.
+    private let upgrade: Bool
 
     // MARK: route
 
@@ -149,6 +151,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
                 head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.serviceHost, into: &out
             ) { worker.writeRequestID(into: &$0) }
         }
+        upgrade = head.upgrade != nil && headBytes.withUnsafeReadableBytes { head.isWebSocketUpgrade($0) }
+        if upgrade { HeadWriter.appendWebSocketUpgrade(to: &out) }
         upstreamHead = out
     }
 
@@ -245,7 +249,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     /// queue place the request needs. A request answered at once (no healthy host) is not shadowed.
     private func forward() {
         tryOnce()
-        if route.hasMirrors && !done {
+        // A WebSocket is not mirrored (a shadow could not switch protocols with it).
+        if route.hasMirrors && !done && !upgrade {
             mirrorArmed = true
             mirrorIfComplete()
         }
@@ -282,7 +287,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         lastHost = host
         let request = UpstreamRequest(
             owner: self, hostPool: pool.pool(for: host), cluster: cluster, eventLoop: worker.eventLoop, row: worker.row,
-            perTryTimeout: route.perTryTimeout, requestIsHead: isHeadRequest)
+            perTryTimeout: route.perTryTimeout, requestIsHead: isHeadRequest, upgrade: upgrade)
         upstreamRequest = request
         request.start(head: upstreamHead, requestComplete: stream.requestComplete)
     }
@@ -385,6 +390,39 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         route.stats.inc(.upstream_rq_completed, row: worker.row)
         route.stats.upstreamRqTime.record(micros: request.responseTimeMicros, row: worker.row)
         finish(reset: false, end: request.responseEndedAt)
+    }
+
+    // MARK: WebSocket
+
+    /// The upstream accepted the upgrade: the client gets the 101, and the two connections become
+    /// a tunnel until either closes. The route timeout bounded the handshake; from here only the
+    /// stream idle timeout applies, as for Envoy's upgraded streams.
+    func upstreamSwitchedProtocols(_ request: UpstreamRequest, _ head: MessageHead, bytes: ByteBuffer, rest: ByteBuffer?,
+                                   connection: UpstreamConnection) {
+        guard !done else {
+            connection.close()
+            return
+        }
+        assert(upgrade, "a 101 only answers an upgrade request")
+        upstreamRequest = nil
+        routeTimer?.cancel()
+        routeTimer = nil
+        route.stats.countResponse(101, row: worker.row)
+        responseStarted = true
+        status = 101
+        stream.encodeSwitchingProtocols(head, bytes: bytes)
+        let tunnel = UpgradeTunnel(client: stream.tunnelEnd, upstream: connection, eventLoop: worker.eventLoop) {
+            [self] fromClient, _ in
+            // The tunnel's bytes from the client count as the request's; those to it are in the
+            // stream's count already.
+            bytesReceived += fromClient
+            finish(reset: true)
+        }
+        connection.startTunnel(tunnel)
+        stream.startTunnel(tunnel)
+        if let rest { tunnel.received(rest, from: connection) }
+        tunnel.readComplete(from: connection)
+        tunnel.readComplete(from: stream.tunnelEnd)
     }
 
     func upstreamTryFailed(_ request: UpstreamRequest, _ result: TryResult, reason: String) {

@@ -114,6 +114,11 @@ final class ShadowRequest: UpstreamRequestOwner {
     func upstreamTryFailed(_ request: UpstreamRequest, _ result: TryResult, reason: String) { finish() }
     /// The whole body is already handed to the connection: nothing to pause.
     func upstreamWritabilityChanged(_ writable: Bool) {}
+    /// A shadow never asks to switch protocols (upgrades are not mirrored).
+    func upstreamSwitchedProtocols(_ request: UpstreamRequest, _ head: MessageHead, bytes: ByteBuffer, rest: ByteBuffer?,
+                                   connection: UpstreamConnection) {
+        connection.close()
+    }
 
     // MARK: the shadow head
 

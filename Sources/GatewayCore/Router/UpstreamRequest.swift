@@ -19,6 +19,10 @@ protocol UpstreamRequestOwner: AnyObject {
     /// detection (already recorded for the host).
     func upstreamTryFailed(_ request: UpstreamRequest, _ result: TryResult, reason: String)
     func upstreamWritabilityChanged(_ writable: Bool)
+    /// The upstream answered the WebSocket upgrade with a 101: `connection` is the owner's now,
+    /// to tunnel (the try is over and reports nothing more).
+    func upstreamSwitchedProtocols(_ request: UpstreamRequest, _ head: MessageHead, bytes: ByteBuffer, rest: ByteBuffer?,
+                                   connection: UpstreamConnection)
 }
 
 /// One try of a request on one host (Envoy's `UpstreamRequest`): waits for a connection from the
@@ -48,6 +52,8 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
     private var perTryTimer: Scheduled<Void>?
     private let perTryTimeout: TimeAmount?
     private let requestIsHead: Bool
+    /// The request asks to switch to WebSocket (a 101 may answer it).
+    private let upgrade: Bool
     private var start = NIODeadline.uptimeNanoseconds(0)
     /// When the try asked the pool for a connection: `upstream_rq_time` counts from here.
     private var tryStart = NIODeadline.uptimeNanoseconds(0)
@@ -60,7 +66,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
     private var wholeBodyHandedOver = false
 
     init(owner: UpstreamRequestOwner, hostPool: HostPool, cluster: ClusterSnapshot, eventLoop: EventLoop, row: Int,
-         perTryTimeout: TimeAmount?, requestIsHead: Bool) {
+         perTryTimeout: TimeAmount?, requestIsHead: Bool, upgrade: Bool = false) {
         self.owner = owner
         self.hostPool = hostPool
         self.cluster = cluster
@@ -68,6 +74,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         self.row = row
         self.perTryTimeout = perTryTimeout
         self.requestIsHead = requestIsHead
+        self.upgrade = upgrade
     }
 
     /// Asks the pool for a connection; `head` is written when one is ready, and the owner then
@@ -93,7 +100,7 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         cluster.stats.inc(.upstream_rq_total, row: row)
         host.count(.total, row: row)
         start = .now()
-        connection.begin(sink: self, requestIsHead: requestIsHead)
+        connection.begin(sink: self, requestIsHead: requestIsHead, upgrade: upgrade)
         connection.write(pendingHead!, flush: false)
         pendingHead = nil
         // The body so far joins the head in one write.
@@ -166,6 +173,21 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
             return false
         }
         return true
+    }
+
+    func upstreamSwitchedProtocols(_ head: MessageHead, bytes: ByteBuffer, rest: ByteBuffer?) {
+        guard state == .awaitingResponse, let connection else { return }
+        cancelPerTryTimer()
+        record(.response(status: 101))
+        cluster.stats.countResponse(101, row: row)
+        self.connection = nil
+        let owner = self.owner
+        markDone()
+        guard let owner else {
+            connection.close()
+            return
+        }
+        owner.upstreamSwitchedProtocols(self, head, bytes: bytes, rest: rest, connection: connection)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {

@@ -19,6 +19,10 @@ protocol UpstreamResponseSink: AnyObject {
     func upstreamInterimHead(_ bytes: ByteBuffer)
     func upstreamResponseBody(_ body: ByteBuffer)
     func upstreamResponseEnd()
+    /// The upstream switched to the protocol the request asked for (a 101 to a WebSocket
+    /// upgrade): `rest` is what it sent after the head. The connection leaves HTTP for good; the
+    /// sink makes it one end of a tunnel (`startTunnel`) or closes it.
+    func upstreamSwitchedProtocols(_ head: MessageHead, bytes: ByteBuffer, rest: ByteBuffer?)
     /// One read batch from the upstream is over: bytes held back to coalesce should go out.
     func upstreamReadComplete()
     /// The connection failed before the response was complete; `responseStarted`: its head came.
@@ -66,6 +70,10 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     private var framer = MessageFramer(.response, options: .responseDefaults)
     private var requestWasHead = false
+    /// The request in flight asked to switch to WebSocket: a 101 is its answer, not an error.
+    private var upgradeRequested = false
+    /// Set after a 101: every byte is the tunnel's, in both directions.
+    private var tunnel: UpgradeTunnel?
 
     init(pool: HostPool) { self.pool = pool }
 
@@ -86,6 +94,7 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        tunnel?.writabilityChanged(of: self)
         sink?.upstreamWritabilityChanged(context.channel.isWritable)
         context.fireChannelWritabilityChanged()
     }
@@ -102,12 +111,13 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     /// Starts one request (the pool made this connection `.active`); the caller writes the request.
-    func begin(sink: UpstreamResponseSink, requestIsHead: Bool) {
+    func begin(sink: UpstreamResponseSink, requestIsHead: Bool, upgrade: Bool = false) {
         assert(state == .active, "a request begins only on a connection the pool handed out")
         // A pooled connection carries nothing of an earlier response: bytes after one close it.
         assert(framer.bufferedBytes == 0 && !framer.isInsideMessage, "bytes of an earlier response are left")
         framer.expectResponse(toHead: requestIsHead)
         requestWasHead = requestIsHead
+        upgradeRequested = upgrade
         resumeReading()
         self.sink = sink
         requestsServed += 1
@@ -133,6 +143,10 @@ final class UpstreamConnection: ChannelInboundHandler {
         let incoming = unwrapInboundIn(data)
         switch state {
         case .active:
+            if let tunnel {
+                tunnel.received(incoming, from: self)
+                return
+            }
             framer.append(incoming)
             process(context: context)
         case .releasing:
@@ -149,6 +163,7 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        tunnel?.readComplete(from: self)
         sink?.upstreamReadComplete()
         if state == .releasing { pool.released(self) }
     }
@@ -168,9 +183,17 @@ final class UpstreamConnection: ChannelInboundHandler {
                 return
             case .head(let head, let bytes):
                 if head.status == 101 {
-                    // The gateway never asks to switch protocols (it drops Upgrade): an
-                    // upstream that does is not speaking HTTP/1.1 with us.
-                    fail(.protocolError(HTTPParseError(502, "upstream switched protocols unasked")), context: context)
+                    // Only a request that asked for WebSocket may be answered so (the gateway
+                    // drops every other Upgrade); anything else is not speaking HTTP/1.1 with us.
+                    guard upgradeRequested, head.connectionUpgrade, let upgrade = head.upgrade,
+                          bytes.withUnsafeReadableBytes({ equalsLowercase($0, upgrade, "websocket") })
+                    else {
+                        fail(.protocolError(HTTPParseError(502, "upstream switched protocols unasked")), context: context)
+                        return
+                    }
+                    reusable = false
+                    self.sink = nil
+                    sink.upstreamSwitchedProtocols(head, bytes: bytes, rest: framer.takeRemainingBytes())
                     return
                 }
                 if head.isInterim {
@@ -231,6 +254,10 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if let tunnel {
+            self.tunnel = nil
+            tunnel.close(from: self)
+        }
         let sink = self.sink
         self.sink = nil
         let endsAtClose = framer.endsAtClose
@@ -248,6 +275,14 @@ final class UpstreamConnection: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
+    /// After a 101: the connection is one end of `tunnel` until it closes (it stays `.active`
+    /// in its pool meanwhile, and is never reused).
+    func startTunnel(_ tunnel: UpgradeTunnel) {
+        assert(state == .active && sink == nil && !reusable, "a tunnel on the connection that switched protocols")
+        self.tunnel = tunnel
+        resumeReading()
+    }
+
     /// Asks the channel to close; `channelInactive` reports it to the pool.
     func close() {
         reusable = false
@@ -259,5 +294,23 @@ final class UpstreamConnection: ChannelInboundHandler {
     func abandon() {
         sink = nil
         pool.abandoned(self)
+    }
+}
+
+extension UpstreamConnection: TunnelEnd {
+    func tunnelWrite(_ bytes: ByteBuffer) { write(bytes, flush: false) }
+    func tunnelFlush() { flush() }
+    var tunnelWritable: Bool { channel?.isWritable ?? false }
+    func tunnelPauseReading() { pauseReading() }
+    func tunnelResumeReading() { resumeReading() }
+    func tunnelClose() {
+        tunnel = nil
+        guard let context else { return }
+        // After what was written: a close alone would drop bytes still queued.
+        needsFlush = false
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
     }
 }
