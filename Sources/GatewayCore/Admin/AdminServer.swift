@@ -171,11 +171,23 @@ final class AdminHandler: ChannelInboundHandler {
     }
 
     private func respond(_ head: HTTPRequestHead, path: String, query: String) -> (HTTPResponseStatus, String, String) {
-        let json = query.split(separator: "&").contains("format=json")
+        let parameters = query.split(separator: "&")
+        let json = parameters.contains("format=json")
         let view = AdminView(runtime: runtime)
         switch (head.method, path) {
         case (.GET, "/stats"):
-            return json ? (.ok, "application/json", view.statsJSON()) : (.ok, "text/plain", view.statsText())
+            guard json else { return (.ok, "text/plain", view.statsText()) }
+            // Envoy's histogram_buckets: `detailed` lists every non-empty bin, `none` (the
+            // default) the quantiles; Envoy's `cumulative` and `disjoint` are not offered.
+            let buckets = parameters.last { $0.hasPrefix("histogram_buckets=") }?.dropFirst("histogram_buckets=".count)
+            switch buckets {
+            case nil, "none":
+                return (.ok, "application/json", view.statsJSON())
+            case "detailed":
+                return (.ok, "application/json", view.statsJSON(detailedBuckets: true))
+            case let other?:
+                return (.badRequest, "text/plain", "histogram_buckets=\(other) is not supported; use detailed or none\n")
+            }
         case (.GET, "/stats/prometheus"):
             return (.ok, "text/plain; version=0.0.4", view.prometheus())
         case (.GET, "/clusters"):
