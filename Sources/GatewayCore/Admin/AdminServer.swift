@@ -130,9 +130,9 @@ final class AdminHandler: ChannelInboundHandler {
     static let simpleContentTypes: Set<String> = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"]
 
     /// Why a POST looks like one a browser sent for a page of another site, or nil. The admin
-    /// port serves no pages, so no browser request to it is legitimate: browsers mark theirs
-    /// with Origin (on every POST) and Sec-Fetch-Site, and a form can only send the simple
-    /// content types. curl and scripts send none of these.
+    /// port's one page, the dashboard, only reads (GET), so no browser POST to it is legitimate:
+    /// browsers mark theirs with Origin (on every POST) and Sec-Fetch-Site, and a form can only
+    /// send the simple content types. curl and scripts send none of these.
     static func browserRequestReason(_ headers: HTTPHeaders) -> String? {
         if let origin = headers.first(name: "origin") { return "Origin: \(origin)" }
         if let site = headers.first(name: "sec-fetch-site"), site.lowercased() != "none" { return "Sec-Fetch-Site: \(site)" }
@@ -166,8 +166,17 @@ final class AdminHandler: ChannelInboundHandler {
 
                 """, [])
         }
+        if head.method == .GET, path == "/", Self.wantsHTML(head.headers) {
+            return (.ok, "text/html; charset=utf-8", Dashboard.html, Dashboard.headers)
+        }
         let (status, contentType, body) = respond(head, path: path, query: parts.count > 1 ? String(parts[1]) : "")
-        return (status, contentType, body, [])
+        return (status, contentType, body, path == "/" ? [("vary", "accept")] : [])
+    }
+
+    /// A browser asks for HTML and gets the dashboard; curl and scripts (`Accept: */*` or none)
+    /// keep getting the plain list of admin commands.
+    static func wantsHTML(_ headers: HTTPHeaders) -> Bool {
+        headers["accept"].contains { $0.lowercased().contains("text/html") }
     }
 
     private func respond(_ head: HTTPRequestHead, path: String, query: String) -> (HTTPResponseStatus, String, String) {
@@ -199,6 +208,7 @@ final class AdminHandler: ChannelInboundHandler {
         case (.GET, "/"):
             return (.ok, "text/plain", """
                 admin commands are:
+                  /                   this list; in a browser, the live dashboard
                   /stats              counters, gauges and latency histograms (?format=json)
                   /stats/prometheus   the same in Prometheus text format
                   /clusters           endpoints, health and circuit-breaker limits (?format=json)
