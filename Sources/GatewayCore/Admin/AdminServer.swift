@@ -62,6 +62,10 @@ final class AdminHandler: ChannelInboundHandler {
                 reload(context, head)
                 return
             }
+            if head.method == .GET, Self.renderedOffLoop.contains(Self.path(of: head)) {
+                renderOffLoop(context, head)
+                return
+            }
             let (status, contentType, body, extra) = respond(head, local: context.channel.localAddress)
             send(context, head, status, contentType, body, extraHeaders: extra, close: !head.isKeepAlive)
         }
@@ -85,6 +89,25 @@ final class AdminHandler: ChannelInboundHandler {
                     answer = (.serviceUnavailable, "{\"error\":\(jsonString("reload not run: \(error)"))}\n")
                 }
                 self.send(context, head, answer.0, "application/json", answer.1, close: !head.isKeepAlive)
+            }
+    }
+
+    /// What walks every cluster, endpoint and histogram bin: a few ms for a large config, and an
+    /// open dashboard reads `/stats` and `/clusters` every second. Rendered on a thread of its
+    /// own, as reload is, so requests on this event loop never wait behind it.
+    static let renderedOffLoop: Set<String> = ["/stats", "/stats/prometheus", "/clusters", "/config_dump"]
+
+    private func renderOffLoop(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        let runtime = self.runtime
+        NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) { Self.respond(runtime, head) }
+            .assumeIsolated()
+            .whenComplete { outcome in
+                switch outcome {
+                case .success(let (status, contentType, body)):
+                    self.send(context, head, status, contentType, body, close: !head.isKeepAlive)
+                case .failure(let error):
+                    self.send(context, head, .serviceUnavailable, "text/plain", "not rendered: \(error)\n", close: true)
+                }
             }
     }
 
@@ -151,7 +174,6 @@ final class AdminHandler: ChannelInboundHandler {
     ]
 
     private func respond(_ head: HTTPRequestHead, local: SocketAddress?) -> (HTTPResponseStatus, String, String, [(String, String)]) {
-        let parts = head.uri.split(separator: "?", maxSplits: 1)
         let path = Self.path(of: head)
         if head.method == .OPTIONS, let allow = Self.allowedMethods[path] {
             // Plain HTTP OPTIONS: no Access-Control-Allow-* header, so a browser's preflight fails.
@@ -169,7 +191,7 @@ final class AdminHandler: ChannelInboundHandler {
         if head.method == .GET, path == "/", Self.wantsHTML(head.headers) {
             return (.ok, "text/html; charset=utf-8", Dashboard.html, Dashboard.headers)
         }
-        let (status, contentType, body) = respond(head, path: path, query: parts.count > 1 ? String(parts[1]) : "")
+        let (status, contentType, body) = Self.respond(runtime, head)
         return (status, contentType, body, path == "/" ? [("vary", "accept")] : [])
     }
 
@@ -179,7 +201,10 @@ final class AdminHandler: ChannelInboundHandler {
         headers["accept"].contains { $0.lowercased().contains("text/html") }
     }
 
-    private func respond(_ head: HTTPRequestHead, path: String, query: String) -> (HTTPResponseStatus, String, String) {
+    /// The answer to a GET (or a wrong method) from the runtime alone, so any thread can render it.
+    private static func respond(_ runtime: GatewayRuntime, _ head: HTTPRequestHead) -> (HTTPResponseStatus, String, String) {
+        let path = Self.path(of: head)
+        let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first ?? ""
         let parameters = query.split(separator: "&")
         let json = parameters.contains("format=json")
         let view = AdminView(runtime: runtime)
