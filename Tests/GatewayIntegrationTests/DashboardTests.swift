@@ -179,6 +179,15 @@ final class DashboardTests: XCTestCase {
         XCTAssertGreaterThan(requestRates.max() ?? 0, 5, "requests per second under load: \(requestRates)")
         XCTAssertGreaterThan(overflowRates.max() ?? 0, 0, "the breaker sheds, live: \(overflowRates)")
         XCTAssertEqual(requestRates.last, 0, "and stops with the load: \(requestRates)")
+        // p50/p99 of the tries in the window, from the differences of the detailed bins: each
+        // try takes the upstream's 50 ms, plus the wait for the one before it when it was pending.
+        func shownMs(_ cls: String) -> Double? {
+            guard let r = liveBreaker.range(of: #"class="\#(cls)">p\d+ [0-9.]+ ms<"#, options: .regularExpression) else { return nil }
+            return Double(liveBreaker[r].split(separator: " ")[1])
+        }
+        let p50 = try XCTUnwrap(shownMs("cp50"), liveBreaker), p99 = try XCTUnwrap(shownMs("cp99"), liveBreaker)
+        XCTAssertTrue((50...160).contains(p50), "p50 \(p50) ms")
+        XCTAssertTrue((p50...400).contains(p99), "p99 \(p99) ms, p50 \(p50) ms")
 
         // A new page: equal to /stats, and moved by what the load did. `-t` abandons the (at
         // most 3) requests in flight at its deadline, which the gateway may still count.
