@@ -136,6 +136,20 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(statsBefore["cluster.breaker.upstream_rq_2xx"], slow.requests.load(ordering: .relaxed))
         XCTAssertEqual(statsBefore["cluster.breaker.upstream_rq_total"], status(first, "200"), "a shed request never reaches the pool")
 
+        // What the page subtracts: Envoy's detailed form, every non-empty bin in ms, adding up to
+        // the tries (each one at least the upstream's 50 ms).
+        let detailed = try XCTUnwrap(gw.admin("/stats?format=json&histogram_buckets=detailed")?.body)
+        let root = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(detailed.utf8)) as? [String: Any])
+        let histograms = try XCTUnwrap((root["stats"] as? [[String: Any]])?.compactMap { $0["histograms"] as? [String: Any] }.first)
+        XCTAssertEqual(histograms["supported_percentiles"] as? [Double], [0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100])
+        let details = try XCTUnwrap(histograms["details"] as? [[String: Any]])
+        let tries = try XCTUnwrap(details.first { $0["name"] as? String == "cluster.breaker.upstream_rq_time" }, detailed)
+        let totals = try XCTUnwrap(tries["totals"] as? [[String: Double]])
+        XCTAssertEqual(totals.reduce(0) { $0 + Int($1["count"] ?? 0) }, statsBefore["cluster.breaker.upstream_rq_total"])
+        XCTAssertTrue(totals.allSatisfy { ($0["lower_bound"] ?? 0) >= 50 && ($0["width"] ?? 0) > 0 }, "\(totals)")
+        XCTAssertEqual((tries["intervals"] as? [Any])?.count, 0, "no flush interval")
+        XCTAssertEqual((tries["percentiles"] as? [Any])?.count, 10)
+
         let breaker = section(before, cluster: "breaker")
         XCTAssertTrue(breaker.contains(#"data-limit="max_pending_requests">of 1<"#), breaker)
         XCTAssertTrue(breaker.contains(#"data-limit="max_connections">of 1<"#), breaker)
