@@ -107,14 +107,17 @@ enum Dashboard {
 
         // One read of the admin: counters and gauges by name, histograms' bins by name.
         function parseStats(json) {
-          const values = new Map(), hist = new Map();
+          const values = new Map(), hist = new Map(), sinceStart = new Map();
           for (const item of json.stats) {
             if ("name" in item) { values.set(item.name, item.value); continue; }
+            const supported = (item.histograms && item.histograms.supported_percentiles) || [];
             for (const h of (item.histograms && item.histograms.details) || []) {
               hist.set(h.name, h.totals.map(b => [b.lower_bound, b.width, b.count]));
+              const at = p => (h.percentiles[supported.indexOf(p)] || {}).cumulative;
+              sinceStart.set(h.name, [at(50), at(99)].map(v => typeof v === "number" ? v : null));
             }
           }
-          return {values, hist};
+          return {values, hist, sinceStart};
         }
 
         // The bins recorded between two reads (a newer minus an older total).
@@ -166,10 +169,15 @@ enum Dashboard {
           }
           return {p50, p99};
         }
-        // p50/p99 over the whole ring (the last minute, or since the page opened).
+        // p50/p99 over the whole ring (the last minute, or since the page opened); with nothing
+        // recorded in it, the gateway's own since its start.
         function windowQuantiles(name) {
-          if (ring.length < 2) return [null, null];
-          return quantiles(binsBetween(ring[0].hist.get(name), ring[ring.length - 1].hist.get(name)), [0.5, 0.99]);
+          const newest = ring[ring.length - 1];
+          const [p50, p99] = ring.length < 2 ? [null, null]
+            : quantiles(binsBetween(ring[0].hist.get(name), newest.hist.get(name)), [0.5, 0.99]);
+          if (p50 !== null) return {p50, p99, span: "last " + Math.round(Math.min(WINDOW_MS, newest.t - ring[0].t) / 1000) + " s"};
+          const [c50, c99] = newest.sinceStart.get(name) || [null, null];
+          return {p50: c50, p99: c99, span: c50 === null ? "none recorded" : "since start"};
         }
 
         function fmtRate(v) {
@@ -206,7 +214,8 @@ enum Dashboard {
             const x0 = slots - s.length;
             let pts = [];
             const flush = () => {
-              if (pts.length === 1) pts.push([pts[0][0] + 0.5, pts[0][1]]);
+              // A lone value is a rate over the interval before it: one step wide.
+              if (pts.length === 1) pts.unshift([Math.max(1, pts[0][0] - (w - 2) / (slots - 1)).toFixed(1), pts[0][1]]);
               if (pts.length > 1) {
                 const line = document.createElementNS(svg.namespaceURI, "polyline");
                 line.setAttribute("points", pts.map(p => p.join(",")).join(" "));
@@ -272,7 +281,7 @@ enum Dashboard {
           const series = {};
           for (const [cls, names] of Object.entries(classes)) series[cls] = rateSeries(names);
           const q = quantileSeries(histName);
-          const [p50, p99] = windowQuantiles(histName);
+          const {p50, p99, span} = windowQuantiles(histName);
           const newest = ring[ring.length - 1];
           return el("div", {class: "grid2"},
             el("div", {},
@@ -290,7 +299,7 @@ enum Dashboard {
               el("div", {class: "legend"},
                 el("span", {class: "cp50"}, "p50 ", fmtMs(p50)),
                 el("span", {class: "cp99"}, "p99 ", fmtMs(p99)),
-                el("span", {class: "muted"}, "last " + Math.round(Math.min(WINDOW_MS, newest.t - ring[0].t) / 1000) + " s")),
+                el("span", {class: "muted"}, span)),
               spark({cp50: q.p50, cp99: q.p99}, {width: 260, height: 40, unit: "ms"}),
               el("div", {class: "legend muted"}, histName)));
         }
@@ -367,7 +376,7 @@ enum Dashboard {
               .map((t, i) => el("th", {class: i ? "num" : null}, t))),
             names.map(r => {
               const p = "route." + r + ".";
-              const [p50, p99] = windowQuantiles(p + "upstream_rq_time");
+              const {p50, p99} = windowQuantiles(p + "upstream_rq_time");
               const perSec = counters => fmtRate(lastOf(rateSeries(counters)));
               return el("tr", {"data-route": r},
                 el("td", {}, r), el("td", {class: "num"}, perSec([p + "upstream_rq_total"])),
