@@ -63,7 +63,7 @@ enum Dashboard {
         <body>
         <header>
           <h1>gateway admin</h1>
-          <span>config version <b data-stat="server.config_version" id="version">–</b></span>
+          <span>config version <b data-stat="server.config_version">–</b></span>
           <span>reloads <b data-stat="server.reload_success">–</b> ok,
                 <b data-stat="server.reload_failure">–</b> failed</span>
           <span id="status" data-samples="0">loading…</span>
@@ -408,7 +408,8 @@ enum Dashboard {
             sample.t = Date.now();
             sample.hosts = new Map();
             for (const c of clustersJSON.clusters) for (const h of c.hosts) sample.hosts.set(c.name + "/" + h.address + ":" + h.port, h.rq_total);
-            // A counter that went down: the gateway restarted; the old reads mean nothing now.
+            // A counter that went down: the gateway restarted (or a reload rebuilt what counted); the
+            // older reads no longer subtract from these.
             const prev = ring[ring.length - 1];
             if (prev && [...prev.values].some(([n, v]) => sample.values.has(n) && sample.values.get(n) < v && !/_active$|_open$|remaining|config_version/.test(n))) ring.length = 0;
             ring.push(sample);
