@@ -214,5 +214,19 @@ final class DashboardTests: XCTestCase {
         XCTAssertTrue((status(second, "200")...status(second, "200") + 3).contains(servedDelta), "\(servedDelta) served, loadtest saw \(second)")
         let upstreamSaw = slow.requests.load(ordering: .relaxed) - slowBefore
         XCTAssertTrue((servedDelta...servedDelta + 3).contains(upstreamSaw), "upstream saw \(upstreamSaw), the page shows \(servedDelta) answered")
+
+        // A refused reload: the page shows the error /config_dump has, beside the version in force.
+        try gw.writeConfig(#"{"serviceEntries": ["#)
+        XCTAssertEqual(gw.admin("/reload", method: "POST")?.status, 400)
+        let dump = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((gw.admin("/config_dump")?.body ?? "").utf8)) as? [String: Any])
+        let reloadError = try XCTUnwrap(dump["last_reload_error"] as? String)
+        let refused = try HeadlessChromium.dumpDOM(chromium, url: dashboard, profile: profiles.appendingPathComponent("c"), virtualTimeMs: 2000)
+        let shown = assertMatchesStats(refused, "after a refused reload")
+        XCTAssertEqual(shown["server.reload_failure"], 1)
+        XCTAssertEqual(shown["server.config_version"], 1)
+        let banner = refused.replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
+            .replacingOccurrences(of: "&amp;", with: "&")
+        XCTAssertTrue(banner.contains("<div id=\"reload-error\">last reload refused (the previous config keeps serving): \(reloadError)</div>"),
+                      "\(reloadError) in \(refused.prefix(4000))")
     }
 }
