@@ -129,4 +129,15 @@ final class LatencyHistogramTests: XCTestCase {
                            + "P99(nan,20.99) P99.5(nan,20.995) P99.9(nan,20.999) P100(nan,21)")
         XCTAssertEqual(AdminView.quantileLabels, ["0", "25", "50", "75", "90", "95", "99", "99.5", "99.9", "100"])
     }
+
+    /// Envoy's `histogram_buckets=detailed` bins: the non-empty ones, lower edge and width in ms.
+    func testDetailedBucketsAreTheNonEmptyBinsInMilliseconds() {
+        let h = LatencyHistogram()
+        XCTAssertTrue(h.snapshot().detailedBuckets().isEmpty)
+        for micros in [55, 20_300, 20_999, 80_000, 1_500_000] { h.record(micros: micros, row: 0) }
+        let bins = h.snapshot().detailedBuckets()
+        XCTAssertEqual(bins.map(\.lowerBoundMs), [0.05, 20, 80, 1500])
+        XCTAssertEqual(bins.map(\.widthMs), [0.01, 1, 1, 100])
+        XCTAssertEqual(bins.map(\.count), [1, 2, 1, 1])
+    }
 }

@@ -42,7 +42,7 @@ final class AdminHardeningTests: XCTestCase {
             ("JSON with Origin", "Origin: https://evil.example\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"),
             ("cross-site fetch", "Sec-Fetch-Site: cross-site\r\nContent-Length: 0\r\n\r\n"),
             ("same-site fetch", "Sec-Fetch-Site: same-site\r\nContent-Length: 0\r\n\r\n"),
-            // The admin serves no pages: a "same-origin" request comes from a DNS-rebound name.
+            // The dashboard never POSTs: a "same-origin" POST comes from a DNS-rebound name.
             ("same-origin fetch", "Sec-Fetch-Site: same-origin\r\nContent-Length: 0\r\n\r\n"),
         ]
         for (what, rest) in attempts {

@@ -346,11 +346,7 @@ final class RouteTransformTests: XCTestCase {
     /// custom header (so Chromium sends a preflight first), and reads an exposed and a hidden
     /// header. The origin the policy allows succeeds; another origin's fetch fails.
     func testCORSWithChromium() throws {
-        guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: {
-            FileManager.default.isExecutableFile(atPath: $0)
-        }) else {
-            throw XCTSkip("chromium is not installed (apt-get install chromium): the browser check of CORS is skipped")
-        }
+        let chromium = try HeadlessChromium.executable(skipping: "the browser check of CORS")
         let allowedPort = try refusedPort()
         var otherPort = try refusedPort()
         while otherPort == allowedPort { otherPort = try refusedPort() }
@@ -392,23 +388,8 @@ final class RouteTransformTests: XCTestCase {
         }
 
         func browse(_ port: Int) throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: chromium)
-            p.arguments = [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--user-data-dir=\(dir.appendingPathComponent("profile-\(port)").path)",
-                "--virtual-time-budget=5000", "--dump-dom", "http://127.0.0.1:\(port)/page.html",
-            ]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
-            DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: killer)
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            killer.cancel()
-            let dom = String(decoding: data, as: UTF8.self)
+            let dom = try HeadlessChromium.dumpDOM(chromium, url: "http://127.0.0.1:\(port)/page.html",
+                                                   profile: dir.appendingPathComponent("profile-\(port)"))
             guard let r = dom.range(of: "RESULT") else { return "no result in: \(dom.prefix(500))" }
             return String(dom[r.lowerBound...].prefix { $0 != "<" })
         }

@@ -62,6 +62,10 @@ final class AdminHandler: ChannelInboundHandler {
                 reload(context, head)
                 return
             }
+            if head.method == .GET, Self.renderedOffLoop.contains(Self.path(of: head)) {
+                renderOffLoop(context, head)
+                return
+            }
             let (status, contentType, body, extra) = respond(head, local: context.channel.localAddress)
             send(context, head, status, contentType, body, extraHeaders: extra, close: !head.isKeepAlive)
         }
@@ -85,6 +89,25 @@ final class AdminHandler: ChannelInboundHandler {
                     answer = (.serviceUnavailable, "{\"error\":\(jsonString("reload not run: \(error)"))}\n")
                 }
                 self.send(context, head, answer.0, "application/json", answer.1, close: !head.isKeepAlive)
+            }
+    }
+
+    /// What walks every cluster, endpoint and histogram bin: a few ms for a large config, and an
+    /// open dashboard reads `/stats` and `/clusters` every second. Rendered on a thread of its
+    /// own, as reload is, so requests on this event loop never wait behind it.
+    static let renderedOffLoop: Set<String> = ["/stats", "/stats/prometheus", "/clusters", "/config_dump"]
+
+    private func renderOffLoop(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        let runtime = self.runtime
+        NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) { Self.respond(runtime, head) }
+            .assumeIsolated()
+            .whenComplete { outcome in
+                switch outcome {
+                case .success(let (status, contentType, body)):
+                    self.send(context, head, status, contentType, body, close: !head.isKeepAlive)
+                case .failure(let error):
+                    self.send(context, head, .serviceUnavailable, "text/plain", "not rendered: \(error)\n", close: true)
+                }
             }
     }
 
@@ -130,9 +153,9 @@ final class AdminHandler: ChannelInboundHandler {
     static let simpleContentTypes: Set<String> = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"]
 
     /// Why a POST looks like one a browser sent for a page of another site, or nil. The admin
-    /// port serves no pages, so no browser request to it is legitimate: browsers mark theirs
-    /// with Origin (on every POST) and Sec-Fetch-Site, and a form can only send the simple
-    /// content types. curl and scripts send none of these.
+    /// port's one page, the dashboard, only reads (GET), so no browser POST to it is legitimate:
+    /// browsers mark theirs with Origin (on every POST) and Sec-Fetch-Site, and a form can only
+    /// send the simple content types. curl and scripts send none of these.
     static func browserRequestReason(_ headers: HTTPHeaders) -> String? {
         if let origin = headers.first(name: "origin") { return "Origin: \(origin)" }
         if let site = headers.first(name: "sec-fetch-site"), site.lowercased() != "none" { return "Sec-Fetch-Site: \(site)" }
@@ -151,7 +174,6 @@ final class AdminHandler: ChannelInboundHandler {
     ]
 
     private func respond(_ head: HTTPRequestHead, local: SocketAddress?) -> (HTTPResponseStatus, String, String, [(String, String)]) {
-        let parts = head.uri.split(separator: "?", maxSplits: 1)
         let path = Self.path(of: head)
         if head.method == .OPTIONS, let allow = Self.allowedMethods[path] {
             // Plain HTTP OPTIONS: no Access-Control-Allow-* header, so a browser's preflight fails.
@@ -166,16 +188,40 @@ final class AdminHandler: ChannelInboundHandler {
 
                 """, [])
         }
-        let (status, contentType, body) = respond(head, path: path, query: parts.count > 1 ? String(parts[1]) : "")
-        return (status, contentType, body, [])
+        if head.method == .GET, path == "/", Self.wantsHTML(head.headers) {
+            return (.ok, "text/html; charset=utf-8", Dashboard.html, Dashboard.headers)
+        }
+        let (status, contentType, body) = Self.respond(runtime, head)
+        return (status, contentType, body, path == "/" ? [("vary", "accept")] : [])
     }
 
-    private func respond(_ head: HTTPRequestHead, path: String, query: String) -> (HTTPResponseStatus, String, String) {
-        let json = query.split(separator: "&").contains("format=json")
+    /// A browser asks for HTML and gets the dashboard; curl and scripts (`Accept: */*` or none)
+    /// keep getting the plain list of admin commands.
+    static func wantsHTML(_ headers: HTTPHeaders) -> Bool {
+        headers["accept"].contains { $0.lowercased().contains("text/html") }
+    }
+
+    /// The answer to a GET (or a wrong method) from the runtime alone, so any thread can render it.
+    private static func respond(_ runtime: GatewayRuntime, _ head: HTTPRequestHead) -> (HTTPResponseStatus, String, String) {
+        let path = Self.path(of: head)
+        let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first ?? ""
+        let parameters = query.split(separator: "&")
+        let json = parameters.contains("format=json")
         let view = AdminView(runtime: runtime)
         switch (head.method, path) {
         case (.GET, "/stats"):
-            return json ? (.ok, "application/json", view.statsJSON()) : (.ok, "text/plain", view.statsText())
+            guard json else { return (.ok, "text/plain", view.statsText()) }
+            // Envoy's histogram_buckets: `detailed` lists every non-empty bin, `none` (the
+            // default) the quantiles; Envoy's `cumulative` and `disjoint` are not offered.
+            let buckets = parameters.last { $0.hasPrefix("histogram_buckets=") }?.dropFirst("histogram_buckets=".count)
+            switch buckets {
+            case nil, "none":
+                return (.ok, "application/json", view.statsJSON())
+            case "detailed":
+                return (.ok, "application/json", view.statsJSON(detailedBuckets: true))
+            case let other?:
+                return (.badRequest, "text/plain", "histogram_buckets=\(other) is not supported; use detailed or none\n")
+            }
         case (.GET, "/stats/prometheus"):
             return (.ok, "text/plain; version=0.0.4", view.prometheus())
         case (.GET, "/clusters"):
@@ -187,6 +233,7 @@ final class AdminHandler: ChannelInboundHandler {
         case (.GET, "/"):
             return (.ok, "text/plain", """
                 admin commands are:
+                  /                   this list; in a browser, the live dashboard
                   /stats              counters, gauges and latency histograms (?format=json)
                   /stats/prometheus   the same in Prometheus text format
                   /clusters           endpoints, health and circuit-breaker limits (?format=json)

@@ -92,16 +92,37 @@ struct AdminView {
     /// Envoy's JSON: counters and gauges as `{name, value}`, then one element
     /// `{"histograms": {"supported_quantiles": [...], "computed_quantiles": [{name, values:
     /// [{interval, cumulative}, ...]}]}}` (a quantile with no value is null).
-    func statsJSON() -> String {
+    ///
+    /// `detailedBuckets` (Envoy's `histogram_buckets=detailed`): the histograms element is
+    /// `{"histograms": {"supported_percentiles": [...], "details": [{name, totals:
+    /// [{lower_bound, width, count}, ...], intervals: [], percentiles: [{cumulative, interval},
+    /// ...]}]}}`, every non-empty bin in ms; there is no flush interval, so `intervals` is empty
+    /// and each `interval` null. The dashboard subtracts two reads' totals for the last minute.
+    func statsJSON(detailedBuckets: Bool = false) -> String {
         var items = allStats().map { "{\"name\":\(jsonString($0.name)),\"value\":\($0.value)}" }
-        let computed = allHistograms().map { h in
-            let values = h.snapshot.quantiles(LatencyHistogram.envoyQuantiles).map { v in
-                "{\"interval\":null,\"cumulative\":\(v.isNaN ? "null" : Self.envoyNumber(v))}"
+        let histograms = allHistograms()
+        func number(_ v: Double) -> String { v.isNaN ? "null" : Self.envoyNumber(v) }
+        if detailedBuckets {
+            let details = histograms.map { h in
+                let totals = h.snapshot.detailedBuckets().map {
+                    "{\"lower_bound\":\(number($0.lowerBoundMs)),\"width\":\(number($0.widthMs)),\"count\":\($0.count)}"
+                }
+                let percentiles = h.snapshot.quantiles(LatencyHistogram.envoyQuantiles).map {
+                    "{\"cumulative\":\(number($0)),\"interval\":null}"
+                }
+                return "{\"name\":\(jsonString(h.name)),\"totals\":[\(totals.joined(separator: ","))],\"intervals\":[],"
+                    + "\"percentiles\":[\(percentiles.joined(separator: ","))]}"
             }
-            return "{\"name\":\(jsonString(h.name)),\"values\":[\(values.joined(separator: ","))]}"
+            items.append("{\"histograms\":{\"supported_percentiles\":[\(Self.quantileLabels.joined(separator: ","))],"
+                             + "\"details\":[\(details.joined(separator: ","))]}}")
+        } else {
+            let computed = histograms.map { h in
+                let values = h.snapshot.quantiles(LatencyHistogram.envoyQuantiles).map { "{\"interval\":null,\"cumulative\":\(number($0))}" }
+                return "{\"name\":\(jsonString(h.name)),\"values\":[\(values.joined(separator: ","))]}"
+            }
+            items.append("{\"histograms\":{\"supported_quantiles\":[\(Self.quantileLabels.joined(separator: ","))],"
+                             + "\"computed_quantiles\":[\(computed.joined(separator: ","))]}}")
         }
-        items.append("{\"histograms\":{\"supported_quantiles\":[\(Self.quantileLabels.joined(separator: ","))],"
-                         + "\"computed_quantiles\":[\(computed.joined(separator: ","))]}}")
         return "{\"stats\":[\(items.joined(separator: ","))]}\n"
     }
 

@@ -179,6 +179,16 @@ public struct HistogramSnapshot: Sendable {
         return out
     }
 
+    /// The non-empty bins as Envoy's `histogram_buckets=detailed` lists them: lower edge and
+    /// width in milliseconds, and the count, in ascending order.
+    public func detailedBuckets() -> [(lowerBoundMs: Double, widthMs: Double, count: Int)] {
+        counts.indices.compactMap { b in
+            guard counts[b] > 0 else { return nil }
+            let (left, width) = LatencyHistogram.edges(ofBin: b)
+            return (left / 1000, width / 1000, counts[b])
+        }
+    }
+
     /// Prometheus' cumulative bucket counts for bounds in ms: the values in bins that end at or
     /// below each bound (as Envoy counts circllhist bins below a bound). Bounds must be ascending.
     public func cumulativeCounts(boundsMs: [Double]) -> [Int] {
