@@ -47,15 +47,8 @@ final class DashboardTests: XCTestCase {
 
     /// `loadtest -c USERS <mode> -b -q --json URL`: its JSON summary.
     func loadtest(_ arguments: [String], _ path: String) throws -> [String: Any] {
-        let p = Process()
-        p.executableURL = try builtExecutable("loadtest")
-        p.arguments = arguments + ["-b", "-q", "--json", "http://127.0.0.1:\(gw.port)\(path)"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        let data = try outputOf(try builtExecutable("loadtest"),
+                                arguments + ["-b", "-q", "--json", "http://127.0.0.1:\(gw.port)\(path)"])
         return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any], String(decoding: data, as: UTF8.self))
     }
 

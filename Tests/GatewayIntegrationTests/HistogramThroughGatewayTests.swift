@@ -8,16 +8,7 @@ import XCTest
 /// `/stats/prometheus` buckets checked against what the client measured and the upstreams saw.
 final class HistogramThroughGatewayTests: XCTestCase {
     func run(_ exe: URL, _ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+        String(decoding: try outputOf(exe, args), as: UTF8.self)
     }
 
     /// `(cumulative P50, P99)` of a histogram in `/stats?format=json`, Envoy's layout.
@@ -114,8 +105,10 @@ final class HistogramThroughGatewayTests: XCTestCase {
             XCTAssertEqual(envoyBucket(gateway), envoyBucket(client), "gateway \(gateway) ms, client \(client) ms")
             XCTAssertEqual(gateway, client, accuracy: max(2, client * 0.05), "gateway \(gateway) ms, client \(client) ms")
         }
+        // What the upstreams' delays make them, give or take a busy machine (which can only add).
         XCTAssertEqual(downstream.p50, 20, accuracy: 5)
-        XCTAssertEqual(downstream.p99, 80, accuracy: 10)
+        XCTAssertGreaterThanOrEqual(downstream.p99, 70)
+        XCTAssertLessThanOrEqual(downstream.p99, 120)
         // The upstream and route times are the same tries, seen from the router.
         XCTAssertEqual(upstream.p50, route.p50, accuracy: 0.001)
         XCTAssertEqual(upstream.p99, route.p99, accuracy: 0.001)
@@ -123,8 +116,8 @@ final class HistogramThroughGatewayTests: XCTestCase {
 
         // Prometheus: cumulative buckets over Envoy's bounds, `+Inf` = `_count` = requests. No
         // request is faster than its upstream's delay, so nothing is under 10 ms and only the
-        // 20 ms upstreams' answers can be under 50 ms; on a loaded machine a few take longer
-        // than 25 ms (or 100 ms), hence the 10% allowance there.
+        // 20 ms upstreams' answers can be under 50 ms; on a loaded machine some take longer
+        // than 25 ms (or 100 ms), hence the 20% allowance there.
         let prom = try XCTUnwrap(gw.admin("/stats/prometheus")?.body)
         XCTAssertTrue(prom.contains("# TYPE envoy_cluster_upstream_rq_time histogram\n"))
         for (family, label) in [
@@ -141,10 +134,10 @@ final class HistogramThroughGatewayTests: XCTestCase {
             XCTAssertEqual(h.count, n, family)
             let counts = Dictionary(uniqueKeysWithValues: h.buckets.map { ($0.le, $0.count) })
             XCTAssertEqual(counts["10"], 0, family)
-            XCTAssertGreaterThanOrEqual(counts["25"] ?? 0, fast * 9 / 10, family)
+            XCTAssertGreaterThanOrEqual(counts["25"] ?? 0, fast * 8 / 10, family)
             XCTAssertLessThanOrEqual(counts["25"] ?? 0, counts["50"] ?? 0, family)
             XCTAssertLessThanOrEqual(counts["50"] ?? 0, fast, family)
-            XCTAssertGreaterThanOrEqual(counts["100"] ?? 0, n * 9 / 10, family)
+            XCTAssertGreaterThanOrEqual(counts["100"] ?? 0, n * 8 / 10, family)
             let sum = try XCTUnwrap(h.sum, family)
             XCTAssertGreaterThanOrEqual(sum, Double(fast * 20 + slowCount * 80), family)
             XCTAssertLessThan(sum, Double(fast * 30 + slowCount * 100), family)
