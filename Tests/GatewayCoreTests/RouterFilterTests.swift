@@ -181,7 +181,7 @@ final class RouterFilterTests: XCTestCase {
             (.retriableStatusCodes, [418], .response(418)),
         ]
         for (on, codes, failure) in cases {
-            let h = try RouterHarness(route: route(RetryPolicyConfig(attempts: 1, retryOn: on, retriableStatusCodes: codes)))
+            let h = try RouterHarness(route: route(RetryPolicyConfig(attempts: 1, retryOn: on, retriableStatusCodes: StatusCodeSet(codes))))
             if case .connectFailure = failure { h.connector.failuresToCome = 1 }
             let (stream, _) = try h.send()
             switch failure {

@@ -520,12 +520,12 @@ public enum ConfigLoader {
         if let on = o["retryOn"] {
             let text = try on.string()
             var set: RetryOn = []
-            var codes: [Int] = []
+            var codes: StatusCodeSet = []
             for raw in text.split(separator: ",") {
                 let item = raw.trimmingCharacters(in: .whitespaces)
                 if let code = Int(item) {
                     guard (100...599).contains(code) else { throw on.fail("retriable status code \(code) is not 100...599") }
-                    codes.append(code)
+                    codes.insert(code)
                     set.insert(.retriableStatusCodes)
                 } else if let c = retryConditions[item] {
                     set.insert(c)

@@ -426,13 +426,13 @@ public struct RetryPolicyConfig: Sendable, Equatable {
     public var perTryTimeout: TimeAmount?
     public var retryOn: RetryOn
     /// Numeric entries of `retryOn` (Istio puts status codes in the same string).
-    public var retriableStatusCodes: [Int]
+    public var retriableStatusCodes: StatusCodeSet
     /// `backoff`: Envoy's `retry_back_off.base_interval` (default 25 ms); the cap is 10 × it.
     public var backoffBase: TimeAmount
     /// `retryIgnorePreviousHosts` (Istio's default true): a retry avoids the hosts tried before.
     public var ignorePreviousHosts: Bool
 
-    public init(attempts: Int, perTryTimeout: TimeAmount? = nil, retryOn: RetryOn, retriableStatusCodes: [Int] = [],
+    public init(attempts: Int, perTryTimeout: TimeAmount? = nil, retryOn: RetryOn, retriableStatusCodes: StatusCodeSet = [],
                 backoffBase: TimeAmount = .milliseconds(25), ignorePreviousHosts: Bool = true) {
         self.backoffBase = backoffBase
         self.ignorePreviousHosts = ignorePreviousHosts
