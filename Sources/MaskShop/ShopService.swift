@@ -35,6 +35,8 @@ public struct ServiceOptions: Sendable {
     /// a pass after the first treats it as left behind by a crash.
     public var reconcileInterval: Double = 5
     public var orphanAge: Double = 60
+    /// OTLP/HTTP JSON collector for spans (`http://host:4318/v1/traces`); nil exports none.
+    public var otlpEndpoint: String? = nil
 
     public init(port: Int) { self.port = port }
 }
@@ -50,6 +52,7 @@ public func runTasksOnEventLoops() -> Bool {
 
 /// Runs one service until SIGTERM/SIGINT: its database, its routes, its event consumers.
 public func runShopService(_ kind: ShopService, _ options: ServiceOptions) async throws {
+    try ShopTracing.bootstrap(service: kind.rawValue, otlpEndpoint: options.otlpEndpoint)
     try await makeShopApplication(kind, options).runService()
 }
 
@@ -58,7 +61,8 @@ public func runShopService(_ kind: ShopService, _ options: ServiceOptions) async
 public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, consumers: Bool = true) throws
     -> Application<RouterResponder<BasicRequestContext>>
 {
-    var logger = Logger(label: kind.rawValue)
+    // Every line written while a request runs carries its trace id (`ShopTracing.loggingMetadata`).
+    var logger = Logger(label: kind.rawValue, metadataProvider: ShopTracing.loggingMetadata)
     logger.logLevel = .info
     try FileManager.default.createDirectory(atPath: options.dataDir, withIntermediateDirectories: true)
     let store = try Store(path: "\(options.dataDir)/\(kind.rawValue).sqlite", durability: options.durability) { m in
@@ -71,8 +75,12 @@ public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, 
     }
     let router = Router()
     // The shop's routes in a group, so the middleware leaves the router's own answer to an
-    // unknown path (Hummingbird's empty 404) as it is.
-    let routes = router.group().add(middleware: UnexpectedErrorMiddleware())
+    // unknown path (Hummingbird's empty 404) as it is. Tracing first: it continues the caller's
+    // W3C trace context for everything inside, the request's log line included.
+    let routes = router.group()
+        .add(middleware: TracingMiddleware())
+        .add(middleware: RequestLogMiddleware())
+        .add(middleware: UnexpectedErrorMiddleware())
     routes.get("/health") { _, _ in JSON.response(.ok, ["status": "UP", "service": kind.rawValue]) }
     routes.get("/events") { request, _ in
         let after = try request.intQuery("after") ?? 0
