@@ -17,6 +17,7 @@ public struct TraceParent: Equatable, Sendable {
     /// 512; a longer one (or one split over several lines) is dropped rather than kept in part.
     public static let maxTraceStateLength = 512
 
+    @inlinable
     public init(traceIDHigh: UInt64, traceIDLow: UInt64, spanID: UInt64, sampled: Bool) {
         precondition(traceIDHigh | traceIDLow != 0 && spanID != 0, "W3C trace and span ids are never all zero")
         self.traceIDHigh = traceIDHigh
@@ -25,10 +26,10 @@ public struct TraceParent: Equatable, Sendable {
         flags = sampled ? 1 : 0
     }
 
-    public var sampled: Bool { flags & 1 != 0 }
+    @inlinable public var sampled: Bool { flags & 1 != 0 }
 
     /// A new trace: random 128-bit trace id and 64-bit span id, neither zero.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func newTrace<G: RandomNumberGenerator>(sampled: Bool, using random: inout G) -> TraceParent {
         var high = random.next() as UInt64, low = random.next() as UInt64
         while high | low == 0 { high = random.next(); low = random.next() }
@@ -36,12 +37,12 @@ public struct TraceParent: Equatable, Sendable {
     }
 
     /// The same trace with a new span of the caller's own (what it sends on to the next hop).
-    @inline(__always)
+    @inlinable @inline(__always)
     public func child<G: RandomNumberGenerator>(sampled: Bool, using random: inout G) -> TraceParent {
         TraceParent(traceIDHigh: traceIDHigh, traceIDLow: traceIDLow, spanID: Self.newSpanID(using: &random), sampled: sampled)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func newSpanID<G: RandomNumberGenerator>(using random: inout G) -> UInt64 {
         var id = random.next() as UInt64
         while id == 0 { id = random.next() }
@@ -100,10 +101,8 @@ public struct TraceParent: Equatable, Sendable {
 
     // MARK: writing
 
-    static let hexDigits: StaticString = "0123456789abcdef"
-
     /// Writes the 55-byte version 00 value at `p`.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func write(to p: UnsafeMutableRawBufferPointer) {
         precondition(p.count >= Self.length)
         p[0] = 0x30; p[1] = 0x30; p[2] = 0x2D
@@ -116,15 +115,25 @@ public struct TraceParent: Equatable, Sendable {
         p[54] = sampled ? 0x31 : 0x30
     }
 
-    /// Writes `v` as 16 lowercase hex digits at `p[at...]`.
-    @inline(__always)
+    /// Writes `v` as 16 lowercase hex digits at `p[at...]`: two 8-byte stores (a nibble per
+    /// byte, spread and turned into ASCII in registers), a few ns instead of 16 table lookups.
+    @inlinable @inline(__always)
     public static func writeHex(_ v: UInt64, to p: UnsafeMutableRawBufferPointer, at: Int) {
-        let h = hexDigits.utf8Start
-        var shift: UInt64 = 60
-        for i in at..<(at + 16) {
-            p[i] = h[Int((v >> shift) & 0xF)]
-            shift &-= 4
-        }
+        precondition(at >= 0 && at + 16 <= p.count)
+        p.storeBytes(of: hexASCII(UInt32(truncatingIfNeeded: v >> 32)).bigEndian, toByteOffset: at, as: UInt64.self)
+        p.storeBytes(of: hexASCII(UInt32(truncatingIfNeeded: v)).bigEndian, toByteOffset: at + 8, as: UInt64.self)
+    }
+
+    /// The 8 hex digits of `x`, most significant in the high byte.
+    @inlinable @inline(__always)
+    static func hexASCII(_ x: UInt32) -> UInt64 {
+        var v = UInt64(x)
+        v = (v & 0xFFFF_0000) << 16 | (v & 0x0000_FFFF)
+        v = (v & 0x0000_FF00_0000_FF00) << 8 | (v & 0x0000_00FF_0000_00FF)
+        v = (v & 0x00F0_00F0_00F0_00F0) << 4 | (v & 0x000F_000F_000F_000F)
+        // 1 in each byte whose nibble is 10 or more: those go to 'a'...'f' rather than ':'...'?'.
+        let letters = ((v &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101
+        return v &+ 0x3030_3030_3030_3030 &+ letters &* 0x27
     }
 
     public var headerValue: String {
