@@ -74,15 +74,17 @@ public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, 
         }
     }
     let router = Router()
-    // The shop's routes in a group, so the middleware leaves the router's own answer to an
-    // unknown path (Hummingbird's empty 404) as it is. Tracing first: it continues the caller's
-    // W3C trace context for everything inside, the request's log line included.
+    // The shop's routes in groups, so the middleware leaves the router's own answer to an
+    // unknown path (Hummingbird's empty 404) as it is. The service routes are traced (tracing
+    // first: it continues the caller's W3C trace context for everything inside, the request's
+    // log line included); health checks, event feed polls and stats are plumbing, not traces.
+    let plumbing = router.group().add(middleware: UnexpectedErrorMiddleware())
     let routes = router.group()
         .add(middleware: TracingMiddleware())
         .add(middleware: RequestLogMiddleware())
         .add(middleware: UnexpectedErrorMiddleware())
-    routes.get("/health") { _, _ in JSON.response(.ok, ["status": "UP", "service": kind.rawValue]) }
-    routes.get("/events") { request, _ in
+    plumbing.get("/health") { _, _ in JSON.response(.ok, ["status": "UP", "service": kind.rawValue]) }
+    plumbing.get("/events") { request, _ in
         let after = try request.intQuery("after") ?? 0
         let limit = min(max(try request.intQuery("limit") ?? 100, 1), 1000)
         let wait = Double(try request.intQuery("wait") ?? 0)
@@ -114,10 +116,10 @@ public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, 
     services += consumerList as [any Service]
     // Event lag per feed (occurredAt at the producer → committed here), for benchmarks.
     let lags = consumerList.map { ($0.feed, $0.lag) }
-    routes.get("/stats/lag") { _, _ in
+    plumbing.get("/stats/lag") { _, _ in
         JSON.response(.ok, Dictionary(uniqueKeysWithValues: lags.map { ($0.0, $0.1.summary()) }))
     }
-    routes.delete("/stats/lag") { _, _ in
+    plumbing.delete("/stats/lag") { _, _ in
         for (_, l) in lags { l.reset() }
         return JSON.response(.ok, [String: Any]())
     }
