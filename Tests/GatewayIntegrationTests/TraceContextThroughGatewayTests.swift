@@ -55,7 +55,14 @@ final class TraceContextThroughGatewayTests: XCTestCase {
         XCTAssertTrue(parent.sampled, "the client's sampling decision is kept")
         XCTAssertEqual(header(seen, "tracestate"), ["congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"])
 
-        let fields = try XCTUnwrap(logLines(log, count: 1).first)
+        // A tracestate longer than W3C's 512 bytes is dropped whole, never cut.
+        let long = "k=" + String(repeating: "v", count: 511)
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/orders", headers: ["traceparent": clientHeader, "tracestate": long])?.status, 200)
+        XCTAssertEqual(up.seenRequests.count, 2)
+        XCTAssertEqual(up.seenRequests.last.map { header($0, "tracestate") }, [])
+        XCTAssertEqual(up.seenRequests.last.flatMap { TraceParent.parse(traceparents($0).first ?? "") }?.traceIDHex, clientTrace)
+
+        let fields = try XCTUnwrap(logLines(log, count: 2).first)
         XCTAssertEqual(fields.count, AccessLogTests.fieldCount, "\(fields)")
         XCTAssertEqual(fields.last, clientTrace, "the trace id is the access log's last field")
         XCTAssertEqual(fields[10], "\"vs0.0\"", "the fields before it stay where they were")
@@ -194,6 +201,37 @@ final class TraceContextThroughGatewayTests: XCTestCase {
             if sent != 1 { usleep(50_000) }
         }
         XCTAssertEqual(sent, 1, "counted once the collector answered")
+    }
+
+    /// `sampling` decides new traces only: a client's sampled flag is kept (Envoy honours it too),
+    /// and an unsampled request is not exported. A reload that adds the block starts exporting.
+    func testSamplingDecidesNewTracesAndAReloadStartsExporting() throws {
+        let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
+        defer { up.close() }
+        let collector = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton, .init(body: "{}"))
+        defer { collector.close() }
+        let log = tempLog()
+        defer { try? FileManager.default.removeItem(at: log) }
+        let gw = try gateway(upstream: up, log: log)
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/before")?.status, 200)
+        let base = configText(routes: [("/", "svc")], hostPorts: ["svc": up.port])
+        try gw.writeConfig(String(base.dropLast())
+            + #","tracing":{"otlpEndpoint":"http://127.0.0.1:\#(collector.port)","sampling":0}}"#)
+        XCTAssertEqual(gw.admin("/reload", method: "POST")?.status, 200)
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/new")?.status, 200)
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/client", headers: ["traceparent": clientHeader])?.status, 200)
+        let flags = up.seenRequests.map { seen in TraceParent.parse(traceparents(seen).first ?? "")?.sampled }
+        XCTAssertEqual(flags, [true, false, true], "sampled by default; 0 % for a new trace; the client's flag kept")
+
+        var spans: [[String: Any]] = []
+        for _ in 0..<50 where spans.isEmpty {
+            usleep(100_000)
+            spans = collector.seenRequests.flatMap(Self.spans)
+        }
+        usleep(500_000)  // a second batch would have had time to arrive
+        spans = collector.seenRequests.flatMap(Self.spans)
+        XCTAssertEqual(spans.map { $0["traceId"] as? String }, [clientTrace], "only the sampled request after the reload")
+        XCTAssertEqual(Self.stat(gw, "tracing.opentelemetry.spans_dropped"), 0)
     }
 
     static func stat(_ gw: GatewayProcess, _ name: String) -> Int? {
