@@ -129,6 +129,9 @@ final class TraceContextTests: XCTestCase, ConfigLoading {
         XCTAssertEqual(t.serviceName, "edge")
         XCTAssertEqual(try load(#"{\#(minimal),"tracing":{"otlpEndpoint":"http://[::1]:9/x"}}"#).tracing.otlpEndpoint,
                        OTLPExporter.Endpoint(host: "::1", port: 9, path: "/x"))
+        XCTAssertTrue(ConfigJSON.encode(try load(#"{\#(minimal),"tracing":{"otlpEndpoint":"http://c","sampling":5}}"#))
+            .contains(#""tracing":{"otlpEndpoint":"http://c:4318/v1/traces","sampling":5.0,"serviceName":"gateway"}"#),
+            "/config_dump shows the block with its defaults")
     }
 
     func testTracingBlockErrorsNameThePath() {
