@@ -36,7 +36,7 @@ struct RequestTrace {
     let traceState: Range<Int>?
 
     @inline(__always)
-    static func start(_ head: MessageHead, _ b: UnsafeRawBufferPointer, settings: TracingSettings,
+    static func start(_ head: MessageHead, _ b: UnsafeRawBufferPointer, sampleThreshold: UInt64,
                       random: inout FastRandom) -> RequestTrace {
         if let range = head.traceParent, let client = TraceParent.parse(UnsafeRawBufferPointer(rebasing: b[range])) {
             var state = head.traceState
@@ -44,7 +44,7 @@ struct RequestTrace {
             return RequestTrace(upstream: client.child(sampled: client.sampled, using: &random), clientSpanID: client.spanID,
                                 traceState: state)
         }
-        let sampled = settings.sampleThreshold == .max || random.next() < settings.sampleThreshold
+        let sampled = sampleThreshold == .max || random.next() < sampleThreshold
         return RequestTrace(upstream: .newTrace(sampled: sampled, using: &random), clientSpanID: 0, traceState: nil)
     }
 

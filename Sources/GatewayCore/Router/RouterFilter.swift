@@ -136,7 +136,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         // The gateway's lines: forwarding (~60 bytes and the address), traceparent (70), request id (52).
         var out = stream.headBuffer(capacity: head.length + 256)
         let trace = headBytes.withUnsafeReadableBytes {
-            RequestTrace.start(head, $0, settings: worker.tracing, random: &worker.random)
+            RequestTrace.start(head, $0, sampleThreshold: worker.sampleThreshold, random: &worker.random)
         }
         self.trace = trace
         if let t = route.transforms {
@@ -582,7 +582,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
         // Answered here, yet still in the client's trace (or a new one), for the log and the exporter.
         let trace = headBytes.withUnsafeReadableBytes {
-            RequestTrace.start(head, $0, settings: worker.tracing, random: &worker.random)
+            RequestTrace.start(head, $0, sampleThreshold: worker.sampleThreshold, random: &worker.random)
         }
         log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: received,
             sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route, stream: stream,
@@ -595,7 +595,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         flags: ResponseFlags, received: Int, sent: Int, serviceMs: Int?, host: Endpoint?, requestID: ByteBuffer?,
         route: Route?, stream: DownstreamStream, trace: RequestTrace
     ) {
-        if trace.upstream.sampled && worker.tracing.exporter != nil {
+        if trace.upstream.sampled && worker.spanExporter != nil {
             worker.recordSpan(exportSpan(head, headBytes, start: start, end: end, status: status, flags: flags, host: host,
                                          requestID: requestID, route: route, trace: trace))
         }
@@ -615,8 +615,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     }
 
     /// The gateway's span of a sampled request, with OpenTelemetry's HTTP attribute names and
-    /// Envoy's (`upstream_cluster`, `response_flags`, `guid:x-request-id`). Built only when
-    /// spans are exported.
+    /// Envoy's (`response_flags`, `guid:x-request-id`). Built only when spans are exported.
     private static func exportSpan(
         _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, end: NIODeadline, status: Int,
         flags: ResponseFlags, host: Endpoint?, requestID: ByteBuffer?, route: Route?, trace: RequestTrace

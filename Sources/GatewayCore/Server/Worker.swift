@@ -11,8 +11,10 @@ final class Worker: @unchecked Sendable {
     let row: Int
     let listenerStats: ListenerStats
     var snapshot: ConfigSnapshot
-    /// The snapshot's tracing, copied here so a request reads it without touching the shared snapshot.
-    private(set) var tracing: TracingSettings
+    /// The snapshot's tracing, copied here so a request reads plain fields, not the shared
+    /// snapshot (and takes no reference to the exporter: a count every loop would write).
+    private(set) var sampleThreshold: UInt64
+    private(set) var spanExporter: OTLPExporter?
     /// Sampled spans waiting to be handed to the exporter (at the tick, or when this many).
     private var spans: [SpanRecord] = []
     static let spanBatch = 128
@@ -35,7 +37,8 @@ final class Worker: @unchecked Sendable {
         self.eventLoop = eventLoop
         row = ShardedCounters.row(forLoop: index)
         self.snapshot = snapshot
-        tracing = snapshot.tracing
+        sampleThreshold = snapshot.tracing.sampleThreshold
+        spanExporter = snapshot.tracing.exporter
         self.listenerStats = listenerStats
         accessLog = AccessLog(writer: accessLogWriter)
     }
@@ -76,7 +79,8 @@ final class Worker: @unchecked Sendable {
         guard new.version > snapshot.version else { return }
         snapshot = new
         flushSpans()
-        tracing = new.tracing
+        sampleThreshold = new.tracing.sampleThreshold
+        spanExporter = new.tracing.exporter
         lastPool = nil
         for (id, pool) in pools {
             if let c = new.clusters[pool.cluster.name], c.cluster === pool.cluster {
@@ -106,7 +110,7 @@ final class Worker: @unchecked Sendable {
     /// Keeps a sampled request's span for the exporter; handed over in batches, never waited for.
     func recordSpan(_ span: SpanRecord) {
         eventLoop.assertInEventLoop()
-        guard let exporter = tracing.exporter else { return }
+        guard let exporter = spanExporter else { return }
         if spans.capacity == 0 { spans.reserveCapacity(Self.spanBatch) }
         spans.append(span)
         if spans.count >= Self.spanBatch { exporter.submit(contentsOf: &spans) }
@@ -114,7 +118,7 @@ final class Worker: @unchecked Sendable {
 
     func flushSpans() {
         guard !spans.isEmpty else { return }
-        if let exporter = tracing.exporter {
+        if let exporter = spanExporter {
             exporter.submit(contentsOf: &spans)
         } else {
             spans.removeAll(keepingCapacity: true)
