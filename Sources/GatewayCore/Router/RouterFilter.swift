@@ -579,14 +579,17 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         worker.listenerStats.countResponse(status, row: worker.row)
         let end = NIODeadline.now()
         worker.listenerStats.downstreamRqTime.record(from: start.uptimeNanoseconds, to: end.uptimeNanoseconds, row: worker.row)
-        let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
-        // Answered here, yet still in the client's trace (or a new one), for the log and the exporter.
-        let trace = headBytes.withUnsafeReadableBytes {
-            RequestTrace.start(head, $0, sampleThreshold: worker.sampleThreshold, random: &worker.random)
+        // Answered here, yet still in the client's trace (or a new one) for the log and the
+        // exporter; with neither, nothing needs it (a flood of local replies stays as cheap as it was).
+        if worker.accessLog.isEnabled || worker.spanExporter != nil {
+            let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
+            let trace = headBytes.withUnsafeReadableBytes {
+                RequestTrace.start(head, $0, sampleThreshold: worker.sampleThreshold, random: &worker.random)
+            }
+            log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: received,
+                sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route, stream: stream,
+                trace: trace)
         }
-        log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: received,
-            sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route, stream: stream,
-            trace: trace)
         stream.endStream(reset: false)
     }
 
