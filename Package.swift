@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.3.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
@@ -32,6 +33,11 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
+        // W3C trace context values and OTLP/HTTP JSON span export, shared by the gateway and the shop.
+        .target(
+            name: "TraceWire",
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")]
+        ),
         // Sending on a connection's socket directly when NIO has nothing queued for it.
         .target(
             name: "DirectIO",
@@ -43,6 +49,7 @@ let package = Package(
             name: "GatewayCore",
             dependencies: [
                 "HTTP1Wire",
+                "TraceWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -92,6 +99,11 @@ let package = Package(
         .target(
             name: "MaskShop",
             dependencies: [
+                "TraceWire",
+                // Hummingbird's TracingMiddleware speaks swift-distributed-tracing (already in
+                // Hummingbird's graph: no new package).
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -118,6 +130,7 @@ let package = Package(
             dependencies: [
                 "GatewayCore",
                 "HTTP1Wire",
+                "TraceWire",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 // llhttp, the reference the parser's differential test compares against.
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -127,6 +140,7 @@ let package = Package(
             name: "GatewayIntegrationTests",
             dependencies: [
                 "GatewayCore",
+                "TraceWire",
                 "DirectIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -150,6 +164,9 @@ let package = Package(
             name: "MaskShopTests",
             dependencies: [
                 "MaskShop",
+                "TraceWire",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]

@@ -260,6 +260,8 @@ public enum HeadParser {
             // Values the client declared hop-by-hop are not carried on in the gateway's own lines.
             if head.forwardedFor != nil && head.connectionOptions.names(b, "x-forwarded-for") { head.forwardedFor = nil }
             if head.requestID != nil && head.connectionOptions.names(b, "x-request-id") { head.requestID = nil }
+            if head.traceParent != nil && head.connectionOptions.names(b, "traceparent") { head.traceParent = nil }
+            if head.traceState != nil && head.connectionOptions.names(b, "tracestate") { head.traceState = nil }
         }
     }
 
@@ -297,6 +299,14 @@ public enum HeadParser {
                     }
                 }
             } else if equalsLowercase(b, name, "keep-alive") {
+                head.needsLineRewrite = true
+            } else if isRequest && equalsLowercase(b, name, "tracestate") {
+                head.traceState = head.traceState == nil ? value : value.lowerBound..<value.lowerBound
+                head.needsLineRewrite = true
+            }
+        case 11:
+            if isRequest && equalsLowercase(b, name, "traceparent") {
+                head.traceParent = head.traceParent == nil ? value : value.lowerBound..<value.lowerBound
                 head.needsLineRewrite = true
             }
         case 7:

@@ -48,6 +48,11 @@ public struct MessageHead: Sendable {
     public var host: Range<Int>? = nil
     public var requestID: Range<Int>? = nil
     public var forwardedFor: Range<Int>? = nil
+    /// W3C trace context lines of a request (the gateway writes its own in their place). A
+    /// repeated line leaves an empty range: two traceparents make it invalid (W3C §3.2.2.7), and
+    /// a tracestate split over lines is not forwarded.
+    public var traceParent: Range<Int>? = nil
+    public var traceState: Range<Int>? = nil
     /// Header names the Connection header lists (other than close, keep-alive and the names that
     /// are hop-by-hop anyway): those lines are not forwarded (RFC 9110 §7.6.1).
     public var connectionOptions = ConnectionOptions()

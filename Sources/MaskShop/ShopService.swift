@@ -35,6 +35,8 @@ public struct ServiceOptions: Sendable {
     /// a pass after the first treats it as left behind by a crash.
     public var reconcileInterval: Double = 5
     public var orphanAge: Double = 60
+    /// OTLP/HTTP JSON collector for spans (`http://host:4318/v1/traces`); nil exports none.
+    public var otlpEndpoint: String? = nil
 
     public init(port: Int) { self.port = port }
 }
@@ -50,6 +52,7 @@ public func runTasksOnEventLoops() -> Bool {
 
 /// Runs one service until SIGTERM/SIGINT: its database, its routes, its event consumers.
 public func runShopService(_ kind: ShopService, _ options: ServiceOptions) async throws {
+    try ShopTracing.bootstrap(service: kind.rawValue, otlpEndpoint: options.otlpEndpoint)
     try await makeShopApplication(kind, options).runService()
 }
 
@@ -58,7 +61,8 @@ public func runShopService(_ kind: ShopService, _ options: ServiceOptions) async
 public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, consumers: Bool = true) throws
     -> Application<RouterResponder<BasicRequestContext>>
 {
-    var logger = Logger(label: kind.rawValue)
+    // Every line written while a request runs carries its trace id (`ShopTracing.loggingMetadata`).
+    var logger = Logger(label: kind.rawValue, metadataProvider: ShopTracing.loggingMetadata)
     logger.logLevel = .info
     try FileManager.default.createDirectory(atPath: options.dataDir, withIntermediateDirectories: true)
     let store = try Store(path: "\(options.dataDir)/\(kind.rawValue).sqlite", durability: options.durability) { m in
@@ -70,11 +74,17 @@ public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, 
         }
     }
     let router = Router()
-    // The shop's routes in a group, so the middleware leaves the router's own answer to an
-    // unknown path (Hummingbird's empty 404) as it is.
-    let routes = router.group().add(middleware: UnexpectedErrorMiddleware())
-    routes.get("/health") { _, _ in JSON.response(.ok, ["status": "UP", "service": kind.rawValue]) }
-    routes.get("/events") { request, _ in
+    // The shop's routes in groups, so the middleware leaves the router's own answer to an
+    // unknown path (Hummingbird's empty 404) as it is. The service routes are traced (tracing
+    // first: it continues the caller's W3C trace context for everything inside, the request's
+    // log line included); health checks, event feed polls and stats are plumbing, not traces.
+    let plumbing = router.group().add(middleware: UnexpectedErrorMiddleware())
+    let routes = router.group()
+        .add(middleware: TracingMiddleware())
+        .add(middleware: RequestLogMiddleware())
+        .add(middleware: UnexpectedErrorMiddleware())
+    plumbing.get("/health") { _, _ in JSON.response(.ok, ["status": "UP", "service": kind.rawValue]) }
+    plumbing.get("/events") { request, _ in
         let after = try request.intQuery("after") ?? 0
         let limit = min(max(try request.intQuery("limit") ?? 100, 1), 1000)
         let wait = Double(try request.intQuery("wait") ?? 0)
@@ -106,10 +116,10 @@ public func makeShopApplication(_ kind: ShopService, _ options: ServiceOptions, 
     services += consumerList as [any Service]
     // Event lag per feed (occurredAt at the producer → committed here), for benchmarks.
     let lags = consumerList.map { ($0.feed, $0.lag) }
-    routes.get("/stats/lag") { _, _ in
+    plumbing.get("/stats/lag") { _, _ in
         JSON.response(.ok, Dictionary(uniqueKeysWithValues: lags.map { ($0.0, $0.1.summary()) }))
     }
-    routes.delete("/stats/lag") { _, _ in
+    plumbing.delete("/stats/lag") { _, _ in
         for (_, l) in lags { l.reset() }
         return JSON.response(.ok, [String: Any]())
     }

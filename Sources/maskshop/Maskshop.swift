@@ -27,6 +27,9 @@ struct ServiceFlags: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "Folder for the service's SQLite file.") var dataDir = "data"
     @Option(help: "Commit durability: full (fsync per group commit, survives power loss) or normal (survives a killed process).")
     var durability = "full"
+    @Option(name: .customLong("otlp-endpoint"),
+            help: "Export spans with OTLP/HTTP JSON to this collector URL (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or $OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces; none: no export).")
+    var otlpEndpoint: String?
 
     func validate() throws {
         if let port, !(0...65535).contains(port) { throw ValidationError("--port must be 0...65535") }
@@ -38,6 +41,7 @@ struct ServiceFlags: ParsableArguments {
         o.host = host
         o.dataDir = dataDir
         o.durability = Durability(rawValue: durability) ?? .full
+        o.otlpEndpoint = otlpEndpoint ?? ShopTracing.otlpEndpoint(environment: ProcessInfo.processInfo.environment)
         return o
     }
 }

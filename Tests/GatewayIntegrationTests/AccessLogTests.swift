@@ -26,8 +26,8 @@ final class AccessLogTests: XCTestCase {
         return out
     }
 
-    /// `[time] "METHOD path HTTP/1.x" status flags received sent duration upstream-ms "host" "id" "route"`
-    static let fieldCount = 11
+    /// `[time] "METHOD path HTTP/1.x" status flags received sent duration upstream-ms "host" "id" "route" trace-id`
+    static let fieldCount = 12
 
     func stat(_ gw: GatewayProcess, _ name: String) -> Int? {
         for line in (gw.admin("/stats")?.body ?? "").split(separator: "\n") {

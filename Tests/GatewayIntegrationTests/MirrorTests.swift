@@ -57,6 +57,12 @@ final class MirrorTests: XCTestCase {
         XCTAssertTrue(seen.allSatisfy { $0.body == "{\"n\":1}" && $0.method == "POST" && $0.uri.hasPrefix("/m/") })
         // The main upstream sees the Host as the client sent it.
         XCTAssertTrue(main.seenRequests.allSatisfy { s in s.headers.contains { $0.0.lowercased() == "host" && $0.1 == "shop.example:8080" } })
+        // Each copy carries the traceparent its request carried: one trace, one gateway span.
+        func traceparent(_ s: TestUpstream.Seen) -> String? { s.headers.first { $0.0.lowercased() == "traceparent" }?.1 }
+        let mainTraces = Dictionary(main.seenRequests.map { ($0.uri, traceparent($0)) }, uniquingKeysWith: { a, _ in a })
+        XCTAssertTrue(seen.allSatisfy { traceparent($0) != nil && traceparent($0) == mainTraces[$0.uri] ?? nil },
+                      "\(seen.map(traceparent)) vs \(mainTraces)")
+        XCTAssertEqual(Set(seen.compactMap(traceparent)).count, 20, "a trace per request")
         XCTAssertEqual(gw.stat("route.mirrored.mirror.sent"), 20)
         XCTAssertEqual(gw.stat("cluster.shadow.upstream_rq_5xx"), 20, "the shadow cluster counts its own answers")
         XCTAssertEqual(gw.stat("route.plain.mirror.sent"), 0)

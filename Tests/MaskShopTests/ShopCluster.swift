@@ -130,10 +130,17 @@ final class ShopCluster {
     let adminPort = freePort()
     let gatewayBinary: URL?
     let extraFlags: [String]
+    /// Each process's output goes to `<dir>/<name>.log` and the gateway's access log to
+    /// `<dir>/gateway-access.log` (else nowhere).
+    let keepLogs: Bool
+    /// Spans go here from the gateway (`tracing.otlpEndpoint`) and the services (`--otlp-endpoint`).
+    let otlpEndpoint: String?
 
-    init(viaGateway: Bool = false, flags: [String] = []) throws {
+    init(viaGateway: Bool = false, flags: [String] = [], keepLogs: Bool = false, otlpEndpoint: String? = nil) throws {
         gatewayBinary = viaGateway ? try requireGateway() : nil
         extraFlags = flags
+        self.keepLogs = keepLogs
+        self.otlpEndpoint = otlpEndpoint
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("shop-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         for name in ["gateway", "order", "delivery", "inventory", "mypage"] { ports[name] = freePort() }
@@ -142,8 +149,9 @@ final class ShopCluster {
             let entries = hosts.map { "{\"host\":\"\($0)\",\"endpoints\":[{\"address\":\"127.0.0.1\",\"port\":\(ports[$0]!)}]}" }
             let routes = [("/orders", "order"), ("/deliveries", "delivery"), ("/inventories", "inventory"), ("/mypages", "mypage")]
                 .map { "{\"match\":[{\"uri\":{\"prefix\":\"\($0.0)\"}}],\"route\":[{\"destination\":{\"host\":\"\($0.1)\"}}],\"timeout\":\"5s\"}" }
+            let tracing = otlpEndpoint.map { ",\"tracing\":{\"otlpEndpoint\":\"\($0)\"}" } ?? ""
             let config = "{\"listener\":{\"address\":\"127.0.0.1\",\"port\":\(ports["gateway"]!)},\"admin\":{\"address\":\"127.0.0.1\",\"port\":\(adminPort)},"
-                + "\"serviceEntries\":[\(entries.joined(separator: ","))],\"virtualServices\":[{\"http\":[\(routes.joined(separator: ","))]}]}"
+                + "\"serviceEntries\":[\(entries.joined(separator: ","))],\"virtualServices\":[{\"http\":[\(routes.joined(separator: ","))]}]\(tracing)}"
             try config.write(to: dir.appendingPathComponent("gateway.json"), atomically: true, encoding: .utf8)
             try start("gateway")
         }
@@ -169,8 +177,11 @@ final class ShopCluster {
     func arguments(_ name: String) -> [String] {
         let url = { (n: String) in "http://127.0.0.1:\(self.ports[n]!)" }
         let common = ["--port", "\(ports[name]!)", "--data-dir", dir.path] + extraFlags
+            + (otlpEndpoint.map { ["--otlp-endpoint", $0] } ?? [])
         switch name {
-        case "gateway": return ["--config", dir.appendingPathComponent("gateway.json").path, "--access-log", "off"]
+        case "gateway":
+            return ["--config", dir.appendingPathComponent("gateway.json").path,
+                    "--access-log", keepLogs ? dir.appendingPathComponent("gateway-access.log").path : "off"]
         case "order": return ["order"] + common + ["--delivery-url", url(viaGateway ? "gateway" : "delivery")]
         case "delivery": return ["delivery"] + common + ["--order-url", url("order")]
         case "inventory": return ["inventory"] + common + ["--delivery-url", url("delivery")]
@@ -182,8 +193,18 @@ final class ShopCluster {
         let p = Process()
         p.executableURL = name == "gateway" ? gatewayBinary! : try maskshopExecutable()
         p.arguments = arguments(name)
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
+        if keepLogs {
+            // Appended to, so a restarted service adds to its log.
+            let url = logURL(name)
+            if !FileManager.default.fileExists(atPath: url.path) { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
+            let handle = try FileHandle(forWritingTo: url)
+            handle.seekToEndOfFile()
+            p.standardOutput = handle
+            p.standardError = handle
+        } else {
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+        }
         try p.run()
         processes[name] = p
         let path = name == "gateway" ? "/ready" : "/health"
@@ -195,6 +216,14 @@ final class ShopCluster {
             usleep(50_000)
         }
         throw NSError(domain: "shop", code: 1, userInfo: [NSLocalizedDescriptionKey: "\(name) did not start: \(p.arguments ?? [])"])
+    }
+
+    func logURL(_ name: String) -> URL { dir.appendingPathComponent("\(name).log") }
+
+    /// A process's output so far (`gateway-access` for the gateway's access log); needs `keepLogs`.
+    func log(_ name: String) -> String {
+        (try? String(contentsOf: name == "gateway-access" ? dir.appendingPathComponent("gateway-access.log") : logURL(name),
+                     encoding: .utf8)) ?? ""
     }
 
     func kill9(_ name: String) {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import NIOCore
+import TraceWire
 
 /// One event loop's access log: lines are formatted into a buffer and handed to the
 /// `AccessLogWriter` in batches, so a request costs a few appends rather than a syscall, and
@@ -36,9 +37,15 @@ final class AccessLog {
         var upstreamHost: Endpoint?
         var requestID: ByteBuffer?
         var route: String?
+        /// The W3C trace id the request carried on (the client's, or the one the gateway started).
+        var traceIDHigh: UInt64
+        var traceIDLow: UInt64
     }
 
-    /// `[2026-11-25T06:49:20.123Z] "GET /path HTTP/1.1" 200 - 0 27 3 2 "127.0.0.1:8082" "<request id>" "route"`
+    /// `[2026-11-25T06:49:20.123Z] "GET /path HTTP/1.1" 200 - 0 27 3 2 "127.0.0.1:8082" "<request id>" "route" <trace id>`
+    ///
+    /// The trace id is last, so parsers of the earlier fields keep working; it is 32 lowercase
+    /// hex digits the gateway writes itself (never the client's bytes), so it is not quoted.
     ///
     /// Quoted fields are escaped (`\"`, `\\`, `\xHH` for bytes outside printable ASCII): the
     /// path and the request id are the client's bytes, and must not end a field early, forge
@@ -68,7 +75,9 @@ final class AccessLog {
         if let id = e.requestID { appendEscaped(id) } else { buffer.append(UInt8(ascii: "-")) }
         buffer.append(contentsOf: "\" \"".utf8)
         appendEscaped(e.route ?? "-")
-        buffer.append(contentsOf: "\"\n".utf8)
+        buffer.append(contentsOf: "\" ".utf8)
+        appendTraceID(e.traceIDHigh, e.traceIDLow)
+        buffer.append(0x0A)
         lines += 1
         if buffer.count >= Self.flushBytes { flush() }
     }
@@ -113,6 +122,15 @@ final class AccessLog {
                 buffer.append(hex.utf8Start[Int(c >> 4)])
                 buffer.append(hex.utf8Start[Int(c & 0xF)])
             }
+        }
+    }
+
+    @inline(__always) private func appendTraceID(_ high: UInt64, _ low: UInt64) {
+        let at = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: 32))
+        buffer.withUnsafeMutableBytes { p in
+            TraceParent.writeHex(high, to: p, at: at)
+            TraceParent.writeHex(low, to: p, at: at + 16)
         }
     }
 

@@ -26,6 +26,7 @@ struct AdminView {
         out.append(("server.reload_success", reloads.success, false))
         out.append(("server.reload_failure", reloads.failure, false))
         out.append(("server.access_log_dropped", runtime.accessLogDropped, false))
+        for (name, value) in runtime.spanExportStats { out.append((name, value, false)) }
         return out.sorted { $0.name < $1.name }
     }
 

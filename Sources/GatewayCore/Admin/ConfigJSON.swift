@@ -128,6 +128,10 @@ enum ConfigJSON {
                 ("perConnectionBufferLimitBytes", "\(c.downstream.perConnectionBufferLimitBytes)"),
             ])),
             ("admin", object([("address", jsonString(c.admin.address)), ("port", "\(c.admin.port)")])),
+            ("tracing", object([
+                ("otlpEndpoint", c.tracing.otlpEndpoint.map { jsonString($0.description) } ?? "null"),
+                ("sampling", "\(c.tracing.sampling)"), ("serviceName", jsonString(c.tracing.serviceName)),
+            ])),
             ("hosts", "[" + hosts.joined(separator: ",") + "]"),
             ("routes", "[" + routes.joined(separator: ",") + "]"),
         ])

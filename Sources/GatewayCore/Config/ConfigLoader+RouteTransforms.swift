@@ -109,7 +109,7 @@ extension ConfigLoader {
         switch name {
         case "connection", "keep-alive", "te", "trailer", "upgrade", "proxy-connection", "transfer-encoding", "content-length":
             return "a framing or hop-by-hop header, which the gateway writes itself"
-        case "x-forwarded-for", "x-forwarded-proto", "x-request-id":
+        case "x-forwarded-for", "x-forwarded-proto", "x-request-id", "traceparent", "tracestate":
             return request ? "the gateway writes this header itself" : nil
         case "x-envoy-upstream-service-time":
             return request ? nil : "the gateway writes this header itself"

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import TraceWire
 
 /// Turns the Istio-shaped JSON (SPEC §4) into a checked `GatewayConfig`: Istio's defaults filled
 /// in, durations parsed, references resolved. Anything it does not understand is refused with the
@@ -56,6 +57,7 @@ public enum ConfigLoader {
         }
         var config = GatewayConfig(listener: listener, admin: admin, hosts: hosts, routes: routes, downstream: downstream)
         if let n = root?["dnsRefreshRate"] { config.dnsRefreshRate = try dnsRefreshRate(n) }
+        if let n = root?["tracing"] { config.tracing = try tracing(n) }
         return config
     }
 
@@ -90,7 +92,8 @@ public enum ConfigLoader {
             return (nil, objects)
         }
         let root = try node.object(
-            allowed: ["listener", "admin", "serviceEntries", "workloadEntries", "virtualServices", "destinationRules", "dnsRefreshRate"])
+            allowed: ["listener", "admin", "serviceEntries", "workloadEntries", "virtualServices", "destinationRules", "dnsRefreshRate",
+                     "tracing"])
         objects.serviceEntries = try root["serviceEntries"]?.array() ?? []
         objects.workloadEntries = try root["workloadEntries"]?.array() ?? []
         objects.destinationRules = try root["destinationRules"]?.array() ?? []
@@ -103,6 +106,30 @@ public enum ConfigLoader {
         let o = try node.object(allowed: ["address", "port"] + extra)
         return BindAddress(address: try o["address"]?.nonEmptyString() ?? d.address,
                            port: try o["port"]?.int(in: 0...65535) ?? d.port)
+    }
+
+    /// `tracing`: `otlpEndpoint` (an http:// URL), `sampling` (percent), `serviceName`.
+    static func tracing(_ node: JSONNode) throws -> TracingConfig {
+        let o = try node.object(allowed: ["otlpEndpoint", "sampling", "serviceName"])
+        var t = TracingConfig()
+        if let n = o["otlpEndpoint"] {
+            switch OTLPExporter.Endpoint.parse(try n.nonEmptyString()) {
+            case .success(let e): t.otlpEndpoint = e
+            case .failure(let e): throw n.fail(e.description)
+            }
+        }
+        if let n = o["sampling"] {
+            let v = try n.number()
+            if v < 0 { throw n.fail("must be >= 0, found \(v)") }
+            if v > 100 { throw n.fail("must be <= 100 (a percentage), found \(v)") }
+            t.sampling = v
+        }
+        if let n = o["serviceName"] {
+            let name = try n.nonEmptyString()
+            guard name.utf8.count <= 256 else { throw n.fail("must be at most 256 bytes") }
+            t.serviceName = name
+        }
+        return t
     }
 
     /// `listener`: where to listen, and what one client may hold (Envoy's names). A duration of

@@ -1,4 +1,5 @@
 import NIOCore
+import TraceWire
 
 /// The checked configuration the data plane runs on.
 ///
@@ -19,6 +20,9 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Top-level `dnsRefreshRate` (not an Istio field; Envoy's cluster dns_refresh_rate, default
     /// 5s): how often endpoint names of DNS-resolved ServiceEntries are resolved again.
     public var dnsRefreshRate: TimeAmount
+    /// Top-level `tracing` (not an Istio field; Istio's mesh `tracing` settings): sampling and
+    /// where spans go.
+    public var tracing = TracingConfig()
 
     public init(listener: BindAddress, admin: BindAddress, hosts: [String: HostConfig], routes: [RouteConfig],
                 downstream: DownstreamLimits = DownstreamLimits(), dnsRefreshRate: TimeAmount = .seconds(5)) {
@@ -510,4 +514,18 @@ public struct MirrorPolicy: Sendable, Equatable {
         self.host = host
         self.percentage = percentage
     }
+}
+
+/// Traces: the gateway always propagates W3C trace context (a valid client `traceparent`
+/// continues, else a new trace starts); spans are exported only with an `otlpEndpoint`.
+public struct TracingConfig: Sendable, Equatable {
+    /// OTLP/HTTP JSON collector (`http://host:4318/v1/traces`); nil exports nothing.
+    public var otlpEndpoint: OTLPExporter.Endpoint? = nil
+    /// Percent of new traces marked sampled (Envoy's `random_sampling`, default 100); a client's
+    /// valid `traceparent` keeps its own decision.
+    public var sampling: Double = 100
+    /// The resource's `service.name` in exported spans.
+    public var serviceName = "gateway"
+
+    public init() {}
 }

@@ -48,7 +48,11 @@ enum HeadWriter {
                 if let edit, edit.drops(b, name) { return }
                 switch head.kind {
                 case .request:
-                    if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { return }
+                    if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto")
+                        || isTraceContext(b, name)
+                    {
+                        return
+                    }
                 case .response:
                     if (head.hasTransferEncoding || dropFraming) && equalsLowercase(b, name, "content-length") { return }
                     if dropFraming && equalsLowercase(b, name, "transfer-encoding") { return }
@@ -78,16 +82,17 @@ enum HeadWriter {
         }
     }
 
-    /// The request head sent upstream: the client's lines minus hop-by-hop ones, plus
-    /// X-Forwarded-For, X-Forwarded-Proto and (when the client sent none) an x-request-id that
-    /// `writeRequestID` writes. Returns the request id as a slice (of `out` or of `source`).
+    /// The request head sent upstream: the client's lines minus hop-by-hop ones and its trace
+    /// context lines, plus X-Forwarded-For, X-Forwarded-Proto, `trace`'s traceparent (and
+    /// tracestate) and (when the client sent none) an x-request-id that `writeRequestID` writes.
+    /// Returns the request id as a slice (of `out` or of `source`).
     ///
     /// Upstream is always HTTP/1.1, as Envoy and HAProxy speak it: an HTTP/1.0 client's request
     /// goes out as HTTP/1.1 (with `defaultHost` as its Host when it had none), so the pooled
     /// connection stays open after the response whatever the client spoke.
     static func writeUpstreamHead(
         _ head: MessageHead, from source: ByteBuffer, clientAddress: String, defaultHost: String,
-        into out: inout ByteBuffer, writeRequestID: (inout ByteBuffer) -> Void
+        trace: RequestTrace, into out: inout ByteBuffer, writeRequestID: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
         copyWithoutHopByHop(head, from: source, into: &out, version: head.minorVersion == 0 ? "HTTP/1.1" : nil)
         if head.host == nil {
@@ -95,7 +100,8 @@ enum HeadWriter {
             out.writeString(defaultHost)
             out.writeStaticString("\r\n")
         }
-        return writeForwardingLines(head, from: source, clientAddress: clientAddress, into: &out, writeRequestID: writeRequestID)
+        return writeForwardingLines(head, from: source, clientAddress: clientAddress, trace: trace, into: &out,
+                                    writeRequestID: writeRequestID)
     }
 
     /// The request head sent upstream for a route that changes it (VirtualService `rewrite` and
@@ -104,7 +110,8 @@ enum HeadWriter {
     /// `edit`'s names are left out and its lines added. Otherwise as `writeUpstreamHead`.
     static func writeTransformedUpstreamHead(
         _ head: MessageHead, from source: ByteBuffer, clientAddress: String, defaultHost: String, target: [UInt8]?,
-        authority: [UInt8]?, edit: HeaderEdit?, into out: inout ByteBuffer, writeRequestID: (inout ByteBuffer) -> Void
+        authority: [UInt8]?, edit: HeaderEdit?, trace: RequestTrace, into out: inout ByteBuffer,
+        writeRequestID: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
         source.withUnsafeReadableBytes { b in
             out.writeBytes(UnsafeRawBufferPointer(rebasing: b[head.method]))
@@ -119,6 +126,7 @@ enum HeadWriter {
             while b[i] != 0x0A { i += 1 }
             forEachEndToEndLine(head, b, from: i + 1) { name, line in
                 if equalsLowercase(b, name, "x-forwarded-for") || equalsLowercase(b, name, "x-forwarded-proto") { return }
+                if isTraceContext(b, name) { return }
                 if authority != nil && equalsLowercase(b, name, "host") { return }
                 // The gateway's own, not a client's, says what the path was.
                 if target != nil && equalsLowercase(b, name, "x-envoy-original-path") { return }
@@ -141,7 +149,8 @@ enum HeadWriter {
             out.writeStaticString("\r\n")
         }
         if let edit { out.writeBytes(edit.lines) }
-        return writeForwardingLines(head, from: source, clientAddress: clientAddress, into: &out, writeRequestID: writeRequestID)
+        return writeForwardingLines(head, from: source, clientAddress: clientAddress, trace: trace, into: &out,
+                                    writeRequestID: writeRequestID)
     }
 
     /// The lines that ask the upstream to switch to WebSocket, which `writeUpstreamHead` drops
@@ -160,10 +169,11 @@ enum HeadWriter {
         out.writeStaticString("connection: upgrade\r\nupgrade: websocket\r\n\r\n")
     }
 
-    /// X-Forwarded-For, X-Forwarded-Proto, the request id and the blank line; returns the id.
+    /// X-Forwarded-For, X-Forwarded-Proto, the trace context, the request id and the blank line;
+    /// returns the id.
     @inline(__always)
     static func writeForwardingLines(
-        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, into out: inout ByteBuffer,
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, trace: RequestTrace, into out: inout ByteBuffer,
         writeRequestID: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
         out.writeStaticString("x-forwarded-for: ")
@@ -173,6 +183,7 @@ enum HeadWriter {
         }
         out.writeString(clientAddress)
         out.writeStaticString("\r\nx-forwarded-proto: http\r\n")
+        trace.writeHeaders(from: source, into: &out)
         if let id = head.requestID {
             out.writeStaticString("\r\n")
             return source.getSlice(at: source.readerIndex + id.lowerBound, length: id.count)!
@@ -205,6 +216,16 @@ enum HeadWriter {
             out.writeStaticString("connection: keep-alive\r\n")
         }
         out.writeStaticString("\r\n")
+    }
+}
+
+/// A request's `traceparent` or `tracestate` line: the gateway writes its own in their place.
+@inline(__always)
+func isTraceContext(_ b: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+    switch name.count {
+    case 10: return equalsLowercase(b, name, "tracestate")
+    case 11: return equalsLowercase(b, name, "traceparent")
+    default: return false
     }
 }
 

@@ -1,5 +1,6 @@
 import HTTP1Wire
 import NIOCore
+import TraceWire
 
 /// One downstream request on its way through the route's policies to an upstream and back
 /// (Envoy's router filter, `source/common/router/router.cc`). Its steps, in order:
@@ -22,6 +23,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     /// The head every try sends: built once, so the request id is the same on every try.
     private let upstreamHead: ByteBuffer
     private let requestID: ByteBuffer
+    /// The request's trace context: decided once, so every try and mirrored copy carries it.
+    private let trace: RequestTrace
     /// The body kept for a retry (while `replayable`) or until the first try has a connection.
     private var body: ByteBuffer?
     private var replayable = true
@@ -132,7 +135,12 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         self.body = body
         bytesReceived = body?.readableBytes ?? 0
         if bytesReceived > Self.maxReplayBytes { replayable = false }
-        var out = stream.headBuffer(capacity: head.length + 160)
+        // The gateway's lines: forwarding (~60 bytes and the address), traceparent (70), request id (52).
+        var out = stream.headBuffer(capacity: head.length + 256)
+        let trace = headBytes.withUnsafeReadableBytes {
+            RequestTrace.start(head, $0, sampleThreshold: worker.sampleThreshold, random: &worker.random)
+        }
+        self.trace = trace
         if let t = route.transforms {
             responseEdit = t.responseEdit(destination: destination, corsOrigin: corsOrigin)
         } else {
@@ -144,11 +152,12 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             }
             requestID = HeadWriter.writeTransformedUpstreamHead(
                 head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.serviceHost, target: target,
-                authority: t.authorities[destination], edit: t.requestEdits[destination], into: &out
+                authority: t.authorities[destination], edit: t.requestEdits[destination], trace: trace, into: &out
             ) { worker.writeRequestID(into: &$0) }
         } else {
             requestID = HeadWriter.writeUpstreamHead(
-                head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.serviceHost, into: &out
+                head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.serviceHost, trace: trace,
+                into: &out
             ) { worker.writeRequestID(into: &$0) }
         }
         upgrade = head.upgrade != nil && headBytes.withUnsafeReadableBytes { head.isWebSocketUpgrade($0) }
@@ -586,7 +595,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         worker.listenerStats.downstreamRqTime.record(from: start.uptimeNanoseconds, to: end.uptimeNanoseconds, row: worker.row)
         Self.log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: bytesReceived,
                  sent: stream.responseBytesSent, serviceMs: upstreamServiceMs, host: lastHost,
-                 requestID: requestID, route: route, stream: stream)
+                 requestID: requestID, route: route, stream: stream, trace: trace)
         guard !downstreamGone else { return }
         stream.recycle(upstreamHead)
         stream.endStream(reset: reset)
@@ -609,17 +618,29 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         worker.listenerStats.countResponse(status, row: worker.row)
         let end = NIODeadline.now()
         worker.listenerStats.downstreamRqTime.record(from: start.uptimeNanoseconds, to: end.uptimeNanoseconds, row: worker.row)
-        let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
-        log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: received,
-            sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route, stream: stream)
+        // Answered here, yet still in the client's trace (or a new one) for the log and the
+        // exporter; with neither, nothing needs it (a flood of local replies stays as cheap as it was).
+        if worker.accessLog.isEnabled || worker.spanExporter != nil {
+            let requestID = head.requestID.map { headBytes.getSlice(at: headBytes.readerIndex + $0.lowerBound, length: $0.count)! }
+            let trace = headBytes.withUnsafeReadableBytes {
+                RequestTrace.start(head, $0, sampleThreshold: worker.sampleThreshold, random: &worker.random)
+            }
+            log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: received,
+                sent: stream.responseBytesSent, serviceMs: nil, host: nil, requestID: requestID, route: route, stream: stream,
+                trace: trace)
+        }
         stream.endStream(reset: false)
     }
 
     private static func log(
         _ worker: Worker, _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, end: NIODeadline, status: Int,
         flags: ResponseFlags, received: Int, sent: Int, serviceMs: Int?, host: Host?, requestID: ByteBuffer?,
-        route: Route?, stream: DownstreamStream
+        route: Route?, stream: DownstreamStream, trace: RequestTrace
     ) {
+        if trace.upstream.sampled && worker.spanExporter != nil {
+            worker.recordSpan(exportSpan(head, headBytes, start: start, end: end, status: status, flags: flags, host: host?.endpoint,
+                                         requestID: requestID, route: route, trace: trace))
+        }
         guard worker.accessLog.isEnabled else { return }
         // A named match shows as "<route>.<match>", the name Istio gives the Envoy route.
         let routeName = route.map { r in
@@ -631,6 +652,33 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             path: headBytes.getSlice(at: base + head.target.lowerBound, length: head.target.count)!,
             minorVersion: head.minorVersion, status: status, flags: flags, bytesReceived: received, bytesSent: sent,
             durationMs: Int((end - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
-            upstreamHost: host?.endpoint, requestID: requestID, route: routeName))
+            upstreamHost: host?.endpoint, requestID: requestID, route: routeName, traceIDHigh: trace.upstream.traceIDHigh,
+            traceIDLow: trace.upstream.traceIDLow))
+    }
+
+    /// The gateway's span of a sampled request, with OpenTelemetry's HTTP attribute names and
+    /// Envoy's (`response_flags`, `guid:x-request-id`). Built only when spans are exported.
+    private static func exportSpan(
+        _ head: MessageHead, _ headBytes: ByteBuffer, start: NIODeadline, end: NIODeadline, status: Int,
+        flags: ResponseFlags, host: Endpoint?, requestID: ByteBuffer?, route: Route?, trace: RequestTrace
+    ) -> SpanRecord {
+        let (method, target) = headBytes.withUnsafeReadableBytes { b in
+            (String(decoding: UnsafeRawBufferPointer(rebasing: b[head.method]), as: UTF8.self),
+             String(decoding: UnsafeRawBufferPointer(rebasing: b[head.target]), as: UTF8.self))
+        }
+        var flagText: [UInt8] = []
+        flags.write(into: &flagText)
+        var attributes: [(String, SpanRecord.Value)] = [
+            ("http.request.method", .string(method)), ("url.path", .string(target)),
+            ("http.response.status_code", .int(status)), ("response_flags", .string(String(decoding: flagText, as: UTF8.self))),
+            ("component", .string("proxy")),
+        ]
+        if let route { attributes.append(("route_name", .string(route.config.name))) }
+        if let host { attributes.append(("upstream_address", .string(host.description))) }
+        if let requestID { attributes.append(("guid:x-request-id", .string(String(buffer: requestID)))) }
+        // Envoy names a gateway's span after the route (Istio: `<host>:<port>/*`); the method leads,
+        // as OpenTelemetry's HTTP server spans do.
+        return trace.span(name: "\(method) \(route?.config.name ?? "no route")", start: start, end: end, attributes: attributes,
+                          isError: status >= 500)
     }
 }

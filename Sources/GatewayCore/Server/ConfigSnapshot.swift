@@ -7,8 +7,11 @@ public final class ConfigSnapshot: Sendable {
     public let config: GatewayConfig
     let routes: RouteTable
     public let clusters: [String: ClusterSnapshot]
+    let tracing: TracingSettings
 
-    init(version: Int, config: GatewayConfig, routes: RouteTable, clusters: [String: ClusterSnapshot]) {
+    init(version: Int, config: GatewayConfig, routes: RouteTable, clusters: [String: ClusterSnapshot],
+         tracing: TracingSettings = .off) {
+        self.tracing = tracing
         self.version = version
         self.config = config
         self.routes = routes

@@ -5,6 +5,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import TraceWire
 
 /// The running gateway: compiles configs into snapshots, owns the per-loop workers, the
 /// listener and the admin server, and does reload and drain.
@@ -45,6 +46,8 @@ public final class GatewayRuntime: Sendable {
         var resolveAgain = false
         /// Rows of every histogram: one per event loop (`HistogramRows.forLoops`).
         var histogramRows = HistogramRows.any
+        /// Where sampled spans go (`tracing.otlpEndpoint`); kept across reloads that leave it as it is.
+        var exporter: OTLPExporter? = nil
     }
     /// Internal so the service discovery extension can recompile under the same lock as reload.
     let state: NIOLockedValueBox<State>
@@ -127,7 +130,17 @@ public final class GatewayRuntime: Sendable {
         st.clusters = keptClusters
         st.routeStats = keptStats
         st.rateLimiters = keptLimiters
-        return ConfigSnapshot(version: version, config: config, routes: RouteTable(routes: routes), clusters: clusters)
+        // Last, so a config refused above leaves the exporter in force as it was.
+        let tracing = config.tracing
+        if let old = st.exporter, old.endpoint != tracing.otlpEndpoint || old.serviceName != tracing.serviceName {
+            old.shutdown(wait: 0)  // sends what it holds and ends; the new config's spans go to the new one
+            st.exporter = nil
+        }
+        if st.exporter == nil, let endpoint = tracing.otlpEndpoint {
+            st.exporter = OTLPExporter(endpoint: endpoint, serviceName: tracing.serviceName, scope: "maskshop-gateway")
+        }
+        return ConfigSnapshot(version: version, config: config, routes: RouteTable(routes: routes), clusters: clusters,
+                              tracing: TracingSettings(sampling: tracing.sampling, exporter: st.exporter))
     }
 
     // MARK: listening
@@ -275,12 +288,17 @@ public final class GatewayRuntime: Sendable {
         await flushLogs()
     }
 
-    /// Hands every loop's buffered lines to the writer, then waits until the writer has written
-    /// them, at most `timeout`: a stalled stdout cannot hold up an exit for longer.
+    /// Hands every loop's buffered lines to the writer and spans to the exporter, then waits until
+    /// they are written and sent, at most `timeout` each: a stalled stdout or collector cannot
+    /// hold up an exit for longer. The exporter ends here: this is for the exit.
     public func flushLogs(timeout: TimeAmount = .seconds(2)) async {
         for worker in workers {
             try? await worker.eventLoop.submit { worker.accessLog.flush() }.get()
         }
+        for worker in workers {
+            try? await worker.eventLoop.submit { worker.flushSpans() }.get()
+        }
+        state.withLockedValue { $0.exporter }?.shutdown(wait: Double(timeout.nanoseconds) / 1e9)
         guard let accessLogWriter else { return }
         let deadline = NIODeadline.now() + timeout
         while accessLogWriter.pendingBytes > 0 && NIODeadline.now() < deadline {
@@ -291,7 +309,17 @@ public final class GatewayRuntime: Sendable {
     /// Access log lines dropped because the writer's queue was full (stdout slower than traffic).
     public var accessLogDropped: Int { accessLogWriter?.droppedLines ?? 0 }
 
-    deinit { accessLogWriter?.stop() }
+    /// The span exporter's counts (Envoy's `tracing.opentelemetry.*` names), when one is configured.
+    public var spanExportStats: [(String, Int)] {
+        guard let e = state.withLockedValue({ $0.exporter }) else { return [] }
+        return [("tracing.opentelemetry.spans_sent", e.exportedSpans), ("tracing.opentelemetry.spans_dropped", e.droppedSpans),
+                ("tracing.opentelemetry.http_reports_failed", e.failedExports)]
+    }
+
+    deinit {
+        accessLogWriter?.stop()
+        state.withLockedValue { $0.exporter }?.shutdown(wait: 0)
+    }
 
     public func closeAdmin() async {
         let admin = state.withLockedValue { $0.adminChannel }

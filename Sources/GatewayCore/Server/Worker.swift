@@ -1,5 +1,6 @@
 import Atomics
 import NIOCore
+import TraceWire
 
 /// Everything one event loop owns: its view of the config, its connection pools, its random
 /// generator and access log buffer. Touched only on `eventLoop`, so the request path takes no lock.
@@ -10,6 +11,13 @@ final class Worker: @unchecked Sendable {
     let row: Int
     let listenerStats: ListenerStats
     var snapshot: ConfigSnapshot
+    /// The snapshot's tracing, copied here so a request reads plain fields, not the shared
+    /// snapshot (and takes no reference to the exporter: a count every loop would write).
+    private(set) var sampleThreshold: UInt64
+    private(set) var spanExporter: OTLPExporter?
+    /// Sampled spans waiting to be handed to the exporter (at the tick, or when this many).
+    private var spans: [SpanRecord] = []
+    static let spanBatch = 128
     var random = FastRandom()
     let accessLog: AccessLog
     private var pools: [ObjectIdentifier: ClusterPool] = [:]
@@ -29,6 +37,8 @@ final class Worker: @unchecked Sendable {
         self.eventLoop = eventLoop
         row = ShardedCounters.row(forLoop: index)
         self.snapshot = snapshot
+        sampleThreshold = snapshot.tracing.sampleThreshold
+        spanExporter = snapshot.tracing.exporter
         self.listenerStats = listenerStats
         accessLog = AccessLog(writer: accessLogWriter)
     }
@@ -68,6 +78,9 @@ final class Worker: @unchecked Sendable {
         // tasks: an older snapshot arriving second must not replace the newer one.
         guard new.version > snapshot.version else { return }
         snapshot = new
+        flushSpans()
+        sampleThreshold = new.tracing.sampleThreshold
+        spanExporter = new.tracing.exporter
         lastPool = nil
         for (id, pool) in pools {
             if let c = new.clusters[pool.cluster.name], c.cluster === pool.cluster {
@@ -91,6 +104,25 @@ final class Worker: @unchecked Sendable {
         for d in downstreams.values { d.checkTimeouts(now: now) }
         for pool in pools.values { pool.sweepIdle(now: now) }
         accessLog.flush()
+        flushSpans()
+    }
+
+    /// Keeps a sampled request's span for the exporter; handed over in batches, never waited for.
+    func recordSpan(_ span: SpanRecord) {
+        eventLoop.assertInEventLoop()
+        guard let exporter = spanExporter else { return }
+        if spans.capacity == 0 { spans.reserveCapacity(Self.spanBatch) }
+        spans.append(span)
+        if spans.count >= Self.spanBatch { exporter.submit(contentsOf: &spans) }
+    }
+
+    func flushSpans() {
+        guard !spans.isEmpty else { return }
+        if let exporter = spanExporter {
+            exporter.submit(contentsOf: &spans)
+        } else {
+            spans.removeAll(keepingCapacity: true)
+        }
     }
 
     func startDraining() {

@@ -21,7 +21,7 @@ enum DeliveryService {
     }
 
     static func register(_ routes: RouterGroup<BasicRequestContext>, store: Store) {
-        routes.post("/deliveries") { request, _ in
+        routes.post("/deliveries") { request, context in
             let body = try await JSON.object(request)
             let orderId = try JSON.required(body, "orderId", min: 1)
             let productId = try JSON.required(body, "productId")
@@ -38,6 +38,9 @@ enum DeliveryService {
                 try Store.append(db, type: "DeliveryRegistered", payload: payload)
                 return (Record(value: json(row)), true)
             }
+            let id = row.value["id"] as? Int ?? 0
+            context.logger.info("delivery \(id) \(created ? "created" : "already there") for order \(orderId)",
+                                metadata: ["order": "\(orderId)"])
             return JSON.response(created ? .created : .ok, row.value)
         }
         routes.addReadRoutes(ReadableTable(name: "deliveries", key: "id", filter: "orderId", notFound: "no delivery", json: json),

@@ -207,6 +207,7 @@ enum OrderService {
             // Reconciliation decided first (it failed the order and cancels its delivery).
             throw APIError(.serviceUnavailable, "order not placed: it was marked \(row.value["status"] as? String ?? "?") while delivery was answering")
         }
+        logger.info("order \(id) placed", metadata: ["order": "\(id)"])
         return JSON.response(.created, row.value)
     }
 

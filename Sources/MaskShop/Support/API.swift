@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import NIOCore
 
 /// A 4xx/5xx the client gets as `{"error": "<reason>"}`: Hummingbird answers with it wherever a
@@ -136,4 +137,23 @@ struct Rows: @unchecked Sendable {
 
 struct Record: @unchecked Sendable {
     let value: [String: Any]
+}
+
+/// One log line per request that changes something (`POST /orders 201`), with the request's
+/// trace id from the logger's metadata provider; reads (`GET`, `HEAD`, among them the event
+/// feeds' long polls) only at debug level.
+struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context,
+                next: (Request, Context) async throws -> Response) async throws -> Response {
+        let level: Logger.Level = request.method == .get || request.method == .head ? .debug : .info
+        do {
+            let response = try await next(request, context)
+            context.logger.log(level: level, "\(request.method) \(request.uri.path) \(response.status.code)")
+            return response
+        } catch {
+            let status = (error as? any HTTPResponseError)?.status.code ?? 500
+            context.logger.log(level: level, "\(request.method) \(request.uri.path) \(status)")
+            throw error
+        }
+    }
 }

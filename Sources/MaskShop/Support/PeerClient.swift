@@ -1,7 +1,9 @@
 import Foundation
+import Instrumentation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Tracing
 
 /// What a peer answered.
 public struct PeerResponse: Sendable {
@@ -26,10 +28,34 @@ public struct PeerError: Error, CustomStringConvertible, Sendable {
 /// alive and reused per peer (the order → delivery call is on the hot path); a request that
 /// fails on a reused connection before any answer arrives is sent once more on a fresh one
 /// (every call made through it is idempotent: POST /deliveries is idempotent per orderId).
+///
+/// A call made while a request runs is a client span of that request's trace, and carries it on
+/// in `traceparent` (so delivery logs the trace id order logged for the same order); calls made
+/// outside any request (event feeds, reconciliation) carry none.
 public enum PeerClient {
     public static func send(
         _ method: HTTPMethod, _ base: String, _ path: String, json: Any? = nil, timeout: TimeAmount = .seconds(5),
         headers extra: [(String, String)] = []
+    ) async throws -> PeerResponse {
+        guard InstrumentationContext.current?.w3cTrace != nil else {
+            return try await exchange(method, base, path, json: json, timeout: timeout, headers: extra)
+        }
+        let route = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
+        return try await withSpan("\(method) \(route)", ofKind: .client) { span in
+            span.attributes["http.request.method"] = "\(method)"
+            span.attributes["server.address"] = base
+            span.attributes["url.path"] = route
+            var headers = HTTPHeaders()
+            InstrumentationSystem.instrument.inject(span.context, into: &headers, using: HTTPHeadersInjector())
+            let response = try await exchange(method, base, path, json: json, timeout: timeout,
+                                              headers: extra + headers.map { ($0.name, $0.value) })
+            span.attributes["http.response.status_code"] = response.status
+            return response
+        }
+    }
+
+    private static func exchange(
+        _ method: HTTPMethod, _ base: String, _ path: String, json: Any?, timeout: TimeAmount, headers extra: [(String, String)]
     ) async throws -> PeerResponse {
         guard let url = URL(string: base), let host = url.host else { throw PeerError(description: "bad peer URL \(base)") }
         let port = url.port ?? 80
@@ -68,6 +94,12 @@ public enum PeerClient {
 }
 
 struct StaleConnection: Error {}
+
+struct HTTPHeadersInjector: Injector {
+    func inject(_ value: String, forKey key: String, into headers: inout HTTPHeaders) {
+        headers.replaceOrAdd(name: key, value: value)
+    }
+}
 
 /// Idle keep-alive connections per peer.
 final class ConnectionPool: @unchecked Sendable {
