@@ -225,6 +225,7 @@ public final class Route: Sendable {
     // Read by every request; held here so reading them copies no part of `config`.
     let timeout: TimeAmount?
     let perTryTimeout: TimeAmount?
+    let retries: RetryPolicyConfig
     let hasFault: Bool
     /// Shadow clusters with their share in millionths (Envoy's runtime_fraction denominator).
     let mirrors: [(cluster: ClusterSnapshot, millionths: Int)]
@@ -243,6 +244,7 @@ public final class Route: Sendable {
         self.stats = stats
         timeout = config.timeout
         perTryTimeout = config.retries.perTryTimeout
+        retries = config.retries
         hasFault = config.fault != nil
         mirrors = config.mirrors.compactMap { m in
             clusters[m.host].map { ($0, Int((m.percentage * 10_000).rounded())) }
@@ -300,7 +302,9 @@ public final class Route: Sendable {
 /// service's routes are considered (Envoy's virtual host); otherwise every route, in file order.
 public struct RouteTable: Sendable {
     let routes: [Route]
-    let byHost: [String: [Route]]
+    /// nil when no VirtualService names hosts (the usual gateway): a copy of the table then copies
+    /// no dictionary, whose empty form is one object every event loop shares.
+    let byHost: [String: [Route]]?
     /// Some match asks for the port the request came in on (`port`, which the caller then looks up).
     let usesLocalPort: Bool
 
@@ -311,12 +315,12 @@ public struct RouteTable: Sendable {
         for r in routes {
             for h in r.config.virtualHosts where h != "*" { byHost[h.lowercased(), default: []].append(r) }
         }
-        self.byHost = byHost
+        self.byHost = byHost.isEmpty ? nil : byHost
     }
 
     @inline(__always)
     func match(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int = 0) -> Route? {
-        if !byHost.isEmpty, let hostRange = head.host {
+        if let byHost, let hostRange = head.host {
             var end = hostRange.upperBound
             if let colon = hostRange.lastIndex(where: { b[$0] == UInt8(ascii: ":") }) { end = colon }
             let host = String(decoding: UnsafeRawBufferPointer(rebasing: b[hostRange.lowerBound..<end]), as: UTF8.self)

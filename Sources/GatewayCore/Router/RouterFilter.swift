@@ -125,7 +125,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         self.head = head
         self.headBytes = headBytes
         self.start = start
-        retry = RetryState(policy: route.config.retries, resources: cluster.resources,
+        retry = RetryState(policy: route.retries, resources: cluster.resources,
                            stats: cluster.stats, row: worker.row)
         if let balancer = cluster.hashBalancer {
             hash = Self.hashKey(balancer.policy, stream: stream, head: head, headBytes: headBytes)
@@ -593,9 +593,13 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         worker.listenerStats.countResponse(status, row: worker.row)
         let end = end ?? NIODeadline.now()
         worker.listenerStats.downstreamRqTime.record(from: start.uptimeNanoseconds, to: end.uptimeNanoseconds, row: worker.row)
-        Self.log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: bytesReceived,
-                 sent: stream.responseBytesSent, serviceMs: upstreamServiceMs, host: lastHost,
-                 requestID: requestID, route: route, stream: stream, trace: trace)
+        // Asked here, not only inside: passing the host to a call retains it, and it is an object
+        // every event loop shares.
+        if worker.accessLog.isEnabled || worker.spanExporter != nil {
+            Self.log(worker, head, headBytes, start: start, end: end, status: status, flags: flags, received: bytesReceived,
+                     sent: stream.responseBytesSent, serviceMs: upstreamServiceMs, host: lastHost,
+                     requestID: requestID, route: route, stream: stream, trace: trace)
+        }
         guard !downstreamGone else { return }
         stream.recycle(upstreamHead)
         stream.endStream(reset: reset)
