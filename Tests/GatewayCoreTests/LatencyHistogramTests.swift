@@ -122,12 +122,38 @@ final class LatencyHistogramTests: XCTestCase {
     /// Envoy's `/stats` line and its number format (`{}` of fmt: 20, 20.5, nan).
     func testSummaryLineInEnvoysFormat() {
         let h = LatencyHistogram()
-        XCTAssertEqual(AdminView.summary(h.snapshot()), "No recorded values")
+        XCTAssertEqual(AdminView.summary(h.snapshot(), interval: nil), "No recorded values")
         for _ in 0..<10 { h.record(micros: 20_300, row: 0) }
-        XCTAssertEqual(AdminView.summary(h.snapshot()),
+        XCTAssertEqual(AdminView.summary(h.snapshot(), interval: nil),
                        "P0(nan,20) P25(nan,20.25) P50(nan,20.5) P75(nan,20.75) P90(nan,20.9) P95(nan,20.95) "
                            + "P99(nan,20.99) P99.5(nan,20.995) P99.9(nan,20.999) P100(nan,21)")
         XCTAssertEqual(AdminView.quantileLabels, ["0", "25", "50", "75", "90", "95", "99", "99.5", "99.9", "100"])
+    }
+
+    /// Envoy's interval values: what was recorded between the last two stats flushes.
+    func testIntervalsAreTheValuesBetweenTwoFlushes() {
+        let h = LatencyHistogram()
+        let intervals = HistogramIntervals()
+        XCTAssertNil(intervals.interval(of: "h"), "nothing before the first flush")
+        for _ in 0..<10 { h.record(micros: 20_300, row: 0) }
+        intervals.flush([("h", h.snapshot())])
+        XCTAssertEqual(intervals.interval(of: "h")?.count, 10, "a new histogram's first interval is all it holds")
+        for _ in 0..<4 { h.record(micros: 80_500, row: 1) }
+        intervals.flush([("h", h.snapshot())])
+        let interval = try! XCTUnwrap(intervals.interval(of: "h"))
+        XCTAssertEqual(interval.count, 4)
+        XCTAssertEqual(interval.sumMicros, 4 * 80_500)
+        XCTAssertEqual(AdminView.summary(h.snapshot(), interval: interval),
+                       "P0(80,20) P25(80.25,20.35) P50(80.5,20.7) P75(80.75,80.125) P90(80.9,80.65) P95(80.95,80.825) "
+                           + "P99(80.99,80.965) P99.5(80.995,80.983) P99.9(80.999,80.997) P100(81,81)",
+                       "the interval holds the four 80 ms values alone; the cumulative all fourteen")
+        // A flush without it (a reload removed it) forgets it.
+        intervals.flush([])
+        XCTAssertNil(intervals.interval(of: "h"))
+        // Nothing recorded in an interval: nan, as Envoy prints it.
+        intervals.flush([("h", h.snapshot())])
+        intervals.flush([("h", h.snapshot())])
+        XCTAssertTrue(AdminView.summary(h.snapshot(), interval: intervals.interval(of: "h")).hasPrefix("P0(nan,20) "))
     }
 
     /// Envoy's `histogram_buckets=detailed` bins: the non-empty ones, lower edge and width in ms.

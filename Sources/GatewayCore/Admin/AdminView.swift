@@ -78,16 +78,27 @@ struct AdminView {
     static let quantileLabels = LatencyHistogram.envoyQuantiles.map { envoyNumber($0 * 100) }
 
     /// Envoy's `/stats` histogram line: `P<q>(<interval>,<cumulative>)` for each quantile, or
-    /// `No recorded values`. The gateway keeps no flush interval, so the interval is `nan`.
-    static func summary(_ s: HistogramSnapshot) -> String {
+    /// `No recorded values`. The interval is the last completed stats flush interval
+    /// (`HistogramIntervals`); `nan` where it recorded nothing, or before the first flush.
+    static func summary(_ s: HistogramSnapshot, interval: HistogramSnapshot?) -> String {
         guard s.count > 0 else { return "No recorded values" }
         let values = s.quantiles(LatencyHistogram.envoyQuantiles)
-        return zip(quantileLabels, values).map { "P\($0)(nan,\(envoyNumber($1)))" }.joined(separator: " ")
+        let intervals = interval?.quantiles(LatencyHistogram.envoyQuantiles)
+            ?? LatencyHistogram.envoyQuantiles.map { _ in .nan }
+        return (0..<values.count).map { "P\(quantileLabels[$0])(\(envoyNumber(intervals[$0])),\(envoyNumber(values[$0])))" }
+            .joined(separator: " ")
+    }
+
+    private func interval(_ h: NamedHistogram) -> HistogramSnapshot? { runtime.histogramIntervals.interval(of: h.name) }
+
+    /// A stats flush: every histogram's values since the last one become its interval.
+    func flushHistogramIntervals() {
+        runtime.histogramIntervals.flush(allHistograms().map { ($0.name, $0.snapshot) })
     }
 
     func statsText() -> String {
         allStats().map { "\($0.name): \($0.value)\n" }.joined()
-            + allHistograms().map { "\($0.name): \(Self.summary($0.snapshot))\n" }.joined()
+            + allHistograms().map { "\($0.name): \(Self.summary($0.snapshot, interval: interval($0)))\n" }.joined()
     }
 
     /// Envoy's JSON: counters and gauges as `{name, value}`, then one element
@@ -96,9 +107,10 @@ struct AdminView {
     ///
     /// `detailedBuckets` (Envoy's `histogram_buckets=detailed`): the histograms element is
     /// `{"histograms": {"supported_percentiles": [...], "details": [{name, totals:
-    /// [{lower_bound, width, count}, ...], intervals: [], percentiles: [{cumulative, interval},
-    /// ...]}]}}`, every non-empty bin in ms; there is no flush interval, so `intervals` is empty
-    /// and each `interval` null. The dashboard subtracts two reads' totals for the last minute.
+    /// [{lower_bound, width, count}, ...], intervals: [...], percentiles: [{cumulative, interval},
+    /// ...]}]}}`, every non-empty bin in ms; `intervals` and each `interval` are the last stats
+    /// flush interval's (empty and null before the first). The dashboard subtracts two reads'
+    /// totals for its own window (the last minute).
     func statsJSON(detailedBuckets: Bool = false) -> String {
         var items = allStats().map { "{\"name\":\(jsonString($0.name)),\"value\":\($0.value)}" }
         let histograms = allHistograms()
@@ -108,17 +120,26 @@ struct AdminView {
                 let totals = h.snapshot.detailedBuckets().map {
                     "{\"lower_bound\":\(number($0.lowerBoundMs)),\"width\":\(number($0.widthMs)),\"count\":\($0.count)}"
                 }
-                let percentiles = h.snapshot.quantiles(LatencyHistogram.envoyQuantiles).map {
-                    "{\"cumulative\":\(number($0)),\"interval\":null}"
+                let interval = interval(h)
+                let intervals = (interval?.detailedBuckets() ?? []).map {
+                    "{\"lower_bound\":\(number($0.lowerBoundMs)),\"width\":\(number($0.widthMs)),\"count\":\($0.count)}"
                 }
-                return "{\"name\":\(jsonString(h.name)),\"totals\":[\(totals.joined(separator: ","))],\"intervals\":[],"
+                let intervalValues = interval?.quantiles(LatencyHistogram.envoyQuantiles)
+                let percentiles = h.snapshot.quantiles(LatencyHistogram.envoyQuantiles).enumerated().map { i, v in
+                    "{\"cumulative\":\(number(v)),\"interval\":\(intervalValues.map { number($0[i]) } ?? "null")}"
+                }
+                return "{\"name\":\(jsonString(h.name)),\"totals\":[\(totals.joined(separator: ","))],"
+                    + "\"intervals\":[\(intervals.joined(separator: ","))],"
                     + "\"percentiles\":[\(percentiles.joined(separator: ","))]}"
             }
             items.append("{\"histograms\":{\"supported_percentiles\":[\(Self.quantileLabels.joined(separator: ","))],"
                              + "\"details\":[\(details.joined(separator: ","))]}}")
         } else {
             let computed = histograms.map { h in
-                let values = h.snapshot.quantiles(LatencyHistogram.envoyQuantiles).map { "{\"interval\":null,\"cumulative\":\(number($0))}" }
+                let intervalValues = interval(h)?.quantiles(LatencyHistogram.envoyQuantiles)
+                let values = h.snapshot.quantiles(LatencyHistogram.envoyQuantiles).enumerated().map { i, v in
+                    "{\"interval\":\(intervalValues.map { number($0[i]) } ?? "null"),\"cumulative\":\(number(v))}"
+                }
                 return "{\"name\":\(jsonString(h.name)),\"values\":[\(values.joined(separator: ","))]}"
             }
             items.append("{\"histograms\":{\"supported_quantiles\":[\(Self.quantileLabels.joined(separator: ","))],"

@@ -22,6 +22,8 @@ public final class GatewayRuntime: Sendable {
     let group: EventLoopGroup
     let workers: [Worker]
     public let listenerStats: ListenerStats
+    /// The histograms' values since the last stats flush (`/stats` interval quantiles).
+    let histogramIntervals = HistogramIntervals()
     /// Writes the access log off the event loops (nil: logging off).
     let accessLogWriter: AccessLogWriter?
     let logger: Logger
@@ -193,7 +195,18 @@ public final class GatewayRuntime: Sendable {
             }
         }
         startOutlierSweeps()
+        startStatsFlushes()
         return BoundAddresses(listener: servers[0].localAddress!, admin: adminChannel.localAddress!)
+    }
+
+    /// Envoy's stats flush, for the histograms' interval values: every `flushInterval`, on a
+    /// thread of the pool rather than an event loop that carries traffic.
+    private func startStatsFlushes() {
+        let loop = group.next()
+        loop.scheduleRepeatedTask(initialDelay: HistogramIntervals.flushInterval, delay: HistogramIntervals.flushInterval) {
+            [self] _ in
+            _ = NIOThreadPool.singleton.runIfActive(eventLoop: loop) { AdminView(runtime: self).flushHistogramIntervals() }
+        }
     }
 
     /// Every cluster with outlier detection is swept once per its `interval`.

@@ -138,6 +138,15 @@ public struct HistogramSnapshot: Sendable {
     public var count: Int { counts.reduce(0, &+) }
     public var sumMs: Double { Double(sumMicros) / 1000 }
 
+    /// What was recorded after `earlier`, a snapshot of the same histogram (Envoy's interval
+    /// histogram: the values since the last stats flush).
+    public func subtracting(_ earlier: HistogramSnapshot) -> HistogramSnapshot {
+        precondition(earlier.counts.count == counts.count, "snapshots of one histogram")
+        // Relaxed reads may see a bin before its sum or the other way round: never below zero.
+        return HistogramSnapshot(counts: zip(counts, earlier.counts).map { max(0, $0 &- $1) },
+                                 sumMicros: max(0, sumMicros &- earlier.sumMicros))
+    }
+
     /// Quantiles in milliseconds, as libcircllhist's `hist_approx_quantile` computes them over
     /// the non-empty bins: a quantile that falls on a bin's lower or upper count is that edge,
     /// one inside a bin is interpolated linearly within it (to the microsecond). NaN when
