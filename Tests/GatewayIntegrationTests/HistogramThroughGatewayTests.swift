@@ -161,7 +161,7 @@ final class HistogramThroughGatewayTests: XCTestCase {
         let line = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("http.ingress.downstream_rq_time: ") })
         let labels = line.split(separator: " ").dropFirst().map { $0.prefix { $0 != "(" } }
         XCTAssertEqual(labels, ["P0", "P25", "P50", "P75", "P90", "P95", "P99", "P99.5", "P99.9", "P100"], String(line))
-        XCTAssertTrue(line.contains(" P50(nan,"), String(line))
+        XCTAssertTrue(line.contains(" P50("), String(line))
     }
 
     /// Envoy's interval values: each stats flush (every 5 s) makes the values recorded since the
