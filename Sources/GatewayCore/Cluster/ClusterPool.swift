@@ -8,6 +8,11 @@ final class ClusterPool {
     let row: Int
     let connector: UpstreamConnector
     private(set) var snapshot: ClusterSnapshot
+    /// The snapshot's hosts in an array of this event loop's own: every pick reads the list, and
+    /// the snapshot's array is one every loop would retain (a shared reference count per request).
+    private var hosts: [Host]
+    /// Read by every pick (the panic threshold); held here, one reference away.
+    private let outlier: OutlierDetector
     /// Every host pool's copy follows these.
     private(set) var maxRequestsPerConnection: Int
     private(set) var maxConnectionDuration: TimeAmount?
@@ -28,6 +33,8 @@ final class ClusterPool {
         self.row = row
         self.cluster = snapshot.cluster
         self.snapshot = snapshot
+        hosts = snapshot.hosts.map { $0 }
+        outlier = snapshot.cluster.outlier
         self.connector = connector
         maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
         maxConnectionDuration = snapshot.policy.connectionPool.maxConnectionDuration
@@ -36,6 +43,7 @@ final class ClusterPool {
 
     func update(_ snapshot: ClusterSnapshot) {
         self.snapshot = snapshot
+        hosts = snapshot.hosts.map { $0 }
         maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
         maxConnectionDuration = snapshot.policy.connectionPool.maxConnectionDuration
         for pool in pools.values {
@@ -89,10 +97,9 @@ final class ClusterPool {
     /// avoiding `exclude` when another host is available (Istio's previous-hosts retry predicate).
     /// `hash`: the request's key when the cluster hashes (nil there: a random point, as Envoy).
     func pickHost(policy: LoadBalancerKind, exclude: Host?, hash: UInt64? = nil, random: inout FastRandom) -> Host? {
-        let hosts = snapshot.hosts
         let n = hosts.count
         guard n > 0 else { return nil }
-        let ejected = cluster.outlier.ejectionsActive
+        let ejected = outlier.ejectionsActive
         var ignoreEjection = false
         if ejected > 0, let od = snapshot.policy.outlierDetection, od.minHealthPercent > 0 {
             ignoreEjection = 100 * (n - ejected) < od.minHealthPercent * n
