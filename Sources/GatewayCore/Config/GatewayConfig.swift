@@ -19,6 +19,9 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Top-level `dnsRefreshRate` (not an Istio field; Envoy's cluster dns_refresh_rate, default
     /// 5s): how often endpoint names of DNS-resolved ServiceEntries are resolved again.
     public var dnsRefreshRate: TimeAmount
+    /// The ports Istio Gateway `servers` open besides `listener` (HTTPS, or plaintext that may
+    /// only redirect to https); empty: the plaintext `listener` alone.
+    public var gatewayListeners: [GatewayListenerConfig] = []
 
     public init(listener: BindAddress, admin: BindAddress, hosts: [String: HostConfig], routes: [RouteConfig],
                 downstream: DownstreamLimits = DownstreamLimits(), dnsRefreshRate: TimeAmount = .seconds(5)) {
@@ -159,6 +162,8 @@ public struct TrafficPolicy: Sendable, Equatable {
     public var warmup: WarmupSettings?
     /// `retryBudget` (nil: `connectionPool.http.maxRetries` bounds retries).
     public var retryBudget: RetryBudgetSettings?
+    /// `tls` (nil: mode DISABLE, plaintext to the endpoints).
+    public var tls: UpstreamTLSConfig? = nil
     public init(
         connectionPool: ConnectionPoolSettings = ConnectionPoolSettings(),
         outlierDetection: OutlierDetectionSettings? = nil,

@@ -86,7 +86,7 @@ enum HeadWriter {
     /// goes out as HTTP/1.1 (with `defaultHost` as its Host when it had none), so the pooled
     /// connection stays open after the response whatever the client spoke.
     static func writeUpstreamHead(
-        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, defaultHost: String,
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, secure: Bool = false, defaultHost: String,
         into out: inout ByteBuffer, writeRequestID: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
         copyWithoutHopByHop(head, from: source, into: &out, version: head.minorVersion == 0 ? "HTTP/1.1" : nil)
@@ -95,7 +95,8 @@ enum HeadWriter {
             out.writeString(defaultHost)
             out.writeStaticString("\r\n")
         }
-        return writeForwardingLines(head, from: source, clientAddress: clientAddress, into: &out, writeRequestID: writeRequestID)
+        return writeForwardingLines(head, from: source, clientAddress: clientAddress, secure: secure, into: &out,
+                                    writeRequestID: writeRequestID)
     }
 
     /// The request head sent upstream for a route that changes it (VirtualService `rewrite` and
@@ -103,7 +104,7 @@ enum HeadWriter {
     /// `x-envoy-original-path` as Envoy's router writes it, `authority` replaces the Host, and
     /// `edit`'s names are left out and its lines added. Otherwise as `writeUpstreamHead`.
     static func writeTransformedUpstreamHead(
-        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, defaultHost: String, target: [UInt8]?,
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, secure: Bool = false, defaultHost: String, target: [UInt8]?,
         authority: [UInt8]?, edit: HeaderEdit?, into out: inout ByteBuffer, writeRequestID: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
         source.withUnsafeReadableBytes { b in
@@ -141,13 +142,15 @@ enum HeadWriter {
             out.writeStaticString("\r\n")
         }
         if let edit { out.writeBytes(edit.lines) }
-        return writeForwardingLines(head, from: source, clientAddress: clientAddress, into: &out, writeRequestID: writeRequestID)
+        return writeForwardingLines(head, from: source, clientAddress: clientAddress, secure: secure, into: &out,
+                                    writeRequestID: writeRequestID)
     }
 
-    /// X-Forwarded-For, X-Forwarded-Proto, the request id and the blank line; returns the id.
+    /// X-Forwarded-For, X-Forwarded-Proto (`secure`: the client's connection is TLS), the request
+    /// id and the blank line; returns the id.
     @inline(__always)
     static func writeForwardingLines(
-        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, into out: inout ByteBuffer,
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, secure: Bool, into out: inout ByteBuffer,
         writeRequestID: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
         out.writeStaticString("x-forwarded-for: ")
@@ -156,7 +159,7 @@ enum HeadWriter {
             out.writeStaticString(", ")
         }
         out.writeString(clientAddress)
-        out.writeStaticString("\r\nx-forwarded-proto: http\r\n")
+        out.writeStaticString(secure ? "\r\nx-forwarded-proto: https\r\n" : "\r\nx-forwarded-proto: http\r\n")
         if let id = head.requestID {
             out.writeStaticString("\r\n")
             return source.getSlice(at: source.readerIndex + id.lowerBound, length: id.count)!

@@ -9,6 +9,8 @@ public final class ListenerStats: Sendable {
         case flowControlPausedReading, flowControlResumedReading
         case headerTimeouts, connectionIdleTimeouts, streamIdleTimeouts, connectionOverflows, maxDurationReached
         case delayedCloseTimeouts
+        // TLS listeners (Gateway servers with protocol HTTPS).
+        case tlsHandshakes, tlsHandshakeErrors, tlsHandshakeTimeouts, noFilterChainMatch
     }
 
     private let values = ShardedCounters(count: Counter.allCases.count)
@@ -66,6 +68,10 @@ public final class ListenerStats: Sendable {
             ("downstream_cx_overflow", self[.connectionOverflows]),
             ("downstream_cx_max_duration_reached", self[.maxDurationReached]),
             ("downstream_cx_delayed_close_timeout", self[.delayedCloseTimeouts]),
+            ("ssl.handshake", self[.tlsHandshakes]),
+            ("ssl.connection_error", self[.tlsHandshakeErrors]),
+            ("ssl.handshake_timeout", self[.tlsHandshakeTimeouts]),
+            ("no_filter_chain_match", self[.noFilterChainMatch]),
         ]
     }
 }
