@@ -152,6 +152,8 @@ final class TLSTests: XCTestCase {
         XCTAssertNil(Self.subject(port: ports.https, sni: nil))
         XCTAssertGreaterThanOrEqual(stat(gw, "http.ingress.no_filter_chain_match"), 2)
         XCTAssertGreaterThanOrEqual(stat(gw, "http.ingress.ssl.handshake"), 4)
+        let dump = gw.admin("/config_dump")?.body ?? ""
+        XCTAssertTrue(dump.contains("\"port\":\(ports.https),\"scheme\":\"https\""), dump)
 
         // Only http/1.1 is offered by ALPN (h2 comes with HTTP/2).
         let alpn = Self.run(["openssl", "s_client", "-connect", "127.0.0.1:\(ports.https)", "-servername", "shop.example",
@@ -300,18 +302,21 @@ final class TLSTests: XCTestCase {
             "{\"host\":\"\(host)\",\"endpoints\":[{\"address\":\"127.0.0.1\",\"port\":\(port)}]}"
         }
         func rule(_ host: String, _ tls: String) -> String { "{\"host\":\"\(host)\",\"trafficPolicy\":{\"tls\":\(tls)}}" }
-        let hosts = ["upstream.test", "wrong-ca", "custom-sni", "san-mismatch", "mutual", "no-client-cert"]
+        let hosts = ["upstream.test", "wrong-ca", "custom-sni", "san-mismatch", "mutual", "no-client-cert", "refused"]
+        let refusedPort = try refusedPort()
         let config = """
             {"serviceEntries":[\(entry("upstream.test", simpleUp.port)),\(entry("wrong-ca", simpleUp.port)),
                                \(entry("custom-sni", simpleUp.port)),\(entry("san-mismatch", simpleUp.port)),
-                               \(entry("mutual", mutualUp.port)),\(entry("no-client-cert", mutualUp.port))],
+                               \(entry("mutual", mutualUp.port)),\(entry("no-client-cert", mutualUp.port)),
+                               \(entry("refused", refusedPort))],
              "destinationRules":[
                \(rule("upstream.test", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\"}")),
                \(rule("wrong-ca", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(other)\",\"sni\":\"upstream.test\"}")),
                \(rule("custom-sni", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\",\"sni\":\"custom.sni\",\"subjectAltNames\":[\"upstream.test\"]}")),
                \(rule("san-mismatch", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\",\"sni\":\"upstream.test\",\"subjectAltNames\":[\"nope.test\"]}")),
                \(rule("mutual", "{\"mode\":\"MUTUAL\",\"caCertificates\":\"\(ca)\",\"sni\":\"upstream.test\",\"clientCertificate\":\"\(pki.path("client.pem"))\",\"privateKey\":\"\(pki.path("client.key"))\"}")),
-               \(rule("no-client-cert", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\",\"sni\":\"upstream.test\"}"))],
+               \(rule("no-client-cert", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\",\"sni\":\"upstream.test\"}")),
+               \(rule("refused", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\"}"))],
              "virtualServices":[{"http":[\(hosts.map { "{\"match\":[{\"uri\":{\"prefix\":\"/\($0)/\"}}],\"route\":[{\"destination\":{\"host\":\"\($0)\"}}]}" }.joined(separator: ","))]}]}
             """
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("tls-access-\(UUID().uuidString).log").path
@@ -344,6 +349,10 @@ final class TLSTests: XCTestCase {
             XCTAssertEqual(stat(gw, "cluster.\(host).upstream_rq_2xx"), 0, host)
         }
         XCTAssertGreaterThanOrEqual(stat(gw, "cluster.san-mismatch.ssl.fail_verify_san"), 1)
+        // No TCP connection at all: a plain connect failure, no handshake error.
+        XCTAssertEqual(get("refused")?.status, 503)
+        XCTAssertGreaterThanOrEqual(stat(gw, "cluster.refused.upstream_cx_connect_fail"), 1)
+        XCTAssertEqual(stat(gw, "cluster.refused.ssl.connection_error"), 0)
         XCTAssertEqual(stat(gw, "cluster.wrong-ca.ssl.fail_verify_san"), 0)
         XCTAssertEqual(stat(gw, "cluster.upstream.test.ssl.connection_error"), 0)
 

@@ -115,7 +115,7 @@ enum ConfigJSON {
             }
             return object(p + transforms(r))
         }
-        return object([
+        let sections: [(String, String)] = [
             ("listener", object([
                 ("address", jsonString(c.listener.address)), ("port", "\(c.listener.port)"),
                 ("requestHeadersTimeout", duration(c.downstream.requestHeadersTimeout)),
@@ -130,6 +130,7 @@ enum ConfigJSON {
             ("admin", object([("address", jsonString(c.admin.address)), ("port", "\(c.admin.port)")])),
             ("hosts", "[" + hosts.joined(separator: ",") + "]"),
             ("routes", "[" + routes.joined(separator: ",") + "]"),
-        ])
+        ]
+        return object(sections + tlsSections(c))
     }
 }

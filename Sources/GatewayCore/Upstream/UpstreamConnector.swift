@@ -83,6 +83,11 @@ struct SocketConnector: UpstreamConnector {
                 }
             }
             .connect(to: address)
+            .flatMapError { error in
+                // No channel, or it never connected: the handshake will not report, nor leak.
+                handshake.fail(error)
+                return eventLoop.makeFailedFuture(error)
+            }
             .flatMap { channel in
                 handshake.futureResult.flatMapThrowing {
                     try channel.pipeline.syncOperations.addHandler(connection)
