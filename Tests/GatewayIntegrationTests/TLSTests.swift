@@ -124,7 +124,11 @@ final class TLSTests: XCTestCase {
         ]
         return """
             {"serviceEntries":[{"host":"app","endpoints":[{"address":"127.0.0.1","port":\(upstream)}]}],
-             "virtualServices":[{"http":[{"route":[{"destination":{"host":"app"}}]}]}],
+             "virtualServices":[{"http":[
+               {"match":[{"uri":{"prefix":"/scheme"},"scheme":{"exact":"https"}}],"directResponse":{"status":200,"body":{"string":"https"}}},
+               {"match":[{"uri":{"prefix":"/scheme"}}],"directResponse":{"status":200,"body":{"string":"http"}}},
+               {"match":[{"uri":{"prefix":"/old"}}],"redirect":{"uri":"/new"}},
+               {"route":[{"destination":{"host":"app"}}]}]}],
              "gateways":[{"apiVersion":"networking.istio.io/v1","kind":"Gateway","metadata":{"name":"front"},
                           "spec":{"selector":{"istio":"ingressgateway"},"servers":[\(servers.joined(separator: ","))]}}]}
             """
@@ -163,6 +167,13 @@ final class TLSTests: XCTestCase {
         let forwarded = up.seenRequests.map { r in r.headers.first { $0.0.lowercased() == "x-forwarded-proto" }?.1 }
         XCTAssertEqual(forwarded.count, 2)
         XCTAssertEqual(Set(forwarded), ["https"], "requests over TLS go upstream as https")
+        // Route matches and redirects see the request's scheme.
+        let https = ["curl", "-s", "--max-time", "10", "--cacert", pki.path("ca.pem"),
+                     "--resolve", "shop.example:\(ports.https):127.0.0.1"]
+        XCTAssertEqual(Self.run(https + ["https://shop.example:\(ports.https)/scheme"]).out, "https")
+        XCTAssertEqual(httpRequest(port: gw.port, path: "/scheme")?.body, "http")
+        XCTAssertEqual(Self.run(https + ["-o", "/dev/null", "-w", "%{redirect_url}", "https://shop.example:\(ports.https)/old"]).out,
+                       "https://shop.example:\(ports.https)/new")
         // The plaintext listener still says http.
         XCTAssertEqual(httpRequest(port: gw.port, path: "/")?.status, 200)
         XCTAssertEqual(up.seenRequests.last?.headers.first { $0.0.lowercased() == "x-forwarded-proto" }?.1, "http")
