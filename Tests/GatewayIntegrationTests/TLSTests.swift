@@ -313,13 +313,14 @@ final class TLSTests: XCTestCase {
             "{\"host\":\"\(host)\",\"endpoints\":[{\"address\":\"127.0.0.1\",\"port\":\(port)}]}"
         }
         func rule(_ host: String, _ tls: String) -> String { "{\"host\":\"\(host)\",\"trafficPolicy\":{\"tls\":\(tls)}}" }
-        let hosts = ["upstream.test", "wrong-ca", "custom-sni", "san-mismatch", "mutual", "no-client-cert", "refused"]
+        let hosts = ["upstream.test", "wrong-ca", "custom-sni", "san-mismatch", "mutual", "no-client-cert", "refused", "system-roots", "skip-verify"]
         let refusedPort = try refusedPort()
         let config = """
             {"serviceEntries":[\(entry("upstream.test", simpleUp.port)),\(entry("wrong-ca", simpleUp.port)),
                                \(entry("custom-sni", simpleUp.port)),\(entry("san-mismatch", simpleUp.port)),
                                \(entry("mutual", mutualUp.port)),\(entry("no-client-cert", mutualUp.port)),
-                               \(entry("refused", refusedPort))],
+                               \(entry("refused", refusedPort)),\(entry("system-roots", simpleUp.port)),
+                               \(entry("skip-verify", simpleUp.port))],
              "destinationRules":[
                \(rule("upstream.test", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\"}")),
                \(rule("wrong-ca", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(other)\",\"sni\":\"upstream.test\"}")),
@@ -327,7 +328,9 @@ final class TLSTests: XCTestCase {
                \(rule("san-mismatch", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\",\"sni\":\"upstream.test\",\"subjectAltNames\":[\"nope.test\"]}")),
                \(rule("mutual", "{\"mode\":\"MUTUAL\",\"caCertificates\":\"\(ca)\",\"sni\":\"upstream.test\",\"clientCertificate\":\"\(pki.path("client.pem"))\",\"privateKey\":\"\(pki.path("client.key"))\"}")),
                \(rule("no-client-cert", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\",\"sni\":\"upstream.test\"}")),
-               \(rule("refused", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\"}"))],
+               \(rule("refused", "{\"mode\":\"SIMPLE\",\"caCertificates\":\"\(ca)\"}")),
+               \(rule("system-roots", "{\"mode\":\"SIMPLE\",\"sni\":\"upstream.test\"}")),
+               \(rule("skip-verify", "{\"mode\":\"SIMPLE\",\"insecureSkipVerify\":true}"))],
              "virtualServices":[{"http":[\(hosts.map { "{\"match\":[{\"uri\":{\"prefix\":\"/\($0)/\"}}],\"route\":[{\"destination\":{\"host\":\"\($0)\"}}]}" }.joined(separator: ","))]}]}
             """
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("tls-access-\(UUID().uuidString).log").path
@@ -360,6 +363,13 @@ final class TLSTests: XCTestCase {
             XCTAssertEqual(stat(gw, "cluster.\(host).upstream_rq_2xx"), 0, host)
         }
         XCTAssertGreaterThanOrEqual(stat(gw, "cluster.san-mismatch.ssl.fail_verify_san"), 1)
+        // Without caCertificates the system's trust store decides: the test CA is not in it.
+        XCTAssertEqual(get("system-roots")?.status, 503)
+        XCTAssertGreaterThanOrEqual(stat(gw, "cluster.system-roots.ssl.connection_error"), 1)
+        // insecureSkipVerify takes any certificate, for any name.
+        let skipped = get("skip-verify")
+        XCTAssertEqual(skipped?.status, 200, skipped?.body ?? "")
+        XCTAssertEqual(skipped?.body, "sni=skip-verify client=-")
         // No TCP connection at all: a plain connect failure, no handshake error.
         XCTAssertEqual(get("refused")?.status, 503)
         XCTAssertGreaterThanOrEqual(stat(gw, "cluster.refused.upstream_cx_connect_fail"), 1)
