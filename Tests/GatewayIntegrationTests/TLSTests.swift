@@ -11,12 +11,14 @@ final class TLSTests: XCTestCase {
         let dir: String
         func path(_ name: String) -> String { "\(dir)/\(name)" }
 
-        static func make() throws -> PKI {
+        /// Made for `test`, and removed when it ends.
+        static func make(for test: XCTestCase) throws -> PKI {
             for tool in ["/usr/bin/openssl", "/usr/bin/curl"] where !FileManager.default.isExecutableFile(atPath: tool) {
                 throw XCTSkip("\(tool) is not installed")
             }
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            test.addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
             let script = """
                 set -e
                 cd '\(dir)'
@@ -139,7 +141,7 @@ final class TLSTests: XCTestCase {
     }
 
     func testSNIPicksTheCertificateAndTheUpstreamSeesHTTPS() throws {
-        let pki = try PKI.make()
+        let pki = try PKI.make(for: self)
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton, .init(body: "ok"))
         defer { up.close() }
         let ports = try freePorts()
@@ -180,7 +182,7 @@ final class TLSTests: XCTestCase {
     }
 
     func testTLS10And11AreRefusedUnlessAServerAsksForThem() throws {
-        let pki = try PKI.make()
+        let pki = try PKI.make(for: self)
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton, .init(body: "ok"))
         defer { up.close() }
         let ports = try freePorts()
@@ -199,7 +201,7 @@ final class TLSTests: XCTestCase {
     }
 
     func testMutualTLSTakesOnlyClientsWithACertificateFromItsCA() throws {
-        let pki = try PKI.make()
+        let pki = try PKI.make(for: self)
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton, .init(body: "ok"))
         defer { up.close() }
         let ports = try freePorts()
@@ -216,7 +218,7 @@ final class TLSTests: XCTestCase {
     }
 
     func testHTTPSRedirectAnswers301WithTheHTTPSLocation() throws {
-        let pki = try PKI.make()
+        let pki = try PKI.make(for: self)
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton, .init(body: "ok"))
         defer { up.close() }
         let ports = try freePorts()
@@ -235,7 +237,7 @@ final class TLSTests: XCTestCase {
     }
 
     func testReloadShowsARenewedCertificateToNewConnectionsAndKeepsOpenOnes() throws {
-        let pki = try PKI.make()
+        let pki = try PKI.make(for: self)
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton, .init(body: "ok"))
         defer { up.close() }
         let ports = try freePorts()
@@ -304,7 +306,7 @@ final class TLSTests: XCTestCase {
     // MARK: upstream
 
     func testUpstreamTLSVerifiesPresentsAndSendsSNI() throws {
-        let pki = try PKI.make()
+        let pki = try PKI.make(for: self)
         let python = try builtPython()
         let simpleUp = try PythonTLSUpstream(python: python, pki: pki, requireClientCertificate: false)
         let mutualUp = try PythonTLSUpstream(python: python, pki: pki, requireClientCertificate: true)
