@@ -24,7 +24,7 @@ final class IstioFieldTableTests: XCTestCase {
         for line in text.split(separator: "\n") where line.hasPrefix("| ") {
             let cells = line.replacingOccurrences(of: "\\|", with: "\u{1}").split(separator: "|", omittingEmptySubsequences: false)
                 .map { $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\u{1}", with: "|") }
-            guard cells.count == 7, ["ServiceEntry", "WorkloadEntry", "DestinationRule", "VirtualService"].contains(cells[1]) else { continue }
+            guard cells.count == 7, ["ServiceEntry", "WorkloadEntry", "DestinationRule", "VirtualService", "Gateway"].contains(cells[1]) else { continue }
             func code(_ s: String) -> String { s.hasPrefix("`") && s.hasSuffix("`") ? String(s.dropFirst().dropLast()) : s }
             rows.append(Row(kind: cells[1], path: code(cells[2]), state: cells[3], sample: code(cells[4])))
         }
@@ -80,8 +80,20 @@ final class IstioFieldTableTests: XCTestCase {
     /// The config for `row`, and the JSON path the decoder names for its field.
     static func config(for row: Row) throws -> (bytes: [UInt8], fieldPath: String) {
         let section = ["ServiceEntry": "serviceEntries", "WorkloadEntry": "workloadEntries",
-                       "DestinationRule": "destinationRules", "VirtualService": "virtualServices"][row.kind]!
+                       "DestinationRule": "destinationRules", "VirtualService": "virtualServices", "Gateway": "gateways"][row.kind]!
         var root = base()
+        if row.kind == "Gateway" {
+            // A plaintext server; one whose TLS settings the row sets speaks HTTPS with a real
+            // certificate (MUTUAL when the row sets the client CA).
+            var server: [String: Any] = ["port": ["number": 8081, "protocol": "HTTP"], "hosts": ["*"]]
+            if row.path.hasPrefix("servers[].tls"), row.path != "servers[].tls.httpsRedirect" {
+                server["port"] = ["number": 8443, "protocol": "HTTPS"]
+                server["tls"] = ["mode": row.path.hasSuffix("caCertificates") ? "MUTUAL" : "SIMPLE",
+                                 "serverCertificate": "@CERT", "privateKey": "@KEY"]
+                    .merging(row.path.hasSuffix("caCertificates") ? ["caCertificates": "@CA"] : [:]) { a, _ in a }
+            }
+            root["gateways"] = [["servers": [server]]]
+        }
         var object = (root[section] as! [Any])[0] as! [String: Any]
         // Fields that replace a sibling: a redirect or direct response has no route, a
         // workloadSelector no endpoints.
@@ -109,8 +121,13 @@ final class IstioFieldTableTests: XCTestCase {
             object = set(true, at: ArraySlice(components.dropLast() + ["splitExternalLocalOriginErrors"]), in: object) as! [String: Any]
         }
         root[section] = [object]
-        let bytes = try JSONSerialization.data(withJSONObject: root)
-        return (Array(bytes), "\(section)[0]." + row.path.replacingOccurrences(of: "[]", with: "[0]"))
+        // Certificate files: `@CERT`, `@KEY`, `@CA` name real ones made for the test.
+        let files = try TLSFixture.shared()
+        let text = String(decoding: try JSONSerialization.data(withJSONObject: root), as: UTF8.self)
+            .replacingOccurrences(of: "@CERT", with: files.certificate).replacingOccurrences(of: "@KEY", with: files.key)
+            .replacingOccurrences(of: "@CA", with: files.ca)
+        let bytes = Array(text.utf8)
+        return (bytes, "\(section)[0]." + row.path.replacingOccurrences(of: "[]", with: "[0]"))
     }
 
     func testEveryFieldInTheTableIsImplementedOrRefusedAsItSays() throws {
@@ -167,5 +184,44 @@ final class IstioFieldTableTests: XCTestCase {
                 if isArray { node = resolve(node["items"] as? [String: Any] ?? [:]) }
             }
         }
+    }
+}
+
+/// A CA and a certificate it signed, made with the `openssl` CLI once per test run.
+enum TLSFixture {
+    struct Files {
+        var certificate: String
+        var key: String
+        var ca: String
+        /// A key of no certificate here.
+        var otherKey: String
+    }
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var made: Files?
+
+    static func shared() throws -> Files {
+        lock.lock()
+        defer { lock.unlock() }
+        if let made { return made }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tls-fixture-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let script = """
+            set -e
+            cd '\(dir)'
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=fixture-ca 2>/dev/null
+            openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=reviews.example 2>/dev/null
+            printf 'subjectAltName=DNS:reviews.example\\n' > ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext 2>/dev/null
+            openssl genrsa -out other.key 2048 2>/dev/null
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", script]
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw XCTSkip("openssl could not make test certificates") }
+        let files = Files(certificate: dir + "/server.pem", key: dir + "/server.key", ca: dir + "/ca.pem", otherKey: dir + "/other.key")
+        made = files
+        return files
     }
 }

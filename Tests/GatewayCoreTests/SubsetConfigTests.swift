@@ -128,8 +128,11 @@ final class SubsetConfigTests: XCTestCase, ConfigLoading {
         XCTAssertEqual(c.routes.map(\.name), ["reviews.0"])
         XCTAssertEqual(c.routes[0].destinations[0].host, "outbound|9080|v1|reviews")
         XCTAssertEqual(c.listener.port, 8080)
+        XCTAssertEqual(error(#"{"kind":"List","items":[{"apiVersion":"networking.istio.io/v1","kind":"Sidecar","spec":{}}]}"#),
+                       "items[0].kind: kind 'Sidecar' is not supported (allowed: ServiceEntry, WorkloadEntry, DestinationRule, VirtualService, Gateway)")
+        // A Gateway is taken, and checked like the other kinds.
         XCTAssertEqual(error(#"{"kind":"List","items":[{"apiVersion":"networking.istio.io/v1","kind":"Gateway","spec":{}}]}"#),
-                       "items[0].kind: kind 'Gateway' is not supported (allowed: ServiceEntry, WorkloadEntry, DestinationRule, VirtualService)")
+                       "items[0].spec.servers: required field is missing")
     }
 
     func testShippedBookinfoExamplesLoad() throws {
@@ -180,7 +183,7 @@ final class SubsetConfigTests: XCTestCase, ConfigLoading {
                        "serviceEntries[0].endpoints[0].network: not supported by this gateway: there is one network: every endpoint is dialled directly")
         XCTAssertTrue(error(#"{"serviceEntries":[{"host":"a","ports":[{"number":443,"protocol":"HTTPS"}]}]}"#)
             .hasPrefix("serviceEntries[0].ports[0].protocol: protocol 'HTTPS' is not supported by this gateway"))
-        XCTAssertTrue(error(config(rule: #""trafficPolicy":{"tls":{"mode":"SIMPLE"}}"#, destination: #"{"host":"reviews"}"#))
-            .hasPrefix("destinationRules[0].trafficPolicy.tls: not supported by this gateway"))
+        XCTAssertTrue(error(config(rule: #""trafficPolicy":{"tls":{"mode":"ISTIO_MUTUAL"}}"#, destination: #"{"host":"reviews"}"#))
+            .hasPrefix("destinationRules[0].trafficPolicy.tls.mode: mode 'ISTIO_MUTUAL' is not supported"))
     }
 }

@@ -115,7 +115,7 @@ enum ConfigJSON {
             }
             return object(p + transforms(r))
         }
-        return object([
+        let sections: [(String, String)] = [
             ("listener", object([
                 ("address", jsonString(c.listener.address)), ("port", "\(c.listener.port)"),
                 ("requestHeadersTimeout", duration(c.downstream.requestHeadersTimeout)),
@@ -134,6 +134,7 @@ enum ConfigJSON {
             ])),
             ("hosts", "[" + hosts.joined(separator: ",") + "]"),
             ("routes", "[" + routes.joined(separator: ",") + "]"),
-        ])
+        ]
+        return object(sections + tlsSections(c))
     }
 }

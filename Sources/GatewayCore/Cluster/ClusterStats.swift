@@ -41,6 +41,11 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case outlier_detection_ejections_enforced_consecutive_5xx
     case outlier_detection_ejections_enforced_consecutive_gateway_failure
     case outlier_detection_ejections_enforced_consecutive_local_origin_failure
+    /// A TLS handshake with an endpoint failed (`trafficPolicy.tls`), its certificate refused or
+    /// otherwise; counted in `upstream_cx_connect_fail` too.
+    case ssl_connection_error
+    /// The endpoint's certificate carries none of `subjectAltNames`.
+    case ssl_fail_verify_san
 
     /// The name printed by `/stats` (dots where Envoy has them).
     public var name: String {
@@ -86,6 +91,8 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
         case .outlier_detection_ejections_enforced_consecutive_gateway_failure: return "outlier_detection.ejections_enforced_consecutive_gateway_failure"
         case .outlier_detection_ejections_enforced_consecutive_local_origin_failure:
             return "outlier_detection.ejections_enforced_consecutive_local_origin_failure"
+        case .ssl_connection_error: return "ssl.connection_error"
+        case .ssl_fail_verify_san: return "ssl.fail_verify_san"
         }
     }
 }

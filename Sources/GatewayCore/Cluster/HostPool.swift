@@ -1,5 +1,6 @@
 import DequeModule
 import NIOCore
+import NIOSSL
 import NIOPosix
 
 /// Why the pool could not give a request a connection.
@@ -169,12 +170,15 @@ final class HostPool {
             eventLoop.execute { self.connectFailed(connection, timeout: false) }
             return
         }
-        owner.connector.connect(connection, to: host, on: eventLoop, settings: owner.snapshot.policy.connectionPool)
+        let policy = owner.snapshot.policy
+        owner.connector.connect(connection, to: host, on: eventLoop, settings: policy.connectionPool, tls: policy.tls,
+                                serviceHost: owner.snapshot.serviceHost)
             .assumeIsolatedUnsafeUnchecked()
             .whenComplete { result in
                 switch result {
                 case .success: self.connected(connection)
                 case .failure(let error):
+                    if policy.tls != nil { self.countTLSFailure(error) }
                     let timeout = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
                     self.connectFailed(connection, timeout: timeout)
                 }
@@ -193,6 +197,16 @@ final class HostPool {
             return
         }
         dispatchOrIdle(connection)
+    }
+
+    /// A TLS connect that failed in its handshake (not in its TCP connect).
+    private func countTLSFailure(_ error: Error) {
+        if error is SubjectAltNameMismatch {
+            stats.inc(.ssl_fail_verify_san, row: row)
+            stats.inc(.ssl_connection_error, row: row)
+        } else if error is NIOSSLError || error is BoringSSLError {
+            stats.inc(.ssl_connection_error, row: row)
+        }
     }
 
     private func connectFailed(_ connection: UpstreamConnection, timeout: Bool) {

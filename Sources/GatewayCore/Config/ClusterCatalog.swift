@@ -62,6 +62,9 @@ struct PolicyLayer {
     var loadBalancer: LoadBalancing?
     /// Not in port-level settings (Istio has none there).
     var retryBudget: RetryBudgetSettings?
+    /// `tls` as set by this layer; its `config` is nil for mode DISABLE.
+    struct TLS { var config: UpstreamTLSConfig? }
+    var tls: TLS?
     /// Port number → the settings for that port.
     var portLevel: [Int: PolicyLayer] = [:]
     /// Port number → where its `port.number` was written, for errors.
@@ -74,8 +77,10 @@ struct PolicyLayer {
         if let od = outlierDetection { policy.outlierDetection = od }
         loadBalancer?.apply(to: &policy)
         if let rb = retryBudget { policy.retryBudget = rb }
+        if let tls { policy.tls = tls.config }
         if let port, let p = portLevel[port] {
             policy.connectionPool = p.connectionPool ?? ConnectionPoolSettings()
+            policy.tls = p.tls?.config
             policy.outlierDetection = p.outlierDetection
             (p.loadBalancer ?? LoadBalancing()).apply(to: &policy)
         }

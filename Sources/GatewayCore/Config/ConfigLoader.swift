@@ -56,6 +56,7 @@ public enum ConfigLoader {
             names.insert(r.name)
         }
         var config = GatewayConfig(listener: listener, admin: admin, hosts: hosts, routes: routes, downstream: downstream)
+        config.gatewayListeners = try gatewayListeners(try objects.gateways.flatMap(gateway), listener: listener)
         if let n = root?["dnsRefreshRate"] { config.dnsRefreshRate = try dnsRefreshRate(n) }
         if let n = root?["tracing"] { config.tracing = try tracing(n) }
         return config
@@ -69,6 +70,7 @@ public enum ConfigLoader {
         var workloadEntries: [JSONNode] = []
         var destinationRules: [JSONNode] = []
         var virtualServices: [JSONNode] = []
+        var gateways: [JSONNode] = []
     }
 
     /// A gateway config (`listener`, `admin` and an array per kind), or the output of
@@ -85,19 +87,21 @@ public enum ConfigLoader {
                 case "WorkloadEntry": objects.workloadEntries.append(item)
                 case "DestinationRule": objects.destinationRules.append(item)
                 case "VirtualService": objects.virtualServices.append(item)
+                case "Gateway": objects.gateways.append(item)
                 case let other:
-                    throw kindNode.fail("kind '\(other)' is not supported (allowed: ServiceEntry, WorkloadEntry, DestinationRule, VirtualService)")
+                    throw kindNode.fail("kind '\(other)' is not supported (allowed: ServiceEntry, WorkloadEntry, DestinationRule, VirtualService, Gateway)")
                 }
             }
             return (nil, objects)
         }
         let root = try node.object(
-            allowed: ["listener", "admin", "serviceEntries", "workloadEntries", "virtualServices", "destinationRules", "dnsRefreshRate",
-                     "tracing"])
+            allowed: ["listener", "admin", "serviceEntries", "workloadEntries", "virtualServices", "destinationRules", "gateways",
+                      "dnsRefreshRate", "tracing"])
         objects.serviceEntries = try root["serviceEntries"]?.array() ?? []
         objects.workloadEntries = try root["workloadEntries"]?.array() ?? []
         objects.destinationRules = try root["destinationRules"]?.array() ?? []
         objects.virtualServices = try root["virtualServices"]?.array() ?? []
+        objects.gateways = try root["gateways"]?.array() ?? []
         return (root, objects)
     }
 
@@ -198,7 +202,7 @@ public enum ConfigLoader {
             "host", "hosts", "ports", "endpoints", "resolution", "location", "addresses", "exportTo", "workloadSelector",
             "subjectAltNames",
         ])
-        try notSupported(o, ["subjectAltNames"], because: "upstream connections are plaintext: there is no peer certificate to check")
+        try notSupported(o, ["subjectAltNames"], because: "set them on the DestinationRule's trafficPolicy.tls, which checks the upstream's certificate")
         var names: [String] = []
         if let h = o["host"] { names.append(try h.nonEmptyString()) }
         if let hs = o["hosts"] { names += try hs.array().map { try $0.nonEmptyString() } }
@@ -212,7 +216,7 @@ public enum ConfigLoader {
                 let v = try proto.string()
                 // Istio's protocol names; upstream connections speak HTTP/1.1, so only HTTP ports can be served.
                 guard v.uppercased() == "HTTP" || v.uppercased() == "HTTP_PROXY" else {
-                    throw proto.fail("protocol '\(v)' is not supported by this gateway: upstreams are reached over plaintext HTTP/1.1 (HTTP)")
+                    throw proto.fail("protocol '\(v)' is not supported by this gateway: upstreams are reached over HTTP/1.1 (HTTP; for TLS to them, a DestinationRule's trafficPolicy.tls)")
                 }
             }
             servicePorts.append(.init(name: try po["name"]?.string(), number: number,
@@ -330,7 +334,6 @@ public enum ConfigLoader {
     static func trafficPolicy(_ node: JSONNode, portLevel: Bool = false) throws -> PolicyLayer {
         let parts = ["connectionPool", "outlierDetection", "loadBalancer", "tls"]
         let t = try node.object(allowed: portLevel ? ["port"] + parts : parts + ["portLevelSettings", "tunnel", "proxyProtocol", "retryBudget"])
-        try notSupported(t, ["tls"], because: "upstream connections are plaintext HTTP/1.1")
         try notSupported(t, ["tunnel"], because: "upstream connections are direct, never tunnelled through a proxy")
         try notSupported(t, ["proxyProtocol"], because: "the PROXY protocol header is not sent")
         var layer = PolicyLayer()
@@ -338,6 +341,7 @@ public enum ConfigLoader {
         if let od = t["outlierDetection"] { layer.outlierDetection = try outlierDetection(od) }
         if let lb = t["loadBalancer"] { layer.loadBalancer = try loadBalancing(lb) }
         if let rb = t["retryBudget"] { layer.retryBudget = try retryBudget(rb) }
+        if let tls = t["tls"] { layer.tls = .init(config: try upstreamTLS(tls)) }
         for p in try t["portLevelSettings"]?.array() ?? [] {
             let portNode = try p.object(allowed: ["port"] + parts).required("port")
             let numberNode = try portNode.object(allowed: ["number"]).required("number")

@@ -31,6 +31,7 @@ public enum ConfigReport {
         out += "  maxConnections \(d.maxConnections.map(String.init) ?? "\(d.effectiveMaxConnections) (half the descriptor limit)"), "
             + "maxRequestHeadersKb \(d.maxRequestHeadersKb), maxHeadersCount \(d.maxHeadersCount), "
             + "perConnectionBufferLimitBytes \(d.perConnectionBufferLimitBytes)\n"
+        out += gatewayListenersText(config)
         for (name, h) in config.hosts.sorted(by: { $0.key < $1.key }) {
             let cp = h.trafficPolicy.connectionPool
             if h.subset == nil && h.name == h.service {
@@ -60,7 +61,7 @@ public enum ConfigReport {
                         + localOriginText(od)
                 } ?? "off"),
             ]
-            for (k, v) in rows { out += "  \(k.padding(26))\(v)\n" }
+            for (k, v) in rows + upstreamTLSRows(h.trafficPolicy) { out += "  \(k.padding(26))\(v)\n" }
         }
         out += "\nroutes (first match wins)\n"
         for r in config.routes {

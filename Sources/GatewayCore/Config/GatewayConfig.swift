@@ -23,6 +23,9 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Top-level `tracing` (not an Istio field; Istio's mesh `tracing` settings): sampling and
     /// where spans go.
     public var tracing = TracingConfig()
+    /// The ports Istio Gateway `servers` open besides `listener` (HTTPS, or plaintext that may
+    /// only redirect to https); empty: the plaintext `listener` alone.
+    public var gatewayListeners: [GatewayListenerConfig] = []
 
     public init(listener: BindAddress, admin: BindAddress, hosts: [String: HostConfig], routes: [RouteConfig],
                 downstream: DownstreamLimits = DownstreamLimits(), dnsRefreshRate: TimeAmount = .seconds(5)) {
@@ -163,6 +166,8 @@ public struct TrafficPolicy: Sendable, Equatable {
     public var warmup: WarmupSettings?
     /// `retryBudget` (nil: `connectionPool.http.maxRetries` bounds retries).
     public var retryBudget: RetryBudgetSettings?
+    /// `tls` (nil: mode DISABLE, plaintext to the endpoints).
+    public var tls: UpstreamTLSConfig? = nil
     public init(
         connectionPool: ConnectionPoolSettings = ConnectionPoolSettings(),
         outlierDetection: OutlierDetectionSettings? = nil,

@@ -91,7 +91,7 @@ enum HeadWriter {
     /// goes out as HTTP/1.1 (with `defaultHost` as its Host when it had none), so the pooled
     /// connection stays open after the response whatever the client spoke.
     static func writeUpstreamHead(
-        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, defaultHost: String,
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, secure: Bool = false, defaultHost: String,
         trace: RequestTrace, into out: inout ByteBuffer, writeRequestID: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
         copyWithoutHopByHop(head, from: source, into: &out, version: head.minorVersion == 0 ? "HTTP/1.1" : nil)
@@ -100,7 +100,7 @@ enum HeadWriter {
             out.writeString(defaultHost)
             out.writeStaticString("\r\n")
         }
-        return writeForwardingLines(head, from: source, clientAddress: clientAddress, trace: trace, into: &out,
+        return writeForwardingLines(head, from: source, clientAddress: clientAddress, secure: secure, trace: trace, into: &out,
                                     writeRequestID: writeRequestID)
     }
 
@@ -109,8 +109,8 @@ enum HeadWriter {
     /// `x-envoy-original-path` as Envoy's router writes it, `authority` replaces the Host, and
     /// `edit`'s names are left out and its lines added. Otherwise as `writeUpstreamHead`.
     static func writeTransformedUpstreamHead(
-        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, defaultHost: String, target: [UInt8]?,
-        authority: [UInt8]?, edit: HeaderEdit?, trace: RequestTrace, into out: inout ByteBuffer,
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, secure: Bool = false, defaultHost: String,
+        target: [UInt8]?, authority: [UInt8]?, edit: HeaderEdit?, trace: RequestTrace, into out: inout ByteBuffer,
         writeRequestID: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
         source.withUnsafeReadableBytes { b in
@@ -149,7 +149,7 @@ enum HeadWriter {
             out.writeStaticString("\r\n")
         }
         if let edit { out.writeBytes(edit.lines) }
-        return writeForwardingLines(head, from: source, clientAddress: clientAddress, trace: trace, into: &out,
+        return writeForwardingLines(head, from: source, clientAddress: clientAddress, secure: secure, trace: trace, into: &out,
                                     writeRequestID: writeRequestID)
     }
 
@@ -169,11 +169,12 @@ enum HeadWriter {
         out.writeStaticString("connection: upgrade\r\nupgrade: websocket\r\n\r\n")
     }
 
-    /// X-Forwarded-For, X-Forwarded-Proto, the trace context, the request id and the blank line;
-    /// returns the id.
+    /// X-Forwarded-For, X-Forwarded-Proto (`secure`: the client's connection is TLS), the trace
+    /// context, the request id and the blank line; returns the id.
     @inline(__always)
     static func writeForwardingLines(
-        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, trace: RequestTrace, into out: inout ByteBuffer,
+        _ head: MessageHead, from source: ByteBuffer, clientAddress: String, secure: Bool, trace: RequestTrace,
+        into out: inout ByteBuffer,
         writeRequestID: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
         out.writeStaticString("x-forwarded-for: ")
@@ -182,7 +183,7 @@ enum HeadWriter {
             out.writeStaticString(", ")
         }
         out.writeString(clientAddress)
-        out.writeStaticString("\r\nx-forwarded-proto: http\r\n")
+        out.writeStaticString(secure ? "\r\nx-forwarded-proto: https\r\n" : "\r\nx-forwarded-proto: http\r\n")
         trace.writeHeaders(from: source, into: &out)
         if let id = head.requestID {
             out.writeStaticString("\r\n")

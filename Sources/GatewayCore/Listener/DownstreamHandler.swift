@@ -62,8 +62,12 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     /// `maxConnectionDuration` passed: close after the current response.
     private var maxDurationReached = false
 
-    init(worker: Worker) {
+    /// The connection came over TLS (a Gateway HTTPS server): `x-forwarded-proto: https`.
+    let isSecure: Bool
+
+    init(worker: Worker, isSecure: Bool = false) {
         self.worker = worker
+        self.isSecure = isSecure
         limits = worker.snapshot.config.downstream
         requests = MessageFramer(.request, options: HeadParser.Options(
             maxHeadBytes: limits.maxRequestHeadersKb * 1024, maxHeadersCount: limits.maxHeadersCount))

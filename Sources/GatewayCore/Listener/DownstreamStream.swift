@@ -8,6 +8,8 @@ import NIOCore
 protocol DownstreamStream: AnyObject {
     /// The client's address as X-Forwarded-For and the per-client rate limit see it.
     var clientAddress: String { get }
+    /// The client's connection is TLS: the request's scheme is https.
+    var isSecure: Bool { get }
     /// Whether the client takes response bytes as fast as they come (under the high watermark).
     var isWritable: Bool { get }
     /// The whole request body has arrived.
@@ -59,4 +61,8 @@ protocol DownstreamStream: AnyObject {
     /// A buffer for the upstream head, recycled per connection (`recycle` gives it back).
     func headBuffer(capacity: Int) -> ByteBuffer
     func recycle(_ buffer: ByteBuffer)
+}
+
+extension DownstreamStream {
+    var isSecure: Bool { false }
 }

@@ -11,6 +11,8 @@ public final class ListenerStats: Sendable {
         case delayedCloseTimeouts
         /// WebSocket upgrades the upstream accepted (101), and those still tunnelling.
         case upgradesTotal, upgradesActive
+        // TLS listeners (Gateway servers with protocol HTTPS).
+        case tlsHandshakes, tlsHandshakeErrors, tlsHandshakeTimeouts, noFilterChainMatch
     }
 
     private let values = ShardedCounters(count: Counter.allCases.count)
@@ -70,6 +72,10 @@ public final class ListenerStats: Sendable {
             ("downstream_cx_delayed_close_timeout", self[.delayedCloseTimeouts]),
             ("downstream_cx_upgrades_total", self[.upgradesTotal]),
             ("downstream_cx_upgrades_active", self[.upgradesActive]),
+            ("ssl.handshake", self[.tlsHandshakes]),
+            ("ssl.connection_error", self[.tlsHandshakeErrors]),
+            ("ssl.handshake_timeout", self[.tlsHandshakeTimeouts]),
+            ("no_filter_chain_match", self[.noFilterChainMatch]),
         ]
     }
 }

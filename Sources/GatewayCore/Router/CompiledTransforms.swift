@@ -150,9 +150,10 @@ struct CompiledRedirect: Sendable {
     /// Envoy's `newUri`: scheme, host (the request's, its port dropped when a port is given or the
     /// scheme moves away from the one whose default it is), port, then the path (the request's
     /// query kept unless the redirect's uri has its own). nil: no Host to redirect to.
-    func location(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> String? {
-        // The listener is plaintext: the request's scheme is http.
-        let scheme = config.scheme ?? "http"
+    /// `secure`: the request came over TLS, so its scheme is https.
+    func location(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int, secure: Bool = false) -> String? {
+        let requestScheme = secure ? "https" : "http"
+        let scheme = config.scheme ?? requestScheme
         let port: String
         switch config.port {
         case .fromProtocolDefault: port = ""
@@ -174,7 +175,8 @@ struct CompiledRedirect: Sendable {
             }
             if let p = portStart {
                 let requestPort = bytes[p...]
-                if !port.isEmpty || (scheme != "http" && requestPort.elementsEqual(":80".utf8)) { bytes.removeSubrange(p...) }
+                let defaultPort = secure ? ":443" : ":80"
+                if !port.isEmpty || (scheme != requestScheme && requestPort.elementsEqual(defaultPort.utf8)) { bytes.removeSubrange(p...) }
             }
             host = String(decoding: bytes, as: UTF8.self)
         }

@@ -80,8 +80,9 @@ struct ExtendedMatch: Sendable {
     /// nil matcher: present is enough (Istio's `exact: ""`).
     let queryParams: [(name: String, matcher: BytesMatcher?)]
     let authority: BytesMatcher?
-    /// The listener is plaintext, so `scheme` is decided once: does it match "http"?
-    let schemeMatches: Bool
+    /// `scheme` is decided once per scheme: does it match "http", "https"?
+    let schemeMatchesHTTP: Bool
+    let schemeMatchesHTTPS: Bool
     let port: Int?
     let withoutHeaders: [(name: String, matcher: BytesMatcher)]
 
@@ -92,13 +93,14 @@ struct ExtendedMatch: Sendable {
             return (name, try BytesMatcher(match))
         }
         authority = try m.authority.map { try BytesMatcher($0) }
-        schemeMatches = try m.scheme.map { try BytesMatcher($0).matches("http") } ?? true
+        schemeMatchesHTTP = try m.scheme.map { try BytesMatcher($0).matches("http") } ?? true
+        schemeMatchesHTTPS = try m.scheme.map { try BytesMatcher($0).matches("https") } ?? true
         port = m.port
         withoutHeaders = try m.withoutHeaders.sorted { $0.key < $1.key }.map { ($0.key, try BytesMatcher($0.value)) }
     }
 
-    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> Bool {
-        guard schemeMatches else { return false }
+    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int, secure: Bool) -> Bool {
+        guard secure ? schemeMatchesHTTPS : schemeMatchesHTTP else { return false }
         if let port, port != localPort { return false }
         if let authority {
             guard let host = head.host, authority.matches(b, host) else { return false }
@@ -129,8 +131,9 @@ struct CompiledMatch: Sendable {
         extended = try ExtendedMatch(m)
     }
 
+    /// `secure`: the request came over TLS (its scheme is https).
     @inline(__always)
-    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> Bool {
+    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int, secure: Bool) -> Bool {
         if let uri {
             // Envoy: prefix sees the whole :path, exact and regex the path without its query.
             var range = head.target
@@ -143,7 +146,7 @@ struct CompiledMatch: Sendable {
         for (name, matcher) in headers {
             guard let value = head.value(of: name, in: b), matcher.matches(value) else { return false }
         }
-        if let extended, !extended.matches(head, b, localPort: localPort) { return false }
+        if let extended, !extended.matches(head, b, localPort: localPort, secure: secure) { return false }
         return true
     }
 
@@ -254,9 +257,9 @@ public final class Route: Sendable {
 
     /// Several `match` entries are OR-ed: the first that holds decides.
     @inline(__always)
-    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int = 0) -> Bool {
+    func matches(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int = 0, secure: Bool = false) -> Bool {
         if matches.isEmpty { return true }
-        for m in matches where m.matches(head, b, localPort: localPort) { return true }
+        for m in matches where m.matches(head, b, localPort: localPort, secure: secure) { return true }
         return false
     }
 
@@ -264,16 +267,16 @@ public final class Route: Sendable {
     var hasNamedMatches: Bool { transforms?.namedMatches ?? false }
 
     /// "<route>.<match name>" for the entry that took this request, as Istio names Envoy's routes.
-    func logName(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> String {
-        for (i, m) in matches.enumerated() where m.matches(head, b, localPort: localPort) {
+    func logName(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int, secure: Bool = false) -> String {
+        for (i, m) in matches.enumerated() where m.matches(head, b, localPort: localPort, secure: secure) {
             return config.matches[i].name.map { "\(config.name).\($0)" } ?? config.name
         }
         return config.name
     }
 
     /// How much of the target the match that took this request matched (prefix_rewrite).
-    func matchedPathLength(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int) -> Int {
-        for m in matches where m.matches(head, b, localPort: localPort) { return m.matchedLength(head, b) }
+    func matchedPathLength(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int, secure: Bool = false) -> Int {
+        for m in matches where m.matches(head, b, localPort: localPort, secure: secure) { return m.matchedLength(head, b) }
         return 1
     }
 
@@ -308,9 +311,13 @@ public struct RouteTable: Sendable {
     /// Some match asks for the port the request came in on (`port`, which the caller then looks up).
     let usesLocalPort: Bool
 
+    /// Some match asks for the request's scheme (then the caller asks whether it came over TLS).
+    let usesScheme: Bool
+
     init(routes: [Route]) {
         self.routes = routes
         usesLocalPort = routes.contains { $0.config.matches.contains { $0.port != nil } }
+        usesScheme = routes.contains { $0.config.matches.contains { $0.scheme != nil } }
         var byHost: [String: [Route]] = [:]
         for r in routes {
             for h in r.config.virtualHosts where h != "*" { byHost[h.lowercased(), default: []].append(r) }
@@ -319,19 +326,19 @@ public struct RouteTable: Sendable {
     }
 
     @inline(__always)
-    func match(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int = 0) -> Route? {
+    func match(_ head: MessageHead, _ b: UnsafeRawBufferPointer, localPort: Int = 0, secure: Bool = false) -> Route? {
         if let byHost, let hostRange = head.host {
             var end = hostRange.upperBound
             if let colon = hostRange.lastIndex(where: { b[$0] == UInt8(ascii: ":") }) { end = colon }
             let host = String(decoding: UnsafeRawBufferPointer(rebasing: b[hostRange.lowerBound..<end]), as: UTF8.self)
                 .lowercased()
             if let named = byHost[host] {
-                for r in named where r.matches(head, b, localPort: localPort) { return r }
+                for r in named where r.matches(head, b, localPort: localPort, secure: secure) { return r }
                 return nil
             }
         }
         // Walked in place: a copy of the array would retain its storage, which every event loop shares.
-        for r in routes where r.matches(head, b, localPort: localPort) { return r }
+        for r in routes where r.matches(head, b, localPort: localPort, secure: secure) { return r }
         return nil
     }
 }

@@ -63,7 +63,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         let table = worker.snapshot.routes
         // Asked only when some route matches on `port`: the plain path looks nothing up.
         let localPort = table.usesLocalPort ? stream.localPort : 0
-        let route = headBytes.withUnsafeReadableBytes { table.match(head, $0, localPort: localPort) }
+        let secure = table.usesScheme && stream.isSecure
+        let route = headBytes.withUnsafeReadableBytes { table.match(head, $0, localPort: localPort, secure: secure) }
         let received = earlyBody?.readableBytes ?? 0
         guard let route else {
             worker.listenerStats.inc(.noRoute, row: worker.row)
@@ -148,16 +149,17 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         }
         if let t = route.transforms, t.rewritesRequest {
             let target = headBytes.withUnsafeReadableBytes { b in
-                t.rewrittenTarget(head, b) { route.matchedPathLength(head, b, localPort: localPort) }
+                t.rewrittenTarget(head, b) { route.matchedPathLength(head, b, localPort: localPort, secure: stream.isSecure) }
             }
             requestID = HeadWriter.writeTransformedUpstreamHead(
-                head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.serviceHost, target: target,
-                authority: t.authorities[destination], edit: t.requestEdits[destination], trace: trace, into: &out
+                head, from: headBytes, clientAddress: stream.clientAddress, secure: stream.isSecure, defaultHost: cluster.serviceHost,
+                target: target, authority: t.authorities[destination], edit: t.requestEdits[destination], trace: trace,
+                into: &out
             ) { worker.writeRequestID(into: &$0) }
         } else {
             requestID = HeadWriter.writeUpstreamHead(
-                head, from: headBytes, clientAddress: stream.clientAddress, defaultHost: cluster.serviceHost, trace: trace,
-                into: &out
+                head, from: headBytes, clientAddress: stream.clientAddress, secure: stream.isSecure,
+                defaultHost: cluster.serviceHost, trace: trace, into: &out
             ) { worker.writeRequestID(into: &$0) }
         }
         upgrade = head.upgrade != nil && headBytes.withUnsafeReadableBytes { head.isWebSocketUpgrade($0) }
@@ -201,7 +203,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     ) {
         if let redirect = t.redirect {
             let localPort = stream.localPort
-            let location = headBytes.withUnsafeReadableBytes { redirect.location(head, $0, localPort: localPort) }
+            let location = headBytes.withUnsafeReadableBytes { redirect.location(head, $0, localPort: localPort, secure: stream.isSecure) }
             guard let location else {
                 replyWithoutUpstream(stream, worker, head, headBytes, start: start, received: received, status: 400,
                                      body: "a redirect needs the request's Host header", flags: [], route: route, edit: edit)
@@ -648,7 +650,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         guard worker.accessLog.isEnabled else { return }
         // A named match shows as "<route>.<match>", the name Istio gives the Envoy route.
         let routeName = route.map { r in
-            r.hasNamedMatches ? headBytes.withUnsafeReadableBytes { r.logName(head, $0, localPort: stream.localPort) } : r.config.name
+            r.hasNamedMatches ? headBytes.withUnsafeReadableBytes { r.logName(head, $0, localPort: stream.localPort, secure: stream.isSecure) } : r.config.name
         }
         let base = headBytes.readerIndex
         worker.accessLog.log(AccessLog.Entry(

@@ -164,25 +164,32 @@ public final class GatewayRuntime: Sendable {
         // first bind picks the port when the config asks for 0; the others take the same one.
         var servers: [Channel] = []
         var port = listener.port
+        // A Gateway HTTP server on the listener's own port can make it redirect to https;
+        // decided here, so the plaintext listener's pipeline is otherwise the one handler.
+        let gatewayListeners = snapshot.config.gatewayListeners
+        let mainRedirects = gatewayListeners.contains { $0.port == listener.port && $0.kind == .plaintext(httpsRedirect: true) }
         for worker in workers {
-            let server = try await ServerBootstrap(group: worker.eventLoop)
-                // A burst of connects (thousands of clients at once, an attack or a restart) waits in
-                // the kernel's queue rather than losing SYNs, which clients retry only after a second;
-                // the kernel caps it at net.core.somaxconn. Accepting up to 64 per wakeup drains it fast.
-                .serverChannelOption(.backlog, value: 4096)
-                .serverChannelOption(.maxMessagesPerRead, value: 64)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .serverChannelOption(.socketOption(Self.reusePort), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelOption(.maxMessagesPerRead, value: 16)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(DownstreamHandler(worker: worker))
-                    }
+            let server = try await Self.bind(listener.address, port, on: worker) { channel in
+                if mainRedirects {
+                    try channel.pipeline.syncOperations.addHandler(HTTPSRedirectHandler(worker: worker))
+                } else {
+                    try channel.pipeline.syncOperations.addHandler(DownstreamHandler(worker: worker))
                 }
-                .bind(host: listener.address, port: port).get()
+            }
             if port == 0, let bound = server.localAddress?.port { port = bound }
             servers.append(server)
+        }
+        if let clash = gatewayListeners.first(where: { $0.port == port && $0.scheme == "https" }) {
+            for s in servers { try? await s.close() }
+            throw ReloadError("\(clash.path): port \(port) is the plaintext listener's; give HTTPS another port")
+        }
+        for g in gatewayListeners where g.port != port {
+            for worker in workers {
+                servers.append(try await Self.bind(g.address, g.port, on: worker) { channel in
+                    try GatewayListenerPipeline.initialize(channel, port: g.port, worker: worker)
+                })
+            }
+            logger.info("gateway listening on \(g.scheme)://\(g.address):\(g.port) (\(g.path))")
         }
         let adminChannel = try await AdminServer.bind(runtime: self, address: admin)
         state.withLockedValue {
@@ -207,6 +214,25 @@ public final class GatewayRuntime: Sendable {
             [self] _ in
             _ = NIOThreadPool.singleton.runIfActive(eventLoop: loop) { AdminView(runtime: self).flushHistogramIntervals() }
         }
+    }
+
+    /// One listening socket of `worker`'s loop on `port` (SO_REUSEPORT: every loop binds it).
+    private static func bind(_ address: String, _ port: Int, on worker: Worker,
+                             _ initialize: @escaping @Sendable (Channel) throws -> Void) async throws -> Channel {
+        try await ServerBootstrap(group: worker.eventLoop)
+            // A burst of connects (thousands of clients at once, an attack or a restart) waits in
+            // the kernel's queue rather than losing SYNs, which clients retry only after a second;
+            // the kernel caps it at net.core.somaxconn. Accepting up to 64 per wakeup drains it fast.
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.maxMessagesPerRead, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.socketOption(Self.reusePort), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try initialize(channel) }
+            }
+            .bind(host: address, port: port).get()
     }
 
     /// Every cluster with outlier detection is swept once per its `interval`.
@@ -253,6 +279,7 @@ public final class GatewayRuntime: Sendable {
 
     /// Swaps in `config` atomically for new requests; requests in flight finish on the old one.
     public func apply(_ config: GatewayConfig) -> Result<Int, ReloadError> {
+        let old = snapshot.config
         let result: Result<ConfigSnapshot, ReloadError> = state.withLockedValue { st in
             do {
                 let next = try Self.compile(config, version: st.snapshot.version + 1, into: &st)
@@ -273,8 +300,11 @@ public final class GatewayRuntime: Sendable {
             }
             // Names the new config brings are resolved now rather than at the next refresh.
             if needsResolution(next.config) { _ = refreshDNS() }
-            if next.config.listener != snapshot.config.listener {
+            if next.config.listener != old.listener {
                 logger.warning("listener address changes take effect on restart")
+            }
+            if next.config.gatewayListeners.map(\.port) != old.gatewayListeners.map(\.port) {
+                logger.warning("gateway server ports opened or closed take effect on restart; certificates of kept ports apply to new connections now")
             }
             logger.info("config version \(next.version) in force")
             return .success(next.version)
