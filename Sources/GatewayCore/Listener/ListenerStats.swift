@@ -11,6 +11,9 @@ public final class ListenerStats: Sendable {
         case delayedCloseTimeouts
         /// WebSocket upgrades the upstream accepted (101), and those still tunnelling.
         case upgradesTotal, upgradesActive
+        /// HTTP/2 client connections; GOAWAYs the gateway sent to end one gracefully; connections
+        /// NIOHTTP2 ended for a protocol error or an attack (floods, rapid resets).
+        case http2ConnectionsTotal, http2ConnectionsActive, http2GoAwaysSent, http2ConnectionErrors
     }
 
     private let values = ShardedCounters(count: Counter.allCases.count)
@@ -70,6 +73,10 @@ public final class ListenerStats: Sendable {
             ("downstream_cx_delayed_close_timeout", self[.delayedCloseTimeouts]),
             ("downstream_cx_upgrades_total", self[.upgradesTotal]),
             ("downstream_cx_upgrades_active", self[.upgradesActive]),
+            ("downstream_cx_http2_total", self[.http2ConnectionsTotal]),
+            ("downstream_cx_http2_active", self[.http2ConnectionsActive]),
+            ("http2.goaway_sent", self[.http2GoAwaysSent]),
+            ("http2.connection_errors", self[.http2ConnectionErrors]),
         ]
     }
 }

@@ -162,7 +162,12 @@ public final class GatewayRuntime: Sendable {
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(DownstreamHandler(worker: worker))
+                        if worker.snapshot.config.downstream.http2 != nil {
+                            // HTTP/2 with prior knowledge beside HTTP/1.1: the first bytes decide.
+                            try channel.pipeline.syncOperations.addHandler(HTTP2PrefaceSniffer(worker: worker))
+                        } else {
+                            try channel.pipeline.syncOperations.addHandler(DownstreamHandler(worker: worker))
+                        }
                     }
                 }
                 .bind(host: listener.address, port: port).get()
