@@ -22,7 +22,9 @@ final class HTTP2DownstreamTests: XCTestCase {
     /// Runs a tool to its end; its standard output.
     @discardableResult
     func run(_ tool: String, _ args: [String]) throws -> String {
-        let path = ["/usr/bin/", "/usr/local/bin/"].map { $0 + tool }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        // As a shell finds it: pip's python3 may come before the system's.
+        let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":")
+        let path = dirs.map { "\($0)/\(tool)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let path else { throw XCTSkip("\(tool) is not installed") }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
@@ -154,12 +156,16 @@ final class HTTP2DownstreamTests: XCTestCase {
         XCTAssertEqual(all.count, 20)
         let shed = all.filter { $0["status"] as? Int == 503 }
         let served = all.filter { $0["status"] as? Int == 200 }
-        XCTAssertEqual(served.count, 2, "\(all)")
-        XCTAssertEqual(shed.count, 18, "\(all)")
+        // As in Envoy, a request waiting for the connection to open is pending itself: twenty
+        // streams in one read leave one served, sometimes two (one on the connection, one pending).
+        XCTAssertEqual(served.count + shed.count, 20, "\(all)")
+        XCTAssertGreaterThanOrEqual(served.count, 1, "\(all)")
+        XCTAssertGreaterThanOrEqual(shed.count, 18, "\(all)")
         for s in shed { XCTAssertEqual((s["headers"] as? [String: String])?["x-envoy-overloaded"], "true") }
         XCTAssertEqual(stat(gw, "cluster.svc.upstream_rq_pending_overflow"), shed.count)
+        XCTAssertEqual(up.requests.load(ordering: .relaxed), served.count, "the upstream sees exactly the streams that passed")
         let lines = logLines(gw)
-        XCTAssertEqual(lines.filter { $0.contains("HTTP/2\" 503 UO") }.count, 18, lines.joined(separator: "\n"))
+        XCTAssertEqual(lines.filter { $0.contains("HTTP/2\" 503 UO") }.count, shed.count, lines.joined(separator: "\n"))
     }
 
     func testRouteTimeoutAnswers504OnItsStreamOnly() throws {
@@ -202,7 +208,7 @@ final class HTTP2DownstreamTests: XCTestCase {
                                     extraArguments: ["--access-log", "off"])
         let many = try h2client(["requests", String(gw.port), "/many", "1"] + (0..<40).map { "x-h\($0)=v" })
         XCTAssertEqual(streams(many).first?["status"] as? Int, 431, "\(many)")
-        let big = try h2client(["requests", String(gw.port), "/big", "1", "x-big=" + String(repeating: "a", count: 3500)])
+        let big = try h2client(["requests", String(gw.port), "/big", "1", "x-big=" + String(repeating: "a", count: 4100)])
         XCTAssertEqual(streams(big).first?["status"] as? Int, 431, "\(big)")
         let huge = try h2client(["requests", String(gw.port), "/huge", "1", "x-huge=" + String(repeating: "b", count: 20000)])
         XCTAssertNotEqual(streams(huge).first?["status"] as? Int, 200, "\(huge)")
@@ -217,16 +223,17 @@ final class HTTP2DownstreamTests: XCTestCase {
 
     // MARK: drain
 
-    /// SIGTERM: an HTTP/2 client gets GOAWAY (NO_ERROR), its stream in flight still gets its
-    /// answer, and the gateway exits once the connection is done.
+    /// SIGTERM: an HTTP/2 client gets GOAWAY (NO_ERROR, naming its stream as the last), its
+    /// stream in flight still gets its answer, and the gateway exits once the connection is done.
+    /// nghttp (nghttp2-client) prints the frames it receives.
     func testDrainSendsGoAwayAndLetsTheStreamInFlightFinish() throws {
         let up = try TestUpstream(group: group, .init(delay: .milliseconds(600), body: "finished"))
         defer { up.close() }
         let gw = try GatewayProcess(config: config(up), extraArguments: ["--access-log", "off"])
-        guard run0("python3", ["-c", "import h2.connection"]) else { throw XCTSkip("Python's h2 is not installed") }
+        guard run0("nghttp", ["--version"]) else { throw XCTSkip("nghttp is not installed (nghttp2-client)") }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", Self.clientScript.path, "drain", String(gw.port), "/slow"]
+        p.arguments = ["nghttp", "-v", "http://127.0.0.1:\(gw.port)/slow"]
         let out = Pipe()
         p.standardOutput = out
         try p.run()
@@ -235,11 +242,17 @@ final class HTTP2DownstreamTests: XCTestCase {
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         XCTAssertEqual(gw.waitForExit(timeout: 15), 0)
-        let last = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-        let result = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any], last)
-        XCTAssertEqual(result["goaway"] as? Int, 0, "GOAWAY NO_ERROR: \(result)")
-        XCTAssertEqual(streams(result).first?["status"] as? Int, 200)
-        XCTAssertEqual(streams(result).first?["body"] as? String, "finished")
+        let frames = String(decoding: data, as: UTF8.self)
+        let goAway = try XCTUnwrap(frames.split(separator: "\n").firstIndex { $0.contains("recv GOAWAY frame") }, frames)
+        let lines = frames.split(separator: "\n").map(String.init)
+        // nghttp opens its request on the stream after the ones it declares for priorities.
+        let request = try XCTUnwrap(lines.first { $0.contains("send HEADERS frame") }, frames)
+        let streamID = try XCTUnwrap(request.split(separator: "stream_id=").last?.split(separator: ">").first, request)
+        XCTAssertTrue(lines[goAway + 1].contains("(last_stream_id=\(streamID), error_code=NO_ERROR"), frames)
+        let status = try XCTUnwrap(lines.firstIndex { $0.contains(":status: 200") }, frames)
+        XCTAssertGreaterThan(status, goAway, "the answer came after the GOAWAY")
+        XCTAssertTrue(frames.contains("finished"), frames)
+        XCTAssertEqual(p.terminationStatus, 0, frames)
     }
 }
 
@@ -252,7 +265,6 @@ import h2.config, h2.connection, h2.events, h2.exceptions, h2.settings
 #   requests PORT PATH N [name=value ...]   N concurrent GETs on one connection
 #   post PORT PATH BODY                      one POST with a body in several DATA frames
 #   rapidreset PORT PATH N                   N streams, each reset at once; then one more GET
-#   drain PORT PATH                          one GET; prints "sent" and waits for the answer and GOAWAY
 mode, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
 def connect():
@@ -354,14 +366,4 @@ elif mode == "rapidreset":
         pass
     goaway = pump(s, c, streams, lambda: c.state_machine.state == h2.connection.ConnectionState.CLOSED, deadline=5)
     print(json.dumps({"goaway": goaway, "sent": sent}))
-elif mode == "drain":
-    s, c = connect()
-    i = c.get_next_available_stream_id()
-    c.send_headers(i, base(), end_stream=True)
-    s.sendall(c.data_to_send())
-    streams = {}
-    # The gateway has the request once its upstream does; the test signals after "sent".
-    print("sent", flush=True)
-    goaway = pump(s, c, streams, lambda: False, deadline=15)
-    print(json.dumps({"goaway": goaway, "streams": [streams.get(i)]}))
 """#

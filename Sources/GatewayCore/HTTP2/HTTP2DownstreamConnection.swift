@@ -29,6 +29,8 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler {
     private var idleSince: NIODeadline
     /// A GOAWAY went out (drain, maximum duration, idle): the connection closes once its last stream ends.
     private var goingAway = false
+    /// The connection closes once its last GOAWAY is written.
+    private var closing = false
 
     init(worker: Worker) {
         self.worker = worker
@@ -96,7 +98,7 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler {
         // client's GOAWAY: it opens no more streams, so the connection goes after the last.
         if case .goAway = unwrapInboundIn(data).payload {
             goingAway = true
-            if streams.isEmpty { context.close(promise: nil) }
+            if streams.isEmpty { sendGoAwayAndClose() }
         }
     }
 
@@ -136,7 +138,7 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler {
         guard streams.removeValue(forKey: ObjectIdentifier(stream)) != nil else { return }
         if streams.isEmpty {
             idleSince = worker.coarseNow
-            if goingAway { context?.close(promise: nil) }
+            if goingAway { sendGoAwayAndClose() }
         }
     }
 
@@ -150,9 +152,25 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler {
         guard !goingAway, let context else { return }
         goingAway = true
         worker.listenerStats.inc(.http2GoAwaysSent, row: worker.row)
-        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
-        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
-        if streams.isEmpty { context.close(promise: nil) }
+        if streams.isEmpty {
+            sendGoAwayAndClose()
+        } else {
+            context.writeAndFlush(wrapOutboundOut(goAwayFrame), promise: nil)
+        }
+    }
+
+    private var goAwayFrame: HTTP2Frame {
+        HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
+    }
+
+    /// The last stream's end (or the GOAWAY itself) may still wait unflushed in NIOHTTP2's
+    /// buffer when its stream reports closed: a close now would drop it. A GOAWAY behind it
+    /// (repeating one is allowed, RFC 9113 §6.8) is written after it, and the close waits for that.
+    private func sendGoAwayAndClose() {
+        guard let context, !closing else { return }
+        closing = true
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(goAwayFrame)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     /// Called on every worker tick (Envoy's downstream timeouts, per stream and per connection).
