@@ -198,6 +198,40 @@ final class HTTP2DownstreamTests: XCTestCase {
         XCTAssertEqual(streams(after).map { $0["status"] as? Int }, [200, 200, 200, 200, 200])
     }
 
+    /// PING and SETTINGS floods (CVE-2019-9512, 9515) and the CONTINUATION flood (2024): the
+    /// connection is ended with GOAWAY ENHANCE_YOUR_CALM, and the gateway serves others.
+    func testPingAndContinuationFloodsEndTheConnection() throws {
+        let up = try TestUpstream(group: group, .init(body: "ok"))
+        defer { up.close() }
+        let gw = try GatewayProcess(config: config(up), extraArguments: ["--access-log", "off"])
+        let pings = try h2client(["pingflood", String(gw.port), "/", "1000"])
+        XCTAssertEqual(pings["goaway"] as? Int, 0xB, "\(pings)")
+        let continuations = try h2client(["continuationflood", String(gw.port), "/", "1000"])
+        XCTAssertEqual(continuations["goaway"] as? Int, 0xB, "\(continuations)")
+        XCTAssertEqual(stat(gw, "http.ingress.http2.connection_errors"), 2)
+        XCTAssertEqual(up.requests.load(ordering: .relaxed), 0)
+        let after = try h2client(["requests", String(gw.port), "/y", "2"])
+        XCTAssertEqual(streams(after).map { $0["status"] as? Int }, [200, 200])
+    }
+
+    /// Bodies larger than the windows (64 KiB per stream, 1 MiB per connection) both ways: the
+    /// gateway's reads refill the client's windows, and the client's refill the gateway's.
+    func testBodiesLargerThanTheFlowControlWindowsGoThroughWhole() throws {
+        let big = String(repeating: "abcdefghij", count: 300_000)  // 3 MB
+        let up = try TestUpstream(group: group, .init(body: big))
+        defer { up.close() }
+        let gw = try GatewayProcess(config: config(up), extraArguments: ["--access-log", "off"])
+        let bodyFile = FileManager.default.temporaryDirectory.appendingPathComponent("h2-body-\(getpid())")
+        try big.write(to: bodyFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: bodyFile) }
+        let out = try run("curl", ["-s", "--max-time", "20", "--http2-prior-knowledge", "-o", "/dev/null",
+                                   "-w", "%{http_version} %{http_code} %{size_download}",
+                                   "--data-binary", "@\(bodyFile.path)", "http://127.0.0.1:\(gw.port)/upload"])
+        XCTAssertEqual(out, "2 200 \(big.utf8.count)")
+        XCTAssertEqual(up.seenRequests.first?.body.count, big.utf8.count)
+        XCTAssertTrue(up.seenRequests.first?.body == big, "the request body arrived whole and in order")
+    }
+
     /// Header lists past the listener's limits: too many fields get the HeadParser's 431 on
     /// their stream, as over HTTP/1.1; a list past SETTINGS_MAX_HEADER_LIST_SIZE is refused
     /// while it is decoded (an HPACK bomb ends there), and neither reaches the upstream.
@@ -365,5 +399,29 @@ elif mode == "rapidreset":
     except (ConnectionResetError, BrokenPipeError, h2.exceptions.ProtocolError):
         pass
     goaway = pump(s, c, streams, lambda: c.state_machine.state == h2.connection.ConnectionState.CLOSED, deadline=5)
+    print(json.dumps({"goaway": goaway, "sent": sent}))
+elif mode in ("pingflood", "continuationflood"):
+    n = int(sys.argv[4])
+    s, c = connect()
+    streams = {}
+    sent = 0
+    try:
+        if mode == "pingflood":
+            for k in range(n):
+                c.ping(k.to_bytes(8, "big"))
+                s.sendall(c.data_to_send())
+                sent += 1
+        else:
+            # Raw frames: a HEADERS without END_HEADERS (":method: GET", HPACK index 2), then
+            # CONTINUATION frames that never end the block.
+            def frame(kind, flags, stream, payload):
+                return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+            s.sendall(frame(0x1, 0x0, 1, b"\x82"))
+            for _ in range(n):
+                s.sendall(frame(0x9, 0x0, 1, b"\x86"))
+                sent += 1
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    goaway = pump(s, c, streams, lambda: False, deadline=5)
     print(json.dumps({"goaway": goaway, "sent": sent}))
 """#
