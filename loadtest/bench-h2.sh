@@ -20,7 +20,7 @@ start_nginx "$NGINX_PORT"
 THREADS=2
 start_gateway gateway "$GATEWAY_BIN" 18291 18292 "$NGINX_PORT" ', "http2": {"enabled": true}'; GW=$PID
 # HAProxy's bench config with an h2c-only bind: it answers HTTP/2 with prior knowledge alone.
-haproxy_cfg 18293 "$NGINX_PORT" 10000 | sed 's/^  bind \(.*\)$/  bind \1 proto h2/' > "$WORK/haproxy.cfg"
+haproxy_cfg 18293 "$NGINX_PORT" 1000 "$(no_strict_limits 1000 "$(ulimit -n)")" | sed 's/^  bind \(.*\)$/  bind \1 proto h2/' > "$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HA=$!
 pids+=("$HA")
@@ -28,6 +28,7 @@ for _ in $(seq 1 100); do
   curl -s -o /dev/null -m 1 --http2-prior-knowledge "http://127.0.0.1:18293/" && break
   sleep 0.1
 done
+kill -0 "$HA" 2>/dev/null || { echo "haproxy did not start:" >&2; cat "$WORK/haproxy.log" >&2; exit 1; }
 
 run() { # name port pid
   local before out done_

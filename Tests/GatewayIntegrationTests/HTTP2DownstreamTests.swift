@@ -9,13 +9,14 @@ import XCTest
 final class HTTP2DownstreamTests: XCTestCase {
     let group = MultiThreadedEventLoopGroup.singleton
 
-    func config(_ up: TestUpstream, destinationRule: String = "", route: String = "", listener: String = "") -> String {
+    func config(_ up: TestUpstream, destinationRule: String = "", route: String = "", listener: String = "",
+                retries: String = #"{"attempts": 0}"#) -> String {
         """
         {"listener": {"http2": {"enabled": true}\(listener)},
          "serviceEntries": [{"host": "svc", "endpoints": [{"address": "127.0.0.1", "port": \(up.port)}]}],
          "destinationRules": [\(destinationRule)],
          "virtualServices": [{"http": [{"name": "r", "route": [{"destination": {"host": "svc"}}],
-                                         "retries": {"attempts": 0}\(route)}]}]}
+                                         "retries": \(retries)\(route)}]}]}
         """
     }
 
@@ -180,6 +181,41 @@ final class HTTP2DownstreamTests: XCTestCase {
         XCTAssertEqual(all.first?["body"] as? String, "upstream request timeout")
         XCTAssertNil(result["goaway"] as? Int, "the connection stays open")
         XCTAssertEqual(stat(gw, "cluster.svc.upstream_rq_timeout"), 3)
+    }
+
+    /// The local rate limit, retries and the fault filter act on each stream as on each
+    /// HTTP/1.1 request: five tokens serve five of ten streams on one connection; a 5xx upstream
+    /// is tried three times per stream; an abort fault answers every stream itself.
+    func testRateLimitRetriesAndFaultsApplyPerStream() throws {
+        let up = try TestUpstream(group: group, .init(body: "ok"))
+        defer { up.close() }
+        let limited = try GatewayProcess(config: config(up, route: """
+            , "localRateLimit": {"tokenBucket": {"maxTokens": 5, "fillInterval": "1h"}}
+            """), extraArguments: ["--access-log", "off", "--threads", "1"])
+        let ten = streams(try h2client(["requests", String(limited.port), "/limited", "10"]))
+        XCTAssertEqual(ten.filter { $0["status"] as? Int == 200 }.count, 5, "\(ten)")
+        let refused = ten.filter { $0["status"] as? Int == 429 }
+        XCTAssertEqual(refused.count, 5, "\(ten)")
+        XCTAssertEqual((refused.first?["headers"] as? [String: String])?["ratelimit-remaining"], "0")
+        XCTAssertEqual(up.requests.load(ordering: .relaxed), 5)
+
+        let failing = try TestUpstream(group: group, .init(status: 503, body: "down"))
+        defer { failing.close() }
+        let retrying = try GatewayProcess(config: config(failing, retries: #"{"attempts": 2, "retryOn": "5xx"}"#),
+                                          extraArguments: ["--access-log", "off"])
+        let four = streams(try h2client(["requests", String(retrying.port), "/retry", "4"]))
+        XCTAssertEqual(four.map { $0["status"] as? Int }, [503, 503, 503, 503], "\(four)")
+        XCTAssertEqual(failing.requests.load(ordering: .relaxed), 12, "three tries per stream")
+        XCTAssertEqual(stat(retrying, "cluster.svc.upstream_rq_retry"), 8)
+
+        let faulty = try GatewayProcess(config: config(up, route: """
+            , "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 100}}}
+            """), extraArguments: ["--access-log", "off"])
+        let before = up.requests.load(ordering: .relaxed)
+        let aborted = streams(try h2client(["requests", String(faulty.port), "/fault", "3"]))
+        XCTAssertEqual(aborted.map { $0["status"] as? Int }, [418, 418, 418], "\(aborted)")
+        XCTAssertEqual(aborted.first?["body"] as? String, "fault filter abort")
+        XCTAssertEqual(up.requests.load(ordering: .relaxed), before, "an aborted stream reaches no upstream")
     }
 
     // MARK: limits and attacks
