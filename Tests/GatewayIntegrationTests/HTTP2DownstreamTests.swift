@@ -127,6 +127,28 @@ final class HTTP2DownstreamTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.contains("\"GET /a HTTP/1.1\" 200") }, lines.joined(separator: "\n"))
     }
 
+    /// The preface decides, however the first bytes arrive: an HTTP/2 preface in pieces, an
+    /// HTTP/1.1 request that starts like it ("P" of POST), and a connection that sends nothing
+    /// is closed at the request headers timeout.
+    func testTheFirstBytesDecideTheProtocolWhateverTheirPieces() throws {
+        let up = try TestUpstream(group: group, .init(body: "ok"))
+        defer { up.close() }
+        let gw = try GatewayProcess(config: config(up, listener: ", \"requestHeadersTimeout\": \"1s\""),
+                                    extraArguments: ["--access-log", "off"])
+        let split = try h2client(["splitpreface", String(gw.port), "/split", "1"])
+        XCTAssertEqual(streams(split).first?["status"] as? Int, 200, "\(split)")
+
+        let post = try RawConnection(port: gw.port)
+        post.send("P")
+        usleep(100_000)
+        post.send("OST /h1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        XCTAssertEqual(post.readResponse()?.status, 200)
+        XCTAssertEqual(up.seenRequests.last?.body, "hi")
+
+        let silent = try RawConnection(port: gw.port)
+        XCTAssertTrue(silent.isClosedByPeer(), "a connection that never speaks is closed (within the 10 s receive timeout)")
+    }
+
     // MARK: h2load
 
     func testH2loadManyConcurrentStreamsOnFewConnectionsAllSucceed() throws {
@@ -406,6 +428,21 @@ if mode == "requests":
     streams = {}
     goaway = pump(s, c, streams, lambda: done(streams, ids))
     print(json.dumps({"goaway": goaway, "streams": [streams.get(i) for i in ids]}))
+elif mode == "splitpreface":
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    c.initiate_connection()
+    first = c.data_to_send()
+    # The 24-byte preface in three pieces, apart in time, then the rest.
+    for piece in (first[:3], first[3:17], first[17:]):
+        s.sendall(piece)
+        time.sleep(0.05)
+    i = c.get_next_available_stream_id()
+    c.send_headers(i, base(), end_stream=True)
+    s.sendall(c.data_to_send())
+    streams = {}
+    goaway = pump(s, c, streams, lambda: done(streams, [i]))
+    print(json.dumps({"goaway": goaway, "streams": [streams.get(i)]}))
 elif mode == "post":
     body = sys.argv[4].encode()
     s, c = connect()
