@@ -314,6 +314,8 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
 
     func flushResponse() { flushIfNeeded() }
 
+    // `forceClose` closes an HTTP/1.1 connection after the reply; here the reply ends its stream
+    // and the connection goes on serving the others, as Envoy's HTTP/2 codec does.
     func encodeLocalReply(status: Int, body: String, headers: [(String, String)], forceClose: Bool) {
         assert(!responseHeadSent, "a local reply after part of a response")
         writeReply(LocalReply.make(status: status, body: body, close: false, extraHeaders: headers,
