@@ -11,6 +11,7 @@ final class RecordingStream: DownstreamStream {
     var isWritable = true
     var requestComplete = true
     private(set) var responseBytesSent = 0
+    var isHTTP2: Bool { false }
     private(set) var heads: [MessageHead] = []
     private(set) var body = ""
     private(set) var localReplies: [(status: Int, body: String, headers: [(String, String)])] = []

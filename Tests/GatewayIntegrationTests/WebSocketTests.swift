@@ -43,6 +43,8 @@ final class WebSocketTests: XCTestCase {
                 if ws.recv(timeout=10) == data:
                     same += 1
             say(binary_echoed=same, of=len(sizes))
+            # Past the route's 1 s timeout: it bounded the handshake only.
+            time.sleep(1.5)
             ws.send("close-me")
             try:
                 ws.recv(timeout=10)
@@ -108,12 +110,13 @@ final class WebSocketTests: XCTestCase {
         return (p, LineReader(out.fileHandleForReading))
     }
 
-    func gateway(listener: String = "", pool: String = "") throws -> GatewayProcess {
+    /// `timeout`: the route's, which bounds the handshake (and the plain requests of a test).
+    func gateway(listener: String = "", pool: String = "", timeout: String = "1s") throws -> GatewayProcess {
         try GatewayProcess(config: """
         {\(listener.isEmpty ? "" : #""listener": {\#(listener)},"#)
          "serviceEntries": [{"host": "chat", "endpoints": [{"address": "127.0.0.1", "port": \(serverPort)}]}],
          "destinationRules": [{"host": "chat", "trafficPolicy": {"connectionPool": {\(pool)}}}],
-         "virtualServices": [{"http": [{"name": "chat", "route": [{"destination": {"host": "chat"}}], "timeout": "1s"}]}]}
+         "virtualServices": [{"http": [{"name": "chat", "route": [{"destination": {"host": "chat"}}], "timeout": "\(timeout)"}]}]}
         """)
     }
 
@@ -145,7 +148,8 @@ final class WebSocketTests: XCTestCase {
     }
 
     func testAnOpenWebSocketHoldsItsConnectionAgainstMaxConnections() throws {
-        let gw = try gateway(pool: #""tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 1}"#)
+        // A long route timeout: the waiting request must still hold the pending slot when the next comes.
+        let gw = try gateway(pool: #""tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 1}"#, timeout: "60s")
         let (client, out) = try python(["client", "ws://127.0.0.1:\(gw.port)/chat", "hold"])
         defer { client.terminate() }
         XCTAssertEqual(out.next(timeout: 20), #"{"first": "echo:hello"}"#)

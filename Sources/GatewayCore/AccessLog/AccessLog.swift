@@ -28,6 +28,8 @@ final class AccessLog {
         var method: ByteBuffer
         var path: ByteBuffer
         var minorVersion: Int
+        /// The request came on an HTTP/2 stream (its head was made HTTP/1.1 for the upstream).
+        var http2 = false
         var status: Int
         var flags: ResponseFlags
         var bytesReceived: Int
@@ -57,7 +59,11 @@ final class AccessLog {
         appendEscaped(e.method)
         buffer.append(0x20)
         appendEscaped(e.path)
-        buffer.append(contentsOf: e.minorVersion == 1 ? " HTTP/1.1\" ".utf8 : " HTTP/1.0\" ".utf8)
+        if e.http2 {
+            buffer.append(contentsOf: " HTTP/2\" ".utf8)
+        } else {
+            buffer.append(contentsOf: e.minorVersion == 1 ? " HTTP/1.1\" ".utf8 : " HTTP/1.0\" ".utf8)
+        }
         appendInt(e.status)
         buffer.append(0x20)
         e.flags.write(into: &buffer)

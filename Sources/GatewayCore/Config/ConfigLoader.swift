@@ -141,7 +141,7 @@ public enum ConfigLoader {
     static func listenerBlock(_ node: JSONNode?) throws -> (BindAddress, DownstreamLimits) {
         let limitKeys = [
             "requestHeadersTimeout", "streamIdleTimeout", "idleTimeout", "maxConnectionDuration", "maxConnections",
-            "maxRequestHeadersKb", "maxHeadersCount", "perConnectionBufferLimitBytes",
+            "maxRequestHeadersKb", "maxHeadersCount", "perConnectionBufferLimitBytes", "http2",
         ]
         let address = try bindAddress(node, default: BindAddress(address: "0.0.0.0", port: 8080), also: limitKeys)
         var d = DownstreamLimits()
@@ -161,7 +161,21 @@ public enum ConfigLoader {
         if let n = o["maxRequestHeadersKb"] { d.maxRequestHeadersKb = try n.int(in: 1...8192) }
         if let n = o["maxHeadersCount"] { d.maxHeadersCount = try n.int(in: 1...maxUInt32) }
         if let n = o["perConnectionBufferLimitBytes"] { d.perConnectionBufferLimitBytes = try n.int(in: 1024...maxUInt32) }
+        if let n = o["http2"] { d.http2 = try http2Options(n) }
         return (address, d)
+    }
+
+    /// `listener.http2`: `{"enabled": true, ...}` lets clients speak HTTP/2 with prior knowledge
+    /// on the plaintext port; bounds as Envoy's `http2_protocol_options`.
+    static func http2Options(_ node: JSONNode) throws -> HTTP2Options? {
+        let o = try node.object(allowed: ["enabled", "maxConcurrentStreams", "initialStreamWindowSize",
+                                          "initialConnectionWindowSize"])
+        guard try o["enabled"]?.bool() ?? true else { return nil }
+        var h = HTTP2Options()
+        if let n = o["maxConcurrentStreams"] { h.maxConcurrentStreams = try n.int(in: 1...2_147_483_647) }
+        if let n = o["initialStreamWindowSize"] { h.initialStreamWindowSize = try n.int(in: 65535...2_147_483_647) }
+        if let n = o["initialConnectionWindowSize"] { h.initialConnectionWindowSize = try n.int(in: 65535...2_147_483_647) }
+        return h
     }
 
     /// A bare spec, or a whole Kubernetes object as `kubectl get -o json` prints it.

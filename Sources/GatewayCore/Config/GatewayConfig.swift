@@ -71,6 +71,8 @@ public struct DownstreamLimits: Sendable, Equatable {
     /// per_connection_buffer_limit_bytes: unprocessed bytes read from one client (pipelined
     /// requests included) before the gateway stops reading it.
     public var perConnectionBufferLimitBytes: Int
+    /// HTTP/2 on the plaintext listener (h2c with prior knowledge), beside HTTP/1.1; nil: off.
+    public var http2: HTTP2Options?
 
     public init(
         requestHeadersTimeout: TimeAmount? = .seconds(10),
@@ -90,6 +92,24 @@ public struct DownstreamLimits: Sendable, Equatable {
         self.maxRequestHeadersKb = maxRequestHeadersKb
         self.maxHeadersCount = maxHeadersCount
         self.perConnectionBufferLimitBytes = perConnectionBufferLimitBytes
+    }
+}
+
+/// Envoy's `http2_protocol_options` for client connections, with the values Envoy's edge
+/// best practices recommend (its own defaults suit a mesh: 2^31-1 streams, 256 MiB windows).
+public struct HTTP2Options: Sendable, Equatable {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: open streams one client connection may have.
+    public var maxConcurrentStreams: Int
+    /// SETTINGS_INITIAL_WINDOW_SIZE: request body bytes a stream may send ahead of the gateway's reads.
+    public var initialStreamWindowSize: Int
+    /// The connection's receive window: request body bytes all its streams together may send ahead.
+    public var initialConnectionWindowSize: Int
+
+    public init(maxConcurrentStreams: Int = 100, initialStreamWindowSize: Int = 65536,
+                initialConnectionWindowSize: Int = 1 << 20) {
+        self.maxConcurrentStreams = maxConcurrentStreams
+        self.initialStreamWindowSize = initialStreamWindowSize
+        self.initialConnectionWindowSize = initialConnectionWindowSize
     }
 }
 

@@ -78,10 +78,14 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     }
 
     var requestComplete: Bool { state == .awaitingResponse }
+    var isHTTP2: Bool { false }
     var channel: Channel { context.channel }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        // Added once the protocol is known (after ALPN, or the first bytes on a listener that
+        // also speaks HTTP/2), the connection is active already and channelActive will not come.
+        if context.channel.isActive { admit(context) }
     }
 
     /// The context holds this handler: dropping the reference back lets both go when the
@@ -91,6 +95,11 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        admit(context)
+        context.fireChannelActive()
+    }
+
+    private func admit(_ context: ChannelHandlerContext) {
         worker.listenerStats.inc(.connectionsTotal, row: worker.row)
         // Past the listener's limit a new connection is closed at once, before it costs a buffer.
         guard worker.listenerStats.admitConnection(limit: limits.effectiveMaxConnections) else {
@@ -102,7 +111,6 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         admitted = true
         worker.downstreams[ObjectIdentifier(self)] = self
         worker.listenerStats.inc(.connectionsActive, row: worker.row)
-        context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

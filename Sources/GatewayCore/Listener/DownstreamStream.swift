@@ -16,6 +16,8 @@ protocol DownstreamStream: AnyObject {
     var requestComplete: Bool { get }
     /// Bytes of the response encoded so far, for the access log.
     var responseBytesSent: Int { get }
+    /// The request is an HTTP/2 stream's (the access log's protocol).
+    var isHTTP2: Bool { get }
 
     /// Flow control: the upstream takes the request body slower than the client sends it.
     func pauseReading()

@@ -13,6 +13,9 @@ public final class ListenerStats: Sendable {
         case upgradesTotal, upgradesActive
         // TLS listeners (Gateway servers with protocol HTTPS).
         case tlsHandshakes, tlsHandshakeErrors, tlsHandshakeTimeouts, noFilterChainMatch
+        /// HTTP/2 client connections; GOAWAYs the gateway sent to end one gracefully; connections
+        /// NIOHTTP2 ended for a protocol error or an attack (floods, rapid resets).
+        case http2ConnectionsTotal, http2ConnectionsActive, http2GoAwaysSent, http2ConnectionErrors
     }
 
     private let values = ShardedCounters(count: Counter.allCases.count)
@@ -76,6 +79,10 @@ public final class ListenerStats: Sendable {
             ("ssl.connection_error", self[.tlsHandshakeErrors]),
             ("ssl.handshake_timeout", self[.tlsHandshakeTimeouts]),
             ("no_filter_chain_match", self[.noFilterChainMatch]),
+            ("downstream_cx_http2_total", self[.http2ConnectionsTotal]),
+            ("downstream_cx_http2_active", self[.http2ConnectionsActive]),
+            ("http2.goaway_sent", self[.http2GoAwaysSent]),
+            ("http2.connection_errors", self[.http2ConnectionErrors]),
         ]
     }
 }

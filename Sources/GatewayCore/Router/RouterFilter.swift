@@ -656,7 +656,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         worker.accessLog.log(AccessLog.Entry(
             method: headBytes.getSlice(at: base + head.method.lowerBound, length: head.method.count)!,
             path: headBytes.getSlice(at: base + head.target.lowerBound, length: head.target.count)!,
-            minorVersion: head.minorVersion, status: status, flags: flags, bytesReceived: received, bytesSent: sent,
+            minorVersion: head.minorVersion, http2: stream.isHTTP2, status: status, flags: flags, bytesReceived: received, bytesSent: sent,
             durationMs: Int((end - start).nanoseconds / 1_000_000), upstreamServiceMs: serviceMs,
             upstreamHost: host?.endpoint, requestID: requestID, route: routeName, traceIDHigh: trace.upstream.traceIDHigh,
             traceIDLow: trace.upstream.traceIDLow))

@@ -172,6 +172,9 @@ public final class GatewayRuntime: Sendable {
             let server = try await Self.bind(listener.address, port, on: worker) { channel in
                 if mainRedirects {
                     try channel.pipeline.syncOperations.addHandler(HTTPSRedirectHandler(worker: worker))
+                } else if worker.snapshot.config.downstream.http2 != nil {
+                    // HTTP/2 with prior knowledge beside HTTP/1.1: the first bytes decide.
+                    try channel.pipeline.syncOperations.addHandler(HTTP2PrefaceSniffer(worker: worker))
                 } else {
                     try channel.pipeline.syncOperations.addHandler(DownstreamHandler(worker: worker))
                 }

@@ -26,6 +26,8 @@ final class Worker: @unchecked Sendable {
     var draining = false
     /// Open downstream connections, so a drain can close the idle ones and the tick can time them out.
     var downstreams: [ObjectIdentifier: DownstreamHandler] = [:]
+    /// Open HTTP/2 client connections, for the same two purposes.
+    var http2Connections: [ObjectIdentifier: HTTP2DownstreamConnection] = [:]
     /// The time as of the last tick. The request path stamps activity and idleness with it (a
     /// load and a store instead of a clock read), so the stream idle and idle timeouts, minutes
     /// long, may fire up to one tick early; the request headers timeout stamps with the clock.
@@ -102,6 +104,7 @@ final class Worker: @unchecked Sendable {
         // Iterates the dictionary as it is now (value semantics): a timed-out connection that
         // leaves `downstreams` while this runs costs a copy then, not on every tick.
         for d in downstreams.values { d.checkTimeouts(now: now) }
+        for c in http2Connections.values { c.checkTimeouts(now: now) }
         for pool in pools.values { pool.sweepIdle(now: now) }
         accessLog.flush()
         flushSpans()
@@ -133,6 +136,8 @@ final class Worker: @unchecked Sendable {
             pool.sweepIdle(now: .now())
         }
         for d in downstreams.values { d.closeIfIdle() }
+        // HTTP/2: GOAWAY, and each connection closes after its last stream.
+        for c in http2Connections.values { c.goAway() }
     }
 
     /// Request ids are UUIDv4 text, written straight into the upstream head.

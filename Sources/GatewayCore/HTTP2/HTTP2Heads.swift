@@ -1,0 +1,142 @@
+import HTTP1Wire
+import NIOCore
+import NIOHPACK
+
+/// Heads between HTTP/2 and the HTTP/1.1 form the router filter works on: a request's HEADERS
+/// become an HTTP/1.1 request head that the project's HeadParser then checks with the listener's
+/// limits, exactly as a request read from an HTTP/1.1 connection; a response head the stream
+/// wrote in HTTP/1.1 (the upstream's, or a local reply) becomes HEADERS.
+enum HTTP2Heads {
+    /// The HTTP/1.1 request head for a HEADERS block (RFC 9113 §8.3.1; §8.2.3 cookies).
+    /// `hasBody`: the HEADERS did not end the stream; without a content-length the body is then
+    /// sent upstream chunked (`chunked` in the result). Refuses what RFC 9113 §8.2 forbids
+    /// (connection-specific fields, `te` other than `trailers`, uppercase names, CR/LF/NUL in a
+    /// value) and a block missing `:method`, `:scheme` or `:path`. NIOHTTP2 checks the same
+    /// before the block gets here; this is the gate the HTTP/1.1 bytes depend on, because a CR
+    /// or LF that got through would make a header line of its own upstream.
+    static func requestHead(_ headers: HPACKHeaders, hasBody: Bool, into out: inout ByteBuffer)
+        throws(HTTPParseError) -> Bool
+    {
+        var method: String?, path: String?, authority: String?, scheme: String?, host: String?
+        var cookies: [String] = []
+        var hasContentLength = false
+        // The request line goes in front once the pseudo-headers are known.
+        var fields = ByteBufferAllocator().buffer(capacity: 256)
+        for (name, value, _) in headers {
+            guard isValidValue(value) else { throw HTTPParseError(400, "invalid header value") }
+            if name.utf8.first == UInt8(ascii: ":") {
+                func set(_ slot: inout String?) throws(HTTPParseError) {
+                    guard slot == nil else { throw HTTPParseError(400, "repeated pseudo-header \(name)") }
+                    slot = value
+                }
+                switch name {
+                case ":method": try set(&method)
+                case ":path": try set(&path)
+                case ":authority": try set(&authority)
+                case ":scheme": try set(&scheme)
+                default: throw HTTPParseError(400, "unknown pseudo-header")
+                }
+                continue
+            }
+            guard !name.isEmpty, name.utf8.allSatisfy({ isTokenChar($0) && !($0 >= 65 && $0 <= 90) }) else {
+                throw HTTPParseError(400, "invalid header name")
+            }
+            switch name {
+            case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+                throw HTTPParseError(400, "connection-specific header in HTTP/2")
+            case "te":
+                guard value == "trailers" else { throw HTTPParseError(400, "te other than trailers") }
+                continue  // a hop-by-hop field; nothing to forward
+            case "host":
+                try setHost(&host, value)
+                continue
+            case "cookie":
+                cookies.append(value)
+                continue
+            case "content-length":
+                hasContentLength = true
+            default:
+                break
+            }
+            fields.writeString(name)
+            fields.writeStaticString(": ")
+            fields.writeString(value)
+            fields.writeStaticString("\r\n")
+        }
+        guard let method, let scheme, let path, !method.isEmpty, !scheme.isEmpty, !path.isEmpty else {
+            throw HTTPParseError(400, "missing pseudo-header")
+        }
+        // Spaces would split the request line differently upstream.
+        guard method.utf8.allSatisfy(isTokenChar), path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw HTTPParseError(400, "invalid request line")
+        }
+        out.writeString(method)
+        out.writeStaticString(" ")
+        out.writeString(path)
+        out.writeStaticString(" HTTP/1.1\r\n")
+        // RFC 9113 §8.3.1: :authority wins over a Host field; the Host field stands in without it.
+        if let target = authority ?? host {
+            out.writeStaticString("host: ")
+            out.writeString(target)
+            out.writeStaticString("\r\n")
+        }
+        out.writeBuffer(&fields)
+        if !cookies.isEmpty {
+            out.writeStaticString("cookie: ")
+            out.writeString(cookies.joined(separator: "; "))
+            out.writeStaticString("\r\n")
+        }
+        let chunked = hasBody && !hasContentLength
+        if chunked { out.writeStaticString("transfer-encoding: chunked\r\n") }
+        out.writeStaticString("\r\n")
+        return chunked
+    }
+
+    private static func setHost(_ host: inout String?, _ value: String) throws(HTTPParseError) {
+        guard host == nil else { throw HTTPParseError(400, "repeated host") }
+        host = value
+    }
+
+    /// RFC 9113 §8.2.1: no CR, LF or NUL anywhere in a value, no whitespace at its ends.
+    @inline(__always) static func isValidValue(_ value: String) -> Bool {
+        var u = value.utf8.makeIterator()
+        var first = true, last: UInt8 = 0
+        while let b = u.next() {
+            if b == 0 || b == 0x0A || b == 0x0D { return false }
+            if first && (b == 0x20 || b == 0x09) { return false }
+            first = false
+            last = b
+        }
+        return last != 0x20 && last != 0x09
+    }
+
+    /// The HEADERS for an HTTP/1.1 response head (`bytes`, parsed as `head`): `:status`, then
+    /// every end-to-end line with its name lowercased; hop-by-hop and connection-specific lines
+    /// (RFC 9113 §8.2.2) stay behind.
+    static func responseHeaders(_ head: MessageHead, _ bytes: ByteBuffer) -> HPACKHeaders {
+        var headers = HPACKHeaders()
+        headers.add(name: ":status", value: String(head.status))
+        bytes.withUnsafeReadableBytes { b in
+            var i = 0
+            while i < head.length && b[i] != 0x0A { i += 1 }
+            HeadWriter.forEachEndToEndLine(head, b, from: i + 1) { name, line in
+                if equalsLowercase(b, name, "transfer-encoding") || equalsLowercase(b, name, "connection")
+                    || equalsLowercase(b, name, "keep-alive") || equalsLowercase(b, name, "proxy-connection")
+                    || equalsLowercase(b, name, "upgrade")
+                {
+                    return
+                }
+                var start = name.upperBound + 1  // past the colon
+                var end = line.upperBound - 2  // before CRLF
+                while start < end && (b[start] == 0x20 || b[start] == 0x09) { start += 1 }
+                while end > start && (b[end - 1] == 0x20 || b[end - 1] == 0x09) { end -= 1 }
+                let lower = String(unsafeUninitializedCapacity: name.count) { dst in
+                    for (k, j) in name.enumerated() { dst[k] = lowercased(b[j]) }
+                    return name.count
+                }
+                headers.add(name: lower, value: String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<end]), as: UTF8.self))
+            }
+        }
+        return headers
+    }
+}
