@@ -32,11 +32,9 @@ run() { # name port pid
     'BEGIN {printf "%-4s %10.0f req/s  cpu %.2f us/req\n", name, rps, t * 1e6 / hz / n}'
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+machine_line
 echo "wrk -t1 -c64 -d${DURATION}s, $ROUNDS rounds, order alternating"
 for r in $(seq 1 "$ROUNDS"); do
   if (( r % 2 )); then run new 18193 "$NEW"; run old 18191 "$OLD"; else run old 18191 "$OLD"; run new 18193 "$NEW"; fi
 done | tee "$WORK/runs"
-awk '{rps[$1] += $2; cpu[$1] += $5; n[$1]++}
-     END {printf "new/old: throughput %.3f, CPU per request %.3f (averages of %d rounds)\n",
-          (rps["new"]/n["new"]) / (rps["old"]/n["old"]), (cpu["new"]/n["new"]) / (cpu["old"]/n["old"]), n["new"]}' "$WORK/runs"
+ratio_summary new old "$WORK/runs"

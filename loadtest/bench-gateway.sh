@@ -91,7 +91,7 @@ run() { # name url [pid] -> prints "name rps p50 p99 non-2xx [CPU µs per reques
   printf "%-10s %10s req/s   p50 %-8s p99 %-8s non-2xx %-4s %s\n" "$1" "$rps" "$p50" "$p99" "${non2xx:-0}" "$cpu"
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+machine_line
 echo "wrk -t1 -c64 -d${DURATION}s, $ROUNDS interleaved rounds"
 for r in $(seq 1 "$ROUNDS"); do
   echo "-- round $r"

@@ -41,11 +41,9 @@ run() { # name port pid
     'BEGIN {printf "%-8s %10.0f req/s  cpu %.2f us/req  2xx %d of %d\n", name, rps, t * 1e6 / hz / n, ok, n}'
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+machine_line
 echo "h2load -c $CONNS -m 100 -D $DURATION over h2c, $ROUNDS rounds, order alternating; $(haproxy -v | head -1)"
 for r in $(seq 1 "$ROUNDS"); do
   if (( r % 2 )); then run gateway 18291 "$GW"; run haproxy 18293 "$HA"; else run haproxy 18293 "$HA"; run gateway 18291 "$GW"; fi
 done | tee "$WORK/runs"
-awk '{rps[$1] += $2; cpu[$1] += $5; n[$1]++}
-     END {printf "gateway/haproxy: throughput %.3f, CPU per request %.3f (averages of %d rounds)\n",
-          (rps["gateway"]/n["gateway"]) / (rps["haproxy"]/n["haproxy"]), (cpu["gateway"]/n["gateway"]) / (cpu["haproxy"]/n["haproxy"]), n["gateway"]}' "$WORK/runs"
+ratio_summary gateway haproxy "$WORK/runs"

@@ -42,7 +42,7 @@ wrk.method = "POST"
 wrk.body = '{"orderId":1111,"productId":1,"qty":1}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+machine_line
 echo "durability: WAL, synchronous=$(echo "$DURABILITY" | tr a-z A-Z), group commit"
 wrk -t1 -c"$CONNECTIONS" -d2s -s "$DATA/post.lua" "$G/orders" >/dev/null   # warm-up
 curl -sf -X DELETE "http://127.0.0.1:$INVENTORY/stats/lag" >/dev/null

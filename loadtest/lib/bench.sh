@@ -149,3 +149,12 @@ start_holder() { # name script port
   done
   echo "$1: the holder did not finish in 120 s" >&2; exit 1
 }
+
+machine_line() { echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"; }
+
+# Rows "NAME REQ/S req/s cpu US us/req ..." of two contenders in FILE: A's averages over B's.
+ratio_summary() { # a b file
+  awk -v a="$1" -v b="$2" '{rps[$1] += $2; cpu[$1] += $5; n[$1]++}
+     END {printf "%s/%s: throughput %.3f, CPU per request %.3f (averages of %d rounds)\n", a, b,
+          (rps[a]/n[a]) / (rps[b]/n[b]), (cpu[a]/n[a]) / (cpu[b]/n[b]), n[a]}' "$3"
+}

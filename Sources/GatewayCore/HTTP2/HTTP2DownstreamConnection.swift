@@ -67,15 +67,12 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler {
     /// Counts the connection against the listener's `maxConnections`; past it, closes it at once.
     private func admit(_ context: ChannelHandlerContext) {
         guard !admitted else { return }
-        worker.listenerStats.inc(.connectionsTotal, row: worker.row)
-        guard worker.listenerStats.admitConnection(limit: limits.effectiveMaxConnections) else {
-            worker.listenerStats.inc(.connectionOverflows, row: worker.row)
+        guard worker.listenerStats.openConnection(limit: limits.effectiveMaxConnections, row: worker.row) else {
             context.close(promise: nil)
             return
         }
         admitted = true
         worker.http2Connections[ObjectIdentifier(self)] = self
-        worker.listenerStats.inc(.connectionsActive, row: worker.row)
         worker.listenerStats.inc(.http2ConnectionsTotal, row: worker.row)
         worker.listenerStats.inc(.http2ConnectionsActive, row: worker.row)
         if worker.draining { goAway() }
@@ -85,9 +82,8 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler {
         // The streams' child channels are closed by the multiplexer; each ends its own request.
         if admitted {
             admitted = false
-            worker.listenerStats.releaseConnection()
+            worker.listenerStats.closeConnection(row: worker.row)
             worker.http2Connections[ObjectIdentifier(self)] = nil
-            worker.listenerStats.add(.connectionsActive, -1, row: worker.row)
             worker.listenerStats.add(.http2ConnectionsActive, -1, row: worker.row)
         }
         context.fireChannelInactive()

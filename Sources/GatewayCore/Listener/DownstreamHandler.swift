@@ -100,17 +100,13 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     }
 
     private func admit(_ context: ChannelHandlerContext) {
-        worker.listenerStats.inc(.connectionsTotal, row: worker.row)
-        // Past the listener's limit a new connection is closed at once, before it costs a buffer.
-        guard worker.listenerStats.admitConnection(limit: limits.effectiveMaxConnections) else {
-            worker.listenerStats.inc(.connectionOverflows, row: worker.row)
+        guard worker.listenerStats.openConnection(limit: limits.effectiveMaxConnections, row: worker.row) else {
             state = .closed
             context.close(promise: nil)
             return
         }
         admitted = true
         worker.downstreams[ObjectIdentifier(self)] = self
-        worker.listenerStats.inc(.connectionsActive, row: worker.row)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -122,9 +118,8 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         requests.reset()
         guard admitted else { return }
         admitted = false
-        worker.listenerStats.releaseConnection()
+        worker.listenerStats.closeConnection(row: worker.row)
         worker.downstreams[ObjectIdentifier(self)] = nil
-        worker.listenerStats.add(.connectionsActive, -1, row: worker.row)
         outgoing = nil
         if let filter {
             self.filter = nil

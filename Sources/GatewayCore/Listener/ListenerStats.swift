@@ -33,13 +33,31 @@ public final class ListenerStats: Sendable {
     private var openConnections: UnsafeAtomic<Int> { cells[0] }
 
     /// Takes a connection slot if fewer than `limit` are open.
-    func admitConnection(limit: Int) -> Bool {
+    private func admitConnection(limit: Int) -> Bool {
         if openConnections.loadThenWrappingIncrement(ordering: .relaxed) < limit { return true }
         openConnections.wrappingDecrement(ordering: .relaxed)
         return false
     }
 
-    func releaseConnection() { openConnections.wrappingDecrement(ordering: .relaxed) }
+    private func releaseConnection() { openConnections.wrappingDecrement(ordering: .relaxed) }
+
+    /// A client connection arrived (HTTP/1.1 or HTTP/2): counted, and admitted if under `limit`.
+    /// False: over it, the caller closes the connection at once, before it costs a buffer.
+    func openConnection(limit: Int, row: Int) -> Bool {
+        inc(.connectionsTotal, row: row)
+        guard admitConnection(limit: limit) else {
+            inc(.connectionOverflows, row: row)
+            return false
+        }
+        inc(.connectionsActive, row: row)
+        return true
+    }
+
+    /// An admitted connection closed.
+    func closeConnection(row: Int) {
+        releaseConnection()
+        add(.connectionsActive, -1, row: row)
+    }
 
     @inline(__always) func add(_ c: Counter, _ delta: Int, row: Int) { values.add(c.rawValue, delta, row: row) }
     @inline(__always) func inc(_ c: Counter, row: Int) { values.increment(c.rawValue, row: row) }

@@ -117,14 +117,13 @@ final class HTTPSRedirectHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        worker.listenerStats.inc(.connectionsTotal, row: worker.row)
-        guard worker.listenerStats.admitConnection(limit: worker.snapshot.config.downstream.effectiveMaxConnections) else {
-            worker.listenerStats.inc(.connectionOverflows, row: worker.row)
+        guard worker.listenerStats.openConnection(limit: worker.snapshot.config.downstream.effectiveMaxConnections,
+                                                  row: worker.row)
+        else {
             context.close(promise: nil)
             return
         }
         admitted = true
-        worker.listenerStats.inc(.connectionsActive, row: worker.row)
         // The head must arrive within the request headers timeout (or 10 s when that is off).
         let channel = context.channel
         let worker = self.worker
@@ -142,8 +141,7 @@ final class HTTPSRedirectHandler: ChannelInboundHandler {
         requests.reset()
         if admitted {
             admitted = false
-            worker.listenerStats.releaseConnection()
-            worker.listenerStats.add(.connectionsActive, -1, row: worker.row)
+            worker.listenerStats.closeConnection(row: worker.row)
         }
         context.fireChannelInactive()
     }
