@@ -2,10 +2,14 @@
 # Two gateway builds side by side in front of the same nginx: is a change free for plain routes?
 #
 #   loadtest/bench-ab.sh OLD_BINARY NEW_BINARY [rounds, default 8] [seconds per run, default 10]
+#   CLIENT=close loadtest/bench-ab.sh OLD NEW ...   # a connection per request
 #
-# Both run with two event loops and the same one-route config; wrk -t1 -c64 drives each in turn,
+# Both run with two event loops and the same one-route config; the client drives each in turn,
 # in A-B then B-A order on alternate rounds so drift hits both alike. Prints each run (req/s and
-# the gateway's CPU µs per request) and the averages' ratios, new over old.
+# the gateway's CPU µs per request) and the averages' ratios, new over old. CLIENT: wrk
+# (default: wrk -t1 -c64, keep-alive), close (loadtest -b -c 16 --connection close, a new
+# connection per request as siege and health checkers make them; LOADTEST_BIN, default
+# .build/release/loadtest), pipe (wrk -t1 -c32 with 16 requests per write).
 #   git worktree add /tmp/gw-base <commit> && swift build -c release --product gateway --package-path /tmp/gw-base
 #   loadtest/bench-ab.sh /tmp/gw-base/.build/release/gateway .build/release/gateway
 set -euo pipefail
@@ -14,8 +18,23 @@ OLD_BIN=${1:?old gateway binary}
 NEW_BIN=${2:?new gateway binary}
 ROUNDS=${3:-8}
 DURATION=${4:-10}
+CLIENT=${CLIENT:-wrk}
+LOADTEST=${LOADTEST_BIN:-.build/release/loadtest}
 require_tools "apt-get install -y nginx-light wrk" nginx wrk
+case $CLIENT in
+  wrk|pipe) ;;
+  close) [ -x "$LOADTEST" ] || { echo "no loadtest at $LOADTEST (swift build -c release --product loadtest)" >&2; exit 1; } ;;
+  *) echo "CLIENT must be wrk, close or pipe, not '$CLIENT'" >&2; exit 1 ;;
+esac
 bench_init
+cat > "$WORK/pipeline.lua" <<'LUA'
+init = function(args)
+   local r = {}
+   for i = 1, 16 do r[i] = wrk.format(nil, "/") end
+   req = table.concat(r)
+end
+request = function() return req end
+LUA
 NGINX_PORT=18190
 start_nginx "$NGINX_PORT"
 THREADS=2
@@ -23,17 +42,28 @@ start_gateway old "$OLD_BIN" 18191 18192 "$NGINX_PORT"; OLD=$PID
 start_gateway new "$NEW_BIN" 18193 18194 "$NGINX_PORT"; NEW=$PID
 
 run() { # name port pid
-  local before out requests
+  local before out requests rps
   before=$(cpu_ticks "$3")
-  out=$(wrk -t1 -c64 -d"${DURATION}s" "http://127.0.0.1:$2/")
-  requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  awk -v name="$1" -v rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")" -v n="$requests" \
+  case $CLIENT in
+    wrk|pipe)
+      if [ "$CLIENT" = pipe ]; then
+        out=$(wrk -t1 -c32 -d"${DURATION}s" -s "$WORK/pipeline.lua" "http://127.0.0.1:$2/")
+      else
+        out=$(wrk -t1 -c64 -d"${DURATION}s" "http://127.0.0.1:$2/")
+      fi
+      requests=$(awk '/requests in/ {print $1}' <<<"$out")
+      rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out") ;;
+    close)
+      out=$("$LOADTEST" -b -c 16 -t "${DURATION}S" --connection close -q --json "http://127.0.0.1:$2/")
+      read -r rps requests < <(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); print(d["transaction_rate"], d["responses"])' "$out") ;;
+  esac
+  awk -v name="$1" -v rps="$rps" -v n="$requests" \
     -v t="$(( $(cpu_ticks "$3") - before ))" -v hz="$(getconf CLK_TCK)" \
     'BEGIN {printf "%-4s %10.0f req/s  cpu %.2f us/req\n", name, rps, t * 1e6 / hz / n}'
 }
 
 machine_line
-echo "wrk -t1 -c64 -d${DURATION}s, $ROUNDS rounds, order alternating"
+echo "client $CLIENT, ${DURATION}s per run, $ROUNDS rounds, order alternating"
 for r in $(seq 1 "$ROUNDS"); do
   if (( r % 2 )); then run new 18193 "$NEW"; run old 18191 "$OLD"; else run old 18191 "$OLD"; run new 18193 "$NEW"; fi
 done | tee "$WORK/runs"

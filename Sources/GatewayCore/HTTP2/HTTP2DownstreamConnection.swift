@@ -41,7 +41,7 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler {
         idleSince = connectedAt
     }
 
-    private(set) lazy var clientAddress: String = context?.channel.remoteAddress?.ipAddress ?? "unknown"
+    private(set) lazy var clientAddress: String = ClientAddressText.of(context?.channel.remoteAddress)
     private(set) lazy var localPort: Int = context?.channel.localAddress?.port ?? 0
     var connectionAddresses: String {
         "\(context?.channel.remoteAddress?.description ?? "")\(context?.channel.localAddress?.description ?? "")"
@@ -67,7 +67,7 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler {
     /// Counts the connection against the listener's `maxConnections`; past it, closes it at once.
     private func admit(_ context: ChannelHandlerContext) {
         guard !admitted else { return }
-        guard worker.listenerStats.openConnection(limit: limits.effectiveMaxConnections, row: worker.row) else {
+        guard worker.listenerStats.openConnection(limit: worker.snapshot.maxDownstreamConnections, row: worker.row) else {
             context.close(promise: nil)
             return
         }

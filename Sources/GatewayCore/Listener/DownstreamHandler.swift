@@ -33,7 +33,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     /// A tunnel started and its end was not yet counted (`endStream`).
     private var tunnelStarted = false
     /// The client's address as X-Forwarded-For and the per-client rate limit see it.
-    private(set) lazy var clientAddress: String = context.channel.remoteAddress?.ipAddress ?? "unknown"
+    private(set) lazy var clientAddress: String = ClientAddressText.of(context.channel.remoteAddress)
     /// Remote then local address as `SocketAddress` prints them (ports included), Envoy's input
     /// for a generated affinity cookie.
     var connectionAddresses: String {
@@ -100,7 +100,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     }
 
     private func admit(_ context: ChannelHandlerContext) {
-        guard worker.listenerStats.openConnection(limit: limits.effectiveMaxConnections, row: worker.row) else {
+        guard worker.listenerStats.openConnection(limit: worker.snapshot.maxDownstreamConnections, row: worker.row) else {
             state = .closed
             context.close(promise: nil)
             return

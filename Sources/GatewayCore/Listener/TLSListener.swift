@@ -117,7 +117,7 @@ final class HTTPSRedirectHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        guard worker.listenerStats.openConnection(limit: worker.snapshot.config.downstream.effectiveMaxConnections,
+        guard worker.listenerStats.openConnection(limit: worker.snapshot.maxDownstreamConnections,
                                                   row: worker.row)
         else {
             context.close(promise: nil)

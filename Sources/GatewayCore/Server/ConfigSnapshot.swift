@@ -8,6 +8,9 @@ public final class ConfigSnapshot: Sendable {
     let routes: RouteTable
     public let clusters: [String: ClusterSnapshot]
     let tracing: TracingSettings
+    /// `downstream.effectiveMaxConnections`, resolved once: when the config leaves it out it
+    /// depends on the descriptor limit, a system call a connection's admission must not make.
+    let maxDownstreamConnections: Int
 
     init(version: Int, config: GatewayConfig, routes: RouteTable, clusters: [String: ClusterSnapshot],
          tracing: TracingSettings = .off) {
@@ -16,5 +19,6 @@ public final class ConfigSnapshot: Sendable {
         self.config = config
         self.routes = routes
         self.clusters = clusters
+        maxDownstreamConnections = config.downstream.effectiveMaxConnections
     }
 }

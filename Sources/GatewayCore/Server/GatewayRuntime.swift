@@ -230,12 +230,23 @@ public final class GatewayRuntime: Sendable {
             .serverChannelOption(.maxMessagesPerRead, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.socketOption(Self.reusePort), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
+            // No child channel options: the bootstrap applies those through a chain of futures
+            // per accepted connection. TCP_NODELAY, which it sets on the listening socket, is
+            // inherited by every accepted one (Linux copies it at accept); the read budget is a
+            // field of the channel, set in place below.
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try initialize(channel) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.syncOptions?.setOption(.maxMessagesPerRead, value: 16)
+                    assert(Self.noDelay(channel), "accepted sockets inherit the listener's TCP_NODELAY")
+                    try initialize(channel)
+                }
             }
             .bind(host: address, port: port).get()
+    }
+
+    /// Whether Nagle's algorithm is off on `channel`'s socket (one system call; debug checks only).
+    private static func noDelay(_ channel: Channel) -> Bool {
+        ((try? channel.syncOptions?.getOption(.tcpOption(.tcp_nodelay))) ?? 0) != 0
     }
 
     /// Every cluster with outlier detection is swept once per its `interval`.

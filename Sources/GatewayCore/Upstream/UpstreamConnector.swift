@@ -44,7 +44,8 @@ struct SocketConnector: UpstreamConnector {
         }
         var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(settings.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // At the TCP level (`.socketOption` would be SOL_SOCKET's option 1, SO_DEBUG).
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
         if let keepalive = settings.tcpKeepalive {
             bootstrap = bootstrap.channelOption(.socketOption(.so_keepalive), value: 1)
             if let probes = keepalive.probes {

@@ -142,7 +142,7 @@ final class PooledConnection: @unchecked Sendable {
     static func connect(host: String, port: Int, timeout: TimeAmount) async throws -> PooledConnection {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(timeout)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
                     try ch.pipeline.syncOperations.addHTTPClientHandlers()
