@@ -4,7 +4,10 @@ import NIOCore
 import NIOPosix
 import XCTest
 
-final class OutlierDetectionTests: XCTestCase {
+class OutlierDetectionTests: XCTestCase {
+    /// What the client speaks; the subclasses below run every scenario over HTTP/2 and TLS.
+    class var clientProtocol: ClientProtocol { .http1 }
+
     func testFailingEndpointIsEjectedThenReturns() async throws {
         let good = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
         let bad = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton, .init(status: 500))
@@ -13,11 +16,11 @@ final class OutlierDetectionTests: XCTestCase {
                                           baseEjectionTime: .seconds(1), maxEjectionPercent: 100)
         let gw = try await InProcessGateway(TestConfig.gateway(
             hosts: [TestConfig.host("order", ports: [good.port, bad.port], policy: TrafficPolicy(outlierDetection: od))],
-            routes: [TestConfig.route("/orders", to: "order")]))
+            routes: [TestConfig.route("/orders", to: "order")]), over: Self.clientProtocol)
 
         var fiveHundreds = 0
         for _ in 0..<20 {
-            let r = httpRequest(port: gw.port, path: "/orders")
+            let r = gw.request(path: "/orders")
             XCTAssertNotNil(r)
             if r?.status == 500 { fiveHundreds += 1 } else { XCTAssertEqual(r?.status, 200) }
         }
@@ -41,9 +44,9 @@ final class OutlierDetectionTests: XCTestCase {
                                           maxEjectionPercent: 100)
         let gw = try await InProcessGateway(TestConfig.gateway(
             hosts: [TestConfig.host("delivery", ports: [bad.port], policy: TrafficPolicy(outlierDetection: od))],
-            routes: [TestConfig.route("/deliveries", to: "delivery")]))
-        XCTAssertEqual(httpRequest(port: gw.port, path: "/deliveries")?.status, 503)
-        let r = httpRequest(port: gw.port, path: "/deliveries")
+            routes: [TestConfig.route("/deliveries", to: "delivery")]), over: Self.clientProtocol)
+        XCTAssertEqual(gw.request(path: "/deliveries")?.status, 503)
+        let r = gw.request(path: "/deliveries")
         XCTAssertEqual(r?.status, 503)
         XCTAssertEqual(r?.body, "no healthy upstream")
         XCTAssertEqual(bad.requests.load(ordering: .relaxed), 1)
@@ -51,7 +54,10 @@ final class OutlierDetectionTests: XCTestCase {
     }
 }
 
-final class RetryAndTimeoutTests: XCTestCase {
+class RetryAndTimeoutTests: XCTestCase {
+    /// What the client speaks; the subclasses below run every scenario over HTTP/2 and TLS.
+    class var clientProtocol: ClientProtocol { .http1 }
+
     func testRetriesRouteAroundARefusingEndpoint() async throws {
         let good = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
         defer { good.close() }
@@ -59,9 +65,9 @@ final class RetryAndTimeoutTests: XCTestCase {
         let retries = RetryPolicyConfig(attempts: 3, retryOn: [.connectFailure, .gatewayError])
         let gw = try await InProcessGateway(TestConfig.gateway(
             hosts: [TestConfig.host("delivery", ports: [dead, good.port])],
-            routes: [TestConfig.route("/deliveries", to: "delivery", retries: retries)]))
+            routes: [TestConfig.route("/deliveries", to: "delivery", retries: retries)]), over: Self.clientProtocol)
         for _ in 0..<20 {
-            XCTAssertEqual(httpRequest(port: gw.port, path: "/deliveries")?.status, 200)
+            XCTAssertEqual(gw.request(path: "/deliveries")?.status, 200)
         }
         XCTAssertGreaterThan(gw.stat("cluster.delivery.upstream_rq_retry") ?? 0, 0)
         XCTAssertGreaterThan(gw.stat("cluster.delivery.upstream_cx_connect_fail") ?? 0, 0)
@@ -76,9 +82,9 @@ final class RetryAndTimeoutTests: XCTestCase {
         let retries = RetryPolicyConfig(attempts: 2, retryOn: [.gatewayError])
         let gw = try await InProcessGateway(TestConfig.gateway(
             hosts: [TestConfig.host("order", ports: [flaky.port, good.port])],
-            routes: [TestConfig.route("/orders", to: "order", retries: retries)]))
+            routes: [TestConfig.route("/orders", to: "order", retries: retries)]), over: Self.clientProtocol)
         for i in 0..<4 {
-            let r = httpRequest(port: gw.port, method: "POST", path: "/orders", body: "{\"qty\":\(i)}")
+            let r = gw.request(method: "POST", path: "/orders", body: "{\"qty\":\(i)}")
             XCTAssertEqual(r?.status, 201)
         }
         XCTAssertEqual(good.seenRequests.map(\.body), (0..<4).map { "{\"qty\":\($0)}" })
@@ -90,9 +96,9 @@ final class RetryAndTimeoutTests: XCTestCase {
         defer { slow.close() }
         let gw = try await InProcessGateway(TestConfig.gateway(
             hosts: [TestConfig.host("delivery", ports: [slow.port])],
-            routes: [TestConfig.route("/deliveries", to: "delivery", timeout: .milliseconds(300))]))
+            routes: [TestConfig.route("/deliveries", to: "delivery", timeout: .milliseconds(300))]), over: Self.clientProtocol)
         let started = Date()
-        let r = httpRequest(port: gw.port, path: "/deliveries")
+        let r = gw.request(path: "/deliveries")
         let elapsed = Date().timeIntervalSince(started)
         XCTAssertEqual(r?.status, 504)
         XCTAssertEqual(r?.body, "upstream request timeout")
@@ -109,22 +115,25 @@ final class RetryAndTimeoutTests: XCTestCase {
         let retries = RetryPolicyConfig(attempts: 2, perTryTimeout: .milliseconds(200), retryOn: [.gatewayError])
         let gw = try await InProcessGateway(TestConfig.gateway(
             hosts: [TestConfig.host("delivery", ports: [slow.port, fast.port])],
-            routes: [TestConfig.route("/deliveries", to: "delivery", timeout: .seconds(3), retries: retries)]))
-        for _ in 0..<4 { XCTAssertEqual(httpRequest(port: gw.port, path: "/deliveries")?.status, 200) }
+            routes: [TestConfig.route("/deliveries", to: "delivery", timeout: .seconds(3), retries: retries)]), over: Self.clientProtocol)
+        for _ in 0..<4 { XCTAssertEqual(gw.request(path: "/deliveries")?.status, 200) }
         XCTAssertGreaterThan(gw.stat("cluster.delivery.upstream_rq_per_try_timeout") ?? 0, 0)
         await gw.stop()
     }
 }
 
-final class LocalRateLimitTests: XCTestCase {
+class LocalRateLimitTests: XCTestCase {
+    /// What the client speaks; the subclasses below run every scenario over HTTP/2 and TLS.
+    class var clientProtocol: ClientProtocol { .http1 }
+
     func testBucketOfFiveLetsFiveThrough() async throws {
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
         defer { up.close() }
         let rl = LocalRateLimitConfig(maxTokens: 5, tokensPerFill: 5, fillInterval: .seconds(60))
         let gw = try await InProcessGateway(TestConfig.gateway(
             hosts: [TestConfig.host("inventory", ports: [up.port])],
-            routes: [TestConfig.route("/inventories", to: "inventory", name: "inv", rateLimit: rl)]))
-        let results = (0..<20).map { _ in httpRequest(port: gw.port, path: "/inventories") }
+            routes: [TestConfig.route("/inventories", to: "inventory", name: "inv", rateLimit: rl)]), over: Self.clientProtocol)
+        let results = (0..<20).map { _ in gw.request(path: "/inventories") }
         XCTAssertEqual(results.filter { $0?.status == 200 }.count, 5)
         let limited = results.compactMap { $0 }.filter { $0.status == 429 }
         XCTAssertEqual(limited.count, 15)
@@ -140,7 +149,10 @@ final class LocalRateLimitTests: XCTestCase {
     }
 }
 
-final class FaultInjectionTests: XCTestCase {
+class FaultInjectionTests: XCTestCase {
+    /// What the client speaks; the subclasses below run every scenario over HTTP/2 and TLS.
+    class var clientProtocol: ClientProtocol { .http1 }
+
     func testAbortAndDelay() async throws {
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
         defer { up.close() }
@@ -148,12 +160,68 @@ final class FaultInjectionTests: XCTestCase {
                                 abort: .init(httpStatus: 418, percentage: 100))
         let gw = try await InProcessGateway(TestConfig.gateway(
             hosts: [TestConfig.host("mypage", ports: [up.port])],
-            routes: [TestConfig.route("/mypages", to: "mypage", fault: fault)]))
+            routes: [TestConfig.route("/mypages", to: "mypage", fault: fault)]), over: Self.clientProtocol)
         let started = Date()
-        let r = httpRequest(port: gw.port, path: "/mypages")
+        let r = gw.request(path: "/mypages")
         XCTAssertEqual(r?.status, 418)
         XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 0.19)
         XCTAssertEqual(up.requests.load(ordering: .relaxed), 0)
         await gw.stop()
     }
+}
+
+final class OutlierDetectionOverHTTP2Tests: OutlierDetectionTests {
+    override class var clientProtocol: ClientProtocol { .h2c }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testFailingEndpointIsEjectedThenReturns() async throws { try await super.testFailingEndpointIsEjectedThenReturns() }
+    override func testAllEjectedAnswersNoHealthyUpstream() async throws { try await super.testAllEjectedAnswersNoHealthyUpstream() }
+}
+
+final class OutlierDetectionOverTLSTests: OutlierDetectionTests {
+    override class var clientProtocol: ClientProtocol { .https }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testFailingEndpointIsEjectedThenReturns() async throws { try await super.testFailingEndpointIsEjectedThenReturns() }
+    override func testAllEjectedAnswersNoHealthyUpstream() async throws { try await super.testAllEjectedAnswersNoHealthyUpstream() }
+}
+
+final class RetryAndTimeoutOverHTTP2Tests: RetryAndTimeoutTests {
+    override class var clientProtocol: ClientProtocol { .h2c }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testRetriesRouteAroundARefusingEndpoint() async throws { try await super.testRetriesRouteAroundARefusingEndpoint() }
+    override func testRetriedPostReplaysItsBody() async throws { try await super.testRetriedPostReplaysItsBody() }
+    override func testRouteTimeoutAnswers504Promptly() async throws { try await super.testRouteTimeoutAnswers504Promptly() }
+    override func testPerTryTimeoutRetriesElsewhere() async throws { try await super.testPerTryTimeoutRetriesElsewhere() }
+}
+
+final class RetryAndTimeoutOverTLSTests: RetryAndTimeoutTests {
+    override class var clientProtocol: ClientProtocol { .https }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testRetriesRouteAroundARefusingEndpoint() async throws { try await super.testRetriesRouteAroundARefusingEndpoint() }
+    override func testRetriedPostReplaysItsBody() async throws { try await super.testRetriedPostReplaysItsBody() }
+    override func testRouteTimeoutAnswers504Promptly() async throws { try await super.testRouteTimeoutAnswers504Promptly() }
+    override func testPerTryTimeoutRetriesElsewhere() async throws { try await super.testPerTryTimeoutRetriesElsewhere() }
+}
+
+final class LocalRateLimitOverHTTP2Tests: LocalRateLimitTests {
+    override class var clientProtocol: ClientProtocol { .h2c }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testBucketOfFiveLetsFiveThrough() async throws { try await super.testBucketOfFiveLetsFiveThrough() }
+}
+
+final class LocalRateLimitOverTLSTests: LocalRateLimitTests {
+    override class var clientProtocol: ClientProtocol { .https }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testBucketOfFiveLetsFiveThrough() async throws { try await super.testBucketOfFiveLetsFiveThrough() }
+}
+
+final class FaultInjectionOverHTTP2Tests: FaultInjectionTests {
+    override class var clientProtocol: ClientProtocol { .h2c }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testAbortAndDelay() async throws { try await super.testAbortAndDelay() }
+}
+
+final class FaultInjectionOverTLSTests: FaultInjectionTests {
+    override class var clientProtocol: ClientProtocol { .https }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testAbortAndDelay() async throws { try await super.testAbortAndDelay() }
 }

@@ -31,18 +31,31 @@ final class InProcessGateway: @unchecked Sendable {
     let runtime: GatewayRuntime
     let port: Int
     let adminPort: Int
+    /// What `request` speaks, and the port it speaks it to (the HTTPS server's, for TLS).
+    let clientProtocol: ClientProtocol
+    let clientPort: Int
 
-    init(_ config: GatewayConfig, configPath: String? = nil,
+    init(_ config: GatewayConfig, over clientProtocol: ClientProtocol = .http1, configPath: String? = nil,
          loader: @escaping @Sendable (String) throws -> GatewayConfig = { _ in throw ReloadError("no loader") })
         async throws
     {
         var logger = Logger(label: "gateway-test")
         logger.logLevel = .warning
+        let (config, httpsPort) = try clientProtocol.adapt(config)
         runtime = try GatewayRuntime(config: config, configPath: configPath, loadConfig: loader, group: group,
                                      accessLogFD: nil, logger: logger)
         let bound = try await runtime.start(listener: config.listener, admin: config.admin)
         port = bound.listener.port!
         adminPort = bound.admin.port!
+        self.clientProtocol = clientProtocol
+        clientPort = httpsPort ?? port
+    }
+
+    /// One request on a new connection, in `clientProtocol`.
+    func request(method: String = "GET", path: String, headers: [String: String] = [:], body: String? = nil)
+        -> RawResponse?
+    {
+        clientProtocol.request(port: clientPort, method: method, path: path, headers: headers, body: body)
     }
 
     func admin(_ path: String, method: String = "GET") -> String {
