@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import NIOPosix
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -65,6 +66,31 @@ final class StreamingTests: XCTestCase {
         let r = try XCTUnwrap(c.readResponse())
         XCTAssertEqual(r.status, 200)
         XCTAssertEqual(r.body, "first" + upstream.largeChunk)
+        await gw.stop()
+    }
+
+    /// A client that asked to close gets the whole answer before the close, even when the answer
+    /// is far larger than the socket buffers and the client is slow to take it: the close waits
+    /// for every queued byte (closing at once would drop what NIO still holds).
+    func testCloseAfterALargeAnswerToASlowClientLosesNothing() async throws {
+        // Past what loopback socket buffers hold (they grow to a few MiB), so NIO holds the rest.
+        let body = String(repeating: "0123456789abcdef", count: 16 * 1024 * 1024 / 16)
+        let upstream = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton, .init(body: body))
+        defer { upstream.close() }
+        let gw = try await InProcessGateway(TestConfig.gateway(
+            hosts: [TestConfig.host("big", ports: [upstream.port])],
+            routes: [TestConfig.route("/big", to: "big")]))
+        for version in ["HTTP/1.1", "HTTP/1.0"] {
+            let c = try RawConnection(port: gw.port, timeout: 10)
+            c.send("GET /big \(version)\r\nHost: x\r\nConnection: close\r\n\r\n")
+            // The gateway has the whole answer long before the client reads a byte of it.
+            try await Task.sleep(nanoseconds: 1_000_000_000)
+            let r = try XCTUnwrap(c.readResponse(), version)
+            XCTAssertEqual(r.status, 200, version)
+            XCTAssertEqual(r.body.utf8.count, body.utf8.count, version)
+            XCTAssertTrue(r.body == body, version)
+            XCTAssertTrue(c.isClosedByPeer(), "\(version): the connection closes after the answer")
+        }
         await gw.stop()
     }
 }

@@ -121,6 +121,11 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         worker.listenerStats.closeConnection(row: worker.row)
         worker.downstreams[ObjectIdentifier(self)] = nil
         outgoing = nil
+        // What was written from them is out or dropped by now: the next connections reuse them.
+        if let b = spareUpstreamHead { worker.keepSpareHead(b) }
+        if let b = spareResponseHead { worker.keepSpareHead(b) }
+        spareUpstreamHead = nil
+        spareResponseHead = nil
         if let filter {
             self.filter = nil
             filter.downstreamClosed()
@@ -362,7 +367,8 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     private var spareResponseHead: ByteBuffer?
 
     @inline(__always) private func reuse(_ spare: inout ByteBuffer?, capacity: Int) -> ByteBuffer {
-        guard var buffer = spare else { return context.channel.allocator.buffer(capacity: capacity) }
+        // A new connection starts with the buffers of closed ones (see `channelInactive`).
+        guard var buffer = spare ?? worker.takeSpareHead() else { return context.channel.allocator.buffer(capacity: capacity) }
         spare = nil
         buffer.clear(minimumCapacity: capacity)
         return buffer
@@ -571,10 +577,24 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
 
     /// Writes `bytes` behind everything written before (a response still held goes first) and
     /// closes the connection once they are out.
-    private func writeLastAndClose(_ bytes: ByteBuffer) {
+    private func writeLastAndClose(_ last: ByteBuffer) {
         assert(state == .closed, "a connection is closed only once nothing more will be read from it")
         closing = true
         flushIfNeeded()
+        var bytes = last
+        // NIO fails the writes still queued when a channel closes, so the close waits for them.
+        // A short answer usually leaves entirely in the flush: then the close follows at once,
+        // without the promise and callback a connection per request would otherwise allocate.
+        // (Over TLS the bytes the channel holds are not the answer's; the promise decides there.)
+        if !isSecure {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+            if (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0 {
+                context.close(promise: nil)
+                return
+            }
+            // Writes complete in order: an empty one completes when the answer has gone.
+            bytes = context.channel.allocator.buffer(capacity: 0)
+        }
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { _ in channel.close(promise: nil) }
     }

@@ -52,6 +52,20 @@ final class Worker: @unchecked Sendable {
                   accessLogWriter: accessLogFD.map { AccessLogWriter(fd: $0) })
     }
 
+    /// Head buffers of closed client connections, for the next ones to take: a connection per
+    /// request then allocates none of its own. Bounded in number and in the size of each kept.
+    private var spareHeads: [ByteBuffer] = []
+    static let spareHeadsKept = 128
+    static let spareHeadMaxCapacity = 8 * 1024
+
+    @inline(__always) func takeSpareHead() -> ByteBuffer? { spareHeads.popLast() }
+
+    func keepSpareHead(_ buffer: ByteBuffer) {
+        eventLoop.assertInEventLoop()
+        guard spareHeads.count < Self.spareHeadsKept, buffer.capacity <= Self.spareHeadMaxCapacity else { return }
+        spareHeads.append(buffer)
+    }
+
     /// The pool handed out last (and for which snapshot): a run of requests to one cluster
     /// then skips hashing.
     private var lastPool: ClusterPool?
