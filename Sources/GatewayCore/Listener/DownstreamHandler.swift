@@ -121,11 +121,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         worker.listenerStats.closeConnection(row: worker.row)
         worker.downstreams[ObjectIdentifier(self)] = nil
         outgoing = nil
-        // What was written from them is out or dropped by now: the next connections reuse them.
-        if let b = spareUpstreamHead { worker.keepSpareHead(b) }
-        if let b = spareResponseHead { worker.keepSpareHead(b) }
-        spareUpstreamHead = nil
-        spareResponseHead = nil
+        returnSpareHeads()
         if let filter {
             self.filter = nil
             filter.downstreamClosed()
@@ -374,6 +370,16 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         return buffer
     }
 
+    /// Gives this connection's head buffers to its worker, for whichever connection needs one
+    /// next: an idle or closed connection holds none (one still being written from is
+    /// safe: `clear` on a buffer a write still holds allocates anew).
+    private func returnSpareHeads() {
+        if let b = spareUpstreamHead { worker.keepSpareHead(b) }
+        if let b = spareResponseHead { worker.keepSpareHead(b) }
+        spareUpstreamHead = nil
+        spareResponseHead = nil
+    }
+
     func headBuffer(capacity: Int) -> ByteBuffer { reuse(&spareUpstreamHead, capacity: capacity) }
     func recycle(_ buffer: ByteBuffer) { spareUpstreamHead = buffer }
 
@@ -542,6 +548,8 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
             } else {
                 updateBacklogPause()
                 flushIfNeeded()
+                // Waiting for the client now, maybe for long: its buffers serve others meanwhile.
+                returnSpareHeads()
             }
         }
     }
