@@ -56,7 +56,9 @@ public enum ConfigLoader {
             names.insert(r.name)
         }
         var config = GatewayConfig(listener: listener, admin: admin, hosts: hosts, routes: routes, downstream: downstream)
-        config.gatewayListeners = try gatewayListeners(try objects.gateways.flatMap(gateway), listener: listener)
+        config.gatewayListeners = try gatewayListeners(
+            try objects.gateways.flatMap { try gateway($0, http2Offered: downstream.http2Offered) }, listener: listener,
+            mainSpeaksH2C: downstream.http2 != nil)
         if let n = root?["dnsRefreshRate"] { config.dnsRefreshRate = try dnsRefreshRate(n) }
         if let n = root?["tracing"] { config.tracing = try tracing(n) }
         return config
@@ -161,12 +163,17 @@ public enum ConfigLoader {
         if let n = o["maxRequestHeadersKb"] { d.maxRequestHeadersKb = try n.int(in: 1...8192) }
         if let n = o["maxHeadersCount"] { d.maxHeadersCount = try n.int(in: 1...maxUInt32) }
         if let n = o["perConnectionBufferLimitBytes"] { d.perConnectionBufferLimitBytes = try n.int(in: 1024...maxUInt32) }
-        if let n = o["http2"] { d.http2 = try http2Options(n) }
+        if let n = o["http2"] {
+            d.http2 = try http2Options(n)
+            d.http2Offered = d.http2 != nil
+        }
         return (address, d)
     }
 
     /// `listener.http2`: `{"enabled": true, ...}` lets clients speak HTTP/2 with prior knowledge
-    /// on the plaintext port; bounds as Envoy's `http2_protocol_options`.
+    /// on the plaintext port; bounds as Envoy's `http2_protocol_options`, for every HTTP/2
+    /// connection (h2 over TLS too). `{"enabled": false}` turns HTTP/2 off everywhere: HTTPS
+    /// servers then offer only `http/1.1`.
     static func http2Options(_ node: JSONNode) throws -> HTTP2Options? {
         let o = try node.object(allowed: ["enabled", "maxConcurrentStreams", "initialStreamWindowSize",
                                           "initialConnectionWindowSize"])

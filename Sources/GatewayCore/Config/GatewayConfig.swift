@@ -72,7 +72,12 @@ public struct DownstreamLimits: Sendable, Equatable {
     /// requests included) before the gateway stops reading it.
     public var perConnectionBufferLimitBytes: Int
     /// HTTP/2 on the plaintext listener (h2c with prior knowledge), beside HTTP/1.1; nil: off.
+    /// Its settings are those of every HTTP/2 connection (the defaults when nil).
     public var http2: HTTP2Options?
+    /// HTTP/2 may be spoken at all: HTTPS servers offer ALPN `h2` (as Istio's ingress does) and
+    /// Gateway ports with protocol HTTP2 or GRPC take h2c. False only with
+    /// `listener.http2.enabled: false`, the opt-out.
+    public var http2Offered = true
 
     public init(
         requestHeadersTimeout: TimeAmount? = .seconds(10),

@@ -57,6 +57,7 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
     var clientAddress: String { connection.clientAddress }
     var connectionAddresses: String { connection.connectionAddresses }
     var localPort: Int { connection.localPort }
+    var isSecure: Bool { connection.isSecure }
     private(set) var isWritable = true
     var requestComplete: Bool { state == .awaitingResponse }
     var isHTTP2: Bool { true }
