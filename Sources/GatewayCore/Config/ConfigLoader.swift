@@ -559,7 +559,8 @@ public enum ConfigLoader {
     static let retryConditions: [String: RetryOn] = [
         "5xx": .fiveXX, "gateway-error": .gatewayError, "connect-failure": .connectFailure, "reset": .reset,
         "refused-stream": .refusedStream, "retriable-4xx": .retriable4xx, "retriable-status-codes": .retriableStatusCodes,
-        "unavailable": .unavailable, "cancelled": .cancelled,
+        "unavailable": .unavailable, "cancelled": .cancelled, "deadline-exceeded": .deadlineExceeded, "internal": .internal,
+        "resource-exhausted": .resourceExhausted,
     ]
 
     static func retries(_ node: JSONNode) throws -> RetryPolicyConfig {
