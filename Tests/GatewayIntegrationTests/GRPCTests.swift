@@ -201,6 +201,24 @@ final class GRPCTests: XCTestCase {
         XCTAssertEqual((raw["headers"] as? [String: String])?["grpc-status"], "12")
     }
 
+    func testRateLimitAndFaultAbortAreGRPCErrorsWithTheirCounters() throws {
+        let limited = try GatewayProcess(config: config(route: #", "localRateLimit": {"tokenBucket": {"maxTokens": 1, "fillInterval": "1h"}}"#))
+        let target = "127.0.0.1:\(limited.port)"
+        XCTAssertEqual(try peer(["unary", target, "/test.Echo/Unary"])["code"] as? String, "OK")
+        let refused = try peer(["unary", target, "/test.Echo/Unary"])
+        XCTAssertEqual(refused["code"] as? String, "UNAVAILABLE", "429 maps to UNAVAILABLE: \(refused)")
+        XCTAssertEqual(refused["details"] as? String, "local_rate_limited")
+        XCTAssertEqual(statsOf(limited)["route.grpc.local_rate_limit.rate_limited"], 1)
+
+        let faulty = try GatewayProcess(config: config(route: #", "fault": {"abort": {"httpStatus": 403, "percentage": {"value": 100}}}"#))
+        let aborted = try peer(["unary", "127.0.0.1:\(faulty.port)", "/test.Echo/Unary"])
+        XCTAssertEqual(aborted["code"] as? String, "PERMISSION_DENIED", "403 maps to PERMISSION_DENIED: \(aborted)")
+        XCTAssertEqual(aborted["details"] as? String, "fault filter abort")
+        XCTAssertEqual(statsOf(faulty)["route.grpc.fault.aborts_injected"], 1)
+        XCTAssertEqual(statsOf(faulty)["cluster.echo.grpc.7"], 1)
+        XCTAssertEqual(seenByUpstream(1).count, 1, "only the call the limiter let through reached the upstream")
+    }
+
     // MARK: grpc-timeout
 
     func testGRPCTimeoutBoundsTheCallAndTheRouteTimeoutCapsIt() throws {
