@@ -216,6 +216,10 @@ final class GRPCTests: XCTestCase {
         XCTAssertEqual(aborted["details"] as? String, "fault filter abort")
         XCTAssertEqual(statsOf(faulty)["route.grpc.fault.aborts_injected"], 1)
         XCTAssertEqual(statsOf(faulty)["cluster.echo.grpc.7"], 1)
+        // Istio's abort.grpcStatus: the call gets that status.
+        let grpcFault = try GatewayProcess(config: config(route: #", "fault": {"abort": {"grpcStatus": "RESOURCE_EXHAUSTED", "percentage": {"value": 100}}}"#))
+        let exhausted = try peer(["unary", "127.0.0.1:\(grpcFault.port)", "/test.Echo/Unary"])
+        XCTAssertEqual(exhausted["code"] as? String, "RESOURCE_EXHAUSTED", "\(exhausted)")
         XCTAssertEqual(seenByUpstream(1).count, 1, "only the call the limiter let through reached the upstream")
     }
 

@@ -613,11 +613,28 @@ public enum ConfigLoader {
         }
         if let a = o["abort"] {
             let aobj = try a.object(allowed: ["httpStatus", "percentage", "grpcStatus", "http2Error"])
-            try notSupported(aobj, ["grpcStatus", "http2Error"])
-            f.abort = .init(httpStatus: try aobj.required("httpStatus").int(in: 200...599), percentage: try percentage(aobj))
+            try notSupported(aobj, ["http2Error"])
+            // Envoy's fault filter: an HTTP status wins; a gRPC abort answers 200, which a gRPC call
+            // reads as the status.
+            if aobj["httpStatus"] == nil, let g = aobj["grpcStatus"] {
+                let name = try g.string()
+                guard let code = grpcStatusNames.firstIndex(of: name) else {
+                    throw g.fail("unknown gRPC status '\(name)' (allowed: \(grpcStatusNames.joined(separator: ", ")))")
+                }
+                f.abort = .init(httpStatus: 200, percentage: try percentage(aobj), grpcStatus: code)
+            } else {
+                f.abort = .init(httpStatus: try aobj.required("httpStatus").int(in: 200...599), percentage: try percentage(aobj))
+            }
         }
         return f
     }
+
+    /// gRPC's status names (statuscodes.md) by code, as Istio's `abort.grpcStatus` spells them.
+    static let grpcStatusNames = [
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+        "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+        "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+    ]
 
     /// About 100 bytes per tracked client: a million is 100 MB per route.
     static let maxTrackedClientsLimit = 1_000_000

@@ -516,11 +516,16 @@ public struct FaultConfig: Sendable, Equatable {
         }
     }
     public struct Abort: Sendable, Equatable {
+        /// The reply's status: `httpStatus`, or 200 for an abort with a `grpcStatus`.
         public var httpStatus: Int
         public var percentage: Double
-        public init(httpStatus: Int, percentage: Double) {
+        /// Istio's `grpcStatus` (Envoy's `abort.grpc_status`): the reply is a 200 that a gRPC
+        /// call receives as this status.
+        public var grpcStatus: Int?
+        public init(httpStatus: Int, percentage: Double, grpcStatus: Int? = nil) {
             self.httpStatus = httpStatus
             self.percentage = percentage
+            self.grpcStatus = grpcStatus
         }
     }
     public var delay: Delay?

@@ -240,11 +240,11 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             route.stats.faultDelays.wrappingIncrement(ordering: .relaxed)
             faultDelayTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) {
                 self.faultDelayTimer = nil
-                self.afterFaultDelay(abort: fault.abortStatus)
+                self.afterFaultDelay(fault)
             }
             return
         }
-        afterFaultDelay(abort: fault.abortStatus)
+        afterFaultDelay(fault)
     }
 
     /// A gRPC call's timeout as Istio programs Envoy (`max_grpc_timeout` set to the route's
@@ -258,12 +258,14 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         return min(header, cap)
     }
 
-    private func afterFaultDelay(abort: Int?) {
+    private func afterFaultDelay(_ fault: FaultDecision) {
         guard !done else { return }
-        if let status = abort {
+        if let status = fault.abortStatus {
             flags.insert(.faultInjected)
             route.stats.faultAborts.wrappingIncrement(ordering: .relaxed)
-            finishLocally(status: status, body: "fault filter abort")
+            // An abort's gRPC status goes to a gRPC call; any other request gets the plain 200.
+            let headers = grpc ? fault.abortGRPCStatus.map { [("grpc-status", String($0))] } ?? [] : []
+            finishLocally(status: status, body: "fault filter abort", headers: headers)
             return
         }
         forward()
