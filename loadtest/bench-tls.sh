@@ -10,12 +10,16 @@
 # are made with openssl. nginx (1 worker) serves a 27-byte JSON over plaintext. HAProxy (nbthread
 # 2, `bind ... ssl crt ... alpn http/1.1`, http-reuse always) and the gateway (2 event loops,
 # --access-log off, a Gateway server with protocol HTTPS) terminate TLS and proxy to it with
-# keep-alive upstream. Rows, each run against HAProxy and the gateway in turn (which goes first
-# alternates by round), rounds interleaved so machine noise hits both alike:
+# keep-alive upstream. Both offer ALPN h2 and http/1.1 (HAProxy: `alpn h2,http/1.1`; the gateway
+# offers h2 on every HTTPS server). Rows, each run against HAProxy and the gateway in turn (which
+# goes first alternates by round), rounds interleaved so machine noise hits both alike:
 #   https-ka    wrk -t1 -c64 -d<DURATION>s https://...          keep-alive: one handshake per
 #                                                               connection, then requests
+#                                                               (wrk offers no ALPN: HTTP/1.1)
 #   handshakes  wrk -t1 -c16 -d<DURATION>s, `Connection: close` (a Lua script): a full TLS
 #               handshake per request (wrk resumes no session), so req/s = handshakes/s
+#   h2-100      h2load -c4 -m100 -D<DURATION> https://...       h2 over TLS (ALPN), 100
+#                                                               concurrent streams per connection
 # Printed per round and row: req/s through HAProxy and through the gateway, the proxy's CPU per
 # request (user + sys from /proc/<pid>/stat, microseconds), non-2xx or failed responses, and
 # gateway/HAProxy. At the end: the mean ratio per row. The negotiated protocol and cipher of
@@ -24,8 +28,8 @@
 # Env: ROUNDS (3), DURATION (seconds per run, 5), KEY (ec), GATEWAY_BIN (default: this tree's
 #      release build, built first), GATEWAY_THREADS (2), BASE_PORT (18390; uses BASE_PORT ..
 #      BASE_PORT+4).
-# Needs nginx, haproxy, wrk, openssl and curl:
-#   apt-get install -y haproxy nginx-light wrk openssl curl
+# Needs nginx, haproxy, wrk, h2load, openssl and curl:
+#   apt-get install -y haproxy nginx-light wrk nghttp2-client openssl curl
 # The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
 set -euo pipefail
 source "$(dirname "$0")/lib/bench.sh"
@@ -36,7 +40,7 @@ KEY=${KEY:-ec}
 THREADS=${GATEWAY_THREADS:-2}
 BASE=${BASE_PORT:-18390}
 
-require_tools "apt-get install -y haproxy nginx-light wrk openssl curl" nginx haproxy wrk openssl curl
+require_tools "apt-get install -y haproxy nginx-light wrk nghttp2-client openssl curl" nginx haproxy wrk h2load openssl curl
 
 if [ -n "${GATEWAY_BIN:-}" ]; then
   GATEWAY=$GATEWAY_BIN
@@ -79,7 +83,7 @@ defaults
   timeout server 30s
   option http-keep-alive
 frontend fe
-  bind 127.0.0.1:$HAP_PORT ssl crt $WORK/haproxy.pem alpn http/1.1
+  bind 127.0.0.1:$HAP_PORT ssl crt $WORK/haproxy.pem alpn h2,http/1.1
   default_backend be
 backend be
   http-reuse always
@@ -112,8 +116,10 @@ wait_https "$GW_TLS_PORT"
 
 for port in "$HAP_PORT" "$GW_TLS_PORT"; do
   name=$([ "$port" = "$HAP_PORT" ] && echo haproxy || echo gateway)
-  printf '%-8s %s\n' "$name" "$(openssl s_client -connect "127.0.0.1:$port" -servername bench.example -alpn http/1.1 </dev/null 2>/dev/null \
-    | awk '/^New, / {print $2, $NF} /ALPN protocol/ {print "ALPN", $3}' | tr '\n' ' ')"
+  for alpn in http/1.1 h2,http/1.1; do
+    printf '%-8s %s\n' "$name" "$(openssl s_client -connect "127.0.0.1:$port" -servername bench.example -alpn "$alpn" </dev/null 2>/dev/null \
+      | awk '/^New, / {print $2, $NF} /ALPN protocol/ {print "ALPN", $3}' | tr '\n' ' ')"
+  done
 done
 
 cat > "$WORK/close.lua" <<LUA
@@ -137,8 +143,21 @@ row() { # name pid url wrk-args... -> "req/s cpu-us-per-request errors"
     'BEGIN {printf "%s %s %s", r, (n > 0 ? sprintf("%.1f", t / hz * 1e6 / n) : "n/a"), e}'
 }
 
+# h2load over TLS (ALPN h2): "req/s cpu-us-per-request errors", as `row`.
+h2row() { # name pid url
+  local out before after n ok
+  before=$(cpu_ticks "$2")
+  out=$(h2load -D "$DURATION" -c 4 -m 100 -t 1 "$3" 2>&1) || true
+  after=$(cpu_ticks "$2")
+  grep -q 'Application protocol: h2' <<<"$out" || { echo "$1: h2 was not negotiated" >&2; echo "0 n/a 1"; return; }
+  n=$(awk '/^requests:/ {print $8}' <<<"$out")
+  ok=$(awk '/^status codes:/ {print $3}' <<<"$out")
+  awk -v r="$(awk '/^finished in/ {print $4}' <<<"$out")" -v n="${n:-0}" -v ok="${ok:-0}" -v t=$((after - before)) -v hz="$TICK" \
+    'BEGIN {printf "%.0f %s %d", r, (n > 0 ? sprintf("%.1f", t / hz * 1e6 / n) : "n/a"), n - ok}'
+}
+
 declare -A ratios
-rows=(https-ka handshakes)
+rows=(https-ka handshakes h2-100)
 printf '\n%-6s %-11s %12s %8s %6s %12s %8s %6s %8s\n' round row haproxy_rps us/req errs gateway_rps us/req errs gw/hap
 for round in $(seq 1 "$ROUNDS"); do
   for r in "${rows[@]}"; do
@@ -146,7 +165,15 @@ for round in $(seq 1 "$ROUNDS"); do
       https-ka) args=(-t1 -c64) ;;
       handshakes) args=(-t1 -c16 -s "$WORK/close.lua") ;;
     esac
-    if (( round % 2 )); then
+    if [ "$r" = h2-100 ]; then
+      if (( round % 2 )); then
+        read -r hr hc he <<<"$(h2row haproxy "$HAP_PID" "https://127.0.0.1:$HAP_PORT/")"
+        read -r gr gc ge <<<"$(h2row gateway "$GW_PID" "https://127.0.0.1:$GW_TLS_PORT/")"
+      else
+        read -r gr gc ge <<<"$(h2row gateway "$GW_PID" "https://127.0.0.1:$GW_TLS_PORT/")"
+        read -r hr hc he <<<"$(h2row haproxy "$HAP_PID" "https://127.0.0.1:$HAP_PORT/")"
+      fi
+    elif (( round % 2 )); then
       read -r hr hc he <<<"$(row haproxy "$HAP_PID" "https://127.0.0.1:$HAP_PORT/" "${args[@]}")"
       read -r gr gc ge <<<"$(row gateway "$GW_PID" "https://127.0.0.1:$GW_TLS_PORT/" "${args[@]}")"
     else

@@ -53,6 +53,45 @@ final class RetryStateTests: XCTestCase {
         XCTAssertFalse(RetryState(policy: .disabled).wouldRetry(.connectFailure))
     }
 
+    func testGRPCConditionsRetryATrailersOnlyStatus() {
+        let istio = RetryState(policy: .istioDefault)
+        XCTAssertTrue(istio.isRetriable(.response(status: 200), grpcStatus: 14), "unavailable is in Istio's default")
+        XCTAssertTrue(istio.isRetriable(.response(status: 200), grpcStatus: 1), "cancelled too")
+        XCTAssertFalse(istio.isRetriable(.response(status: 200), grpcStatus: 4))
+        XCTAssertFalse(istio.isRetriable(.response(status: 200)), "no grpc-status, nothing to retry")
+        let all = RetryState(policy: RetryPolicyConfig(attempts: 1, retryOn: RetryOn.grpcConditions))
+        XCTAssertEqual([0, 1, 2, 4, 5, 8, 13, 14, 16].filter { all.isRetriable(.response(status: 200), grpcStatus: $0) }, [1, 4, 8, 13, 14])
+        XCTAssertFalse(RetryOn([.fiveXX, .gatewayError]).hasGRPCConditions)
+        XCTAssertTrue(RetryOn([.fiveXX, .internal]).hasGRPCConditions)
+    }
+
+    func testGRPCHelpersFollowTheProtocolAndEnvoy() {
+        XCTAssertTrue(GRPC.isGRPC(contentType: "application/grpc"))
+        XCTAssertTrue(GRPC.isGRPC(contentType: "application/grpc+proto"))
+        XCTAssertTrue(GRPC.isGRPC(contentType: "application/grpc;charset=utf-8"))
+        XCTAssertFalse(GRPC.isGRPC(contentType: "application/grpc-web"))
+        XCTAssertFalse(GRPC.isGRPC(contentType: "application/json"))
+        XCTAssertEqual([400, 401, 403, 404, 429, 502, 503, 504, 500, 408].map(GRPC.status(forHTTP:)), [13, 16, 7, 12, 14, 14, 14, 14, 2, 2])
+        XCTAssertEqual(GRPC.timeout("300m"), .milliseconds(300))
+        XCTAssertEqual(GRPC.timeout("2S"), .seconds(2))
+        XCTAssertEqual(GRPC.timeout("1H"), .hours(1))
+        XCTAssertEqual(GRPC.timeout("99999999n"), .nanoseconds(99_999_999))
+        XCTAssertNil(GRPC.timeout("123456789S"), "at most 8 digits")
+        XCTAssertNil(GRPC.timeout("0S"), "zero is no deadline (the route's applies)")
+        XCTAssertNil(GRPC.timeout("5s"))
+        XCTAssertNil(GRPC.timeout("S"))
+        XCTAssertEqual(GRPC.parseStatus("14".utf8), 14)
+        XCTAssertNil(GRPC.parseStatus("1x".utf8))
+        XCTAssertNil(GRPC.parseStatus("9999999999".utf8))
+        XCTAssertEqual(GRPC.percentEncoded("upstream 100% down\n é"), "upstream 100%25 down%0A %C3%A9")
+        let (headers, status) = GRPC.localReply(httpStatus: 503, message: "overflow", headers: [("x-envoy-overloaded", "true")])
+        XCTAssertEqual(status, 14)
+        XCTAssertEqual(headers.first(name: ":status"), "200")
+        XCTAssertEqual(headers.first(name: "grpc-status"), "14")
+        XCTAssertEqual(headers.first(name: "x-envoy-overloaded"), "true")
+        XCTAssertEqual(GRPC.localReply(httpStatus: 504, message: "", headers: [("grpc-status", "4")]).1, 4, "a caller's status wins")
+    }
+
     func testAttemptsAndJitteredBackoff() {
         var state = RetryState(policy: RetryPolicyConfig(attempts: 3, retryOn: [.fiveXX]))
         var random = FastRandom(seed: 7)

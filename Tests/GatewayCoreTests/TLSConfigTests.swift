@@ -51,6 +51,39 @@ final class TLSConfigTests: XCTestCase {
         XCTAssertTrue(ConfigReport.render(c).contains("gateway listener https://0.0.0.0:8443"), ConfigReport.render(c))
     }
 
+    func testHTTP2AndGRPCServersSpeakHTTP2AndTheOptOutTurnsItOff() throws {
+        let servers = """
+            [{"servers":[\(https()),{"port":{"number":9000,"protocol":"GRPC"},"hosts":["*"]},
+                         {"port":{"number":9001,"protocol":"HTTP"},"hosts":["*"]},
+                         {"port":{"number":9443,"protocol":"HTTP2"},"hosts":["*"],"tls":{"mode":"SIMPLE","serverCertificate":"@CERT","privateKey":"@KEY"}}]}]
+            """
+        let c = try load(gateways: servers)
+        XCTAssertEqual(c.gatewayListeners.map(\.port), [8443, 9000, 9001, 9443])
+        XCTAssertEqual(c.gatewayListeners.map(\.http2), [true, true, false, true])
+        XCTAssertEqual(c.gatewayListeners.map(\.scheme), ["https", "http", "http", "https"])
+        guard case .tls(let table) = c.gatewayListeners[0].kind else { return XCTFail("8443 is HTTPS") }
+        XCTAssertTrue(table.servers[0].offersH2, "Istio's ingress offers h2 on HTTPS servers")
+        XCTAssertTrue(ConfigReport.render(c).contains("ALPN h2, http/1.1"), ConfigReport.render(c))
+
+        // listener.http2.enabled false: ALPN http/1.1 only, and HTTP2/GRPC servers refused.
+        let f = try TLSFixture.shared()
+        func withOptOut(_ gateways: String) throws -> GatewayConfig {
+            let text = "{\"listener\":{\"http2\":{\"enabled\":false}},\(base),\"gateways\":\(gateways)}"
+                .replacingOccurrences(of: "@CERT", with: f.certificate).replacingOccurrences(of: "@KEY", with: f.key)
+            return try ConfigLoader.decode(Array(text.utf8))
+        }
+        let off = try withOptOut("[{\"servers\":[\(https())]}]")
+        guard case .tls(let plain) = off.gatewayListeners[0].kind else { return XCTFail("8443 is HTTPS") }
+        XCTAssertFalse(plain.servers[0].offersH2)
+        XCTAssertFalse(off.gatewayListeners[0].http2)
+        XCTAssertThrowsError(try withOptOut(servers)) { e in
+            XCTAssertEqual((e as? ConfigError)?.path, "gateways[0].servers[1].port.protocol", "\(e)")
+        }
+        // With listener.http2 on, plain HTTP ports take h2c too.
+        let text = "{\"listener\":{\"http2\":{}},\(base),\"gateways\":[{\"servers\":[{\"port\":{\"number\":9001,\"protocol\":\"HTTP\"},\"hosts\":[\"*\"]}]}]}"
+        XCTAssertEqual(try ConfigLoader.decode(Array(text.utf8)).gatewayListeners.map(\.http2), [true])
+    }
+
     func testKubectlListTakesGatewayObjects() throws {
         let f = try TLSFixture.shared()
         let text = """
@@ -64,8 +97,12 @@ final class TLSConfigTests: XCTestCase {
 
     func testWhatIsRefusedIsRefusedAtItsPath() {
         let cases: [(gateways: String, rules: String, path: String, says: String)] = [
-            ("[{\"servers\":[{\"port\":{\"number\":8443,\"protocol\":\"HTTP2\"},\"hosts\":[\"*\"]}]}]", "[]",
-             "gateways[0].servers[0].port.protocol", "not supported yet"),
+            ("[{\"servers\":[{\"port\":{\"number\":8443,\"protocol\":\"TCP\"},\"hosts\":[\"*\"]}]}]", "[]",
+             "gateways[0].servers[0].port.protocol", "not supported"),
+            ("[{\"servers\":[{\"port\":{\"number\":8000,\"protocol\":\"GRPC\"},\"hosts\":[\"*\"],\"tls\":{\"httpsRedirect\":true}}]}]", "[]",
+             "gateways[0].servers[0].tls.httpsRedirect", "HTTP/1.1 only"),
+            ("[{\"servers\":[{\"port\":{\"number\":8080,\"protocol\":\"HTTP2\"},\"hosts\":[\"*\"]}]}]", "[]",
+             "gateways[0].servers[0].port.number", "enable listener.http2"),
             ("[{\"servers\":[\(https(tls: "{\"serverCertificate\":\"@CERT\",\"privateKey\":\"@KEY\"}"))]}]", "[]",
              "gateways[0].servers[0].tls.mode", "PASSTHROUGH"),
             ("[{\"servers\":[\(https(tls: "{\"mode\":\"ISTIO_MUTUAL\"}"))]}]", "[]", "gateways[0].servers[0].tls.mode", "not supported"),

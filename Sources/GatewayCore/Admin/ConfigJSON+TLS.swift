@@ -7,6 +7,7 @@ extension ConfigJSON {
             out.append(("gatewayListeners", "[" + c.gatewayListeners.map { g -> String in
                 var fields: [(String, String)] = [
                     ("address", jsonString(g.address)), ("port", "\(g.port)"), ("scheme", jsonString(g.scheme)), ("declared", jsonString(g.path)),
+                    ("http2", g.http2 ? "true" : "false"),
                 ]
                 switch g.kind {
                 case .plaintext(let redirect):
@@ -21,7 +22,7 @@ extension ConfigJSON {
                             ("minProtocolVersion", jsonString(ConfigReport.versionText(s.minProtocolVersion, auto: "1.2"))),
                             ("maxProtocolVersion", jsonString(ConfigReport.versionText(s.maxProtocolVersion, auto: "1.3"))),
                             ("cipherSuites", "[" + s.cipherSuites.map(jsonString).joined(separator: ",") + "]"),
-                            ("alpn", "[\"http/1.1\"]"),
+                            ("alpn", s.offersH2 ? "[\"h2\",\"http/1.1\"]" : "[\"http/1.1\"]"),
                         ])
                     }.joined(separator: ",") + "]"))
                 }

@@ -99,7 +99,10 @@ enum ConfigJSON {
             if let f = r.fault {
                 var fp: [(String, String)] = []
                 if let d = f.delay { fp.append(("delay", object([("fixedDelay", duration(d.fixedDelay)), ("percentage", object([("value", "\(d.percentage)")]))]))) }
-                if let a = f.abort { fp.append(("abort", object([("httpStatus", "\(a.httpStatus)"), ("percentage", object([("value", "\(a.percentage)")]))]))) }
+                if let a = f.abort {
+                    fp.append(("abort", object([("httpStatus", "\(a.httpStatus)"), ("grpcStatus", a.grpcStatus.map { "\($0)" } ?? "null"),
+                                                ("percentage", object([("value", "\(a.percentage)")]))])))
+                }
                 p.append(("fault", object(fp)))
             }
             if let rl = r.localRateLimit {

@@ -46,6 +46,14 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case ssl_connection_error
     /// The endpoint's certificate carries none of `subjectAltNames`.
     case ssl_fail_verify_san
+    /// gRPC calls by the `grpc-status` they ended with (trailers, a trailers-only head, or the
+    /// gateway's own gRPC error), as Envoy's grpc_stats filter counts them without per-method
+    /// names: `grpc.<status>`, `grpc.success` (status 0), `grpc.failure`, `grpc.total`.
+    case grpc_0, grpc_1, grpc_2, grpc_3, grpc_4, grpc_5, grpc_6, grpc_7, grpc_8, grpc_9, grpc_10, grpc_11, grpc_12,
+         grpc_13, grpc_14, grpc_15, grpc_16
+    case grpc_success
+    case grpc_failure
+    case grpc_total
 
     /// The name printed by `/stats` (dots where Envoy has them).
     public var name: String {
@@ -93,6 +101,12 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
             return "outlier_detection.ejections_enforced_consecutive_local_origin_failure"
         case .ssl_connection_error: return "ssl.connection_error"
         case .ssl_fail_verify_san: return "ssl.fail_verify_san"
+        case .grpc_0, .grpc_1, .grpc_2, .grpc_3, .grpc_4, .grpc_5, .grpc_6, .grpc_7, .grpc_8, .grpc_9, .grpc_10, .grpc_11,
+             .grpc_12, .grpc_13, .grpc_14, .grpc_15, .grpc_16:
+            return "grpc.\(rawValue - ClusterCounter.grpc_0.rawValue)"
+        case .grpc_success: return "grpc.success"
+        case .grpc_failure: return "grpc.failure"
+        case .grpc_total: return "grpc.total"
         }
     }
 }
@@ -120,6 +134,14 @@ public final class ClusterStats: Sendable {
         counters.increment(c.rawValue, row: row)
     }
     public subscript(_ c: ClusterCounter) -> Int { counters[c.rawValue] }
+
+    /// A gRPC call ended with `grpcStatus` (the value of `grpc-status`; one past 16 counts only
+    /// as a failure).
+    public func countGRPC(_ grpcStatus: Int, row: Int) {
+        counters.increment(ClusterCounter.grpc_total.rawValue, row: row)
+        counters.increment((grpcStatus == 0 ? ClusterCounter.grpc_success : .grpc_failure).rawValue, row: row)
+        if (0...16).contains(grpcStatus) { counters.increment(ClusterCounter.grpc_0.rawValue + grpcStatus, row: row) }
+    }
 
     @inline(__always) public func countResponse(_ status: Int, row: Int) {
         assert(ClusterCounter.upstream_rq_5xx.rawValue - ClusterCounter.upstream_rq_1xx.rawValue == 4, "the class counters are in order")

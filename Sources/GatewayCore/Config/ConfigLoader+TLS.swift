@@ -12,6 +12,8 @@ extension ConfigLoader {
         var port: Int
         var address: String?
         var isTLS: Bool
+        /// Protocol HTTP2 or GRPC: the port speaks HTTP/2 (h2c, or ALPN h2 with `tls`).
+        var http2: Bool
         var httpsRedirect: Bool
         var tls: TLSServerConfig?
         /// The entry's path, and its `port.number`'s (errors about the port point there).
@@ -25,18 +27,21 @@ extension ConfigLoader {
         "minProtocolVersion", "maxProtocolVersion", "cipherSuites",
     ]
 
-    /// A Gateway object (or its bare spec): its servers.
-    static func gateway(_ node: JSONNode) throws -> [ServerDeclaration] {
+    /// A Gateway object (or its bare spec): its servers. `http2Offered`: HTTP/2 is not turned off
+    /// (`listener.http2.enabled: false`), so HTTPS servers offer ALPN h2.
+    static func gateway(_ node: JSONNode, http2Offered: Bool = true) throws -> [ServerDeclaration] {
         let (spec, _) = try unwrapKubernetes(node, kind: "Gateway")
         let o = try spec.node().object(allowed: ["selector", "servers"])
         // The selector picks the gateway pods a Gateway programs; this process is the only one.
         if let s = o["selector"] { _ = try stringMap(s) }
         let servers = try o.required("servers").array()
         guard !servers.isEmpty else { throw ConfigError(path: o.node().child("servers"), reason: "needs at least one server") }
-        return try servers.map(server)
+        return try servers.map { try server($0, http2Offered: http2Offered) }
     }
 
-    static func server(_ node: JSONNode) throws -> ServerDeclaration {
+    /// Istio's protocols: HTTP (plaintext HTTP/1.1), HTTPS (TLS; ALPN h2 and http/1.1), HTTP2 and
+    /// GRPC (plaintext h2c with prior knowledge beside HTTP/1.1, or with `tls` as HTTPS does).
+    static func server(_ node: JSONNode, http2Offered: Bool = true) throws -> ServerDeclaration {
         let o = try node.object(allowed: ["port", "bind", "hosts", "tls", "name", "defaultEndpoint"])
         try notSupported(o, ["defaultEndpoint"], because: "it forwards to a sidecar's own workload; here VirtualServices route")
         if let n = o["name"] { _ = try n.string() }
@@ -50,9 +55,11 @@ extension ConfigLoader {
         switch proto {
         case "HTTP", "HTTPS": break
         case "HTTP2", "GRPC":
-            throw protoNode.fail("protocol '\(proto)' is not supported yet: the listener speaks HTTP/1.1 (allowed: HTTP, HTTPS)")
+            guard http2Offered else {
+                throw protoNode.fail("protocol '\(proto)' needs HTTP/2, which listener.http2.enabled: false turns off")
+            }
         default:
-            throw protoNode.fail("protocol '\(proto)' is not supported: the gateway proxies HTTP/1.1 only (allowed: HTTP, HTTPS)")
+            throw protoNode.fail("protocol '\(proto)' is not supported: the gateway proxies HTTP only (allowed: HTTP, HTTPS, HTTP2, GRPC)")
         }
         var address: String? = nil
         if let b = o["bind"] {
@@ -72,26 +79,34 @@ extension ConfigLoader {
             hosts.append(v.lowercased())
         }
         guard !hosts.isEmpty else { throw hostsNode.fail("needs at least one host") }
-        var d = ServerDeclaration(port: port, address: address, isTLS: proto == "HTTPS", httpsRedirect: false, tls: nil,
-                                  path: node.path, portPath: numberNode.path)
+        let http2 = proto == "HTTP2" || proto == "GRPC"
         let tlsNode = o["tls"]
-        if proto == "HTTP" {
+        // HTTP2 and GRPC are TLS when `tls` says more than httpsRedirect (Istio reads them so).
+        let tlsKeys = (tlsNode?.value as? [String: Any])?.keys.filter { $0 != "httpsRedirect" } ?? []
+        let isTLS = proto == "HTTPS" || (http2 && !tlsKeys.isEmpty)
+        var d = ServerDeclaration(port: port, address: address, isTLS: isTLS, http2: http2, httpsRedirect: false, tls: nil,
+                                  path: node.path, portPath: numberNode.path)
+        if !isTLS {
             guard let tlsNode else { return d }
             let t = try tlsNode.object(allowed: serverTLSFields)
             for key in t.dict.keys.sorted() where key != "httpsRedirect" {
                 throw ConfigError(path: t.node().child(key), reason: "an HTTP server takes only httpsRedirect; TLS settings belong to a server with protocol HTTPS")
             }
             d.httpsRedirect = try t["httpsRedirect"]?.bool() ?? false
+            if d.httpsRedirect && http2 {
+                throw ConfigError(path: t.node().child("httpsRedirect"), reason: "a redirecting server answers HTTP/1.1 only: give it protocol HTTP")
+            }
             return d
         }
         guard let tlsNode else {
             throw ConfigError(path: node.child("tls"), reason: "required for protocol HTTPS (mode SIMPLE or MUTUAL, serverCertificate, privateKey)")
         }
-        d.tls = try serverTLS(tlsNode, hosts: hosts, serverPath: node.path)
+        d.tls = try serverTLS(tlsNode, hosts: hosts, serverPath: node.path, offersH2: http2Offered)
         return d
     }
 
-    static func serverTLS(_ node: JSONNode, hosts: [String], serverPath: String) throws -> TLSServerConfig {
+    /// `offersH2`: ALPN offers `h2` before `http/1.1` (Istio's gateway servers do unless HTTP/2 is off).
+    static func serverTLS(_ node: JSONNode, hosts: [String], serverPath: String, offersH2: Bool = true) throws -> TLSServerConfig {
         let t = try node.object(allowed: serverTLSFields)
         try notSupported(t, ["credentialName", "credentialNames", "tlsCertificates"],
                          because: "certificates come from files (serverCertificate, privateKey), not from Kubernetes secrets or SDS")
@@ -134,19 +149,22 @@ extension ConfigLoader {
         let (minVersion, maxVersion) = try versions(t)
         config.minimumTLSVersion = minVersion.nio(auto: .tlsv12)
         config.maximumTLSVersion = maxVersion.nio(auto: .tlsv13)
-        // h2 is advertised once the listener speaks HTTP/2.
-        config.applicationProtocols = ["http/1.1"]
+        // Istio's ingress offers h2 and http/1.1 on every terminated server (Envoy's
+        // `alpn_protocols`); a client without ALPN speaks HTTP/1.1.
+        config.applicationProtocols = offersH2 ? ["h2", "http/1.1"] : ["http/1.1"]
         let ciphers = try cipherSuites(t, into: &config)
         let context = try makeContext(config, t, blaming: keyNode)
         return TLSServerConfig(hosts: hosts, mode: mode, serverCertificate: try certNode.string(), privateKey: try keyNode.string(),
                                caCertificates: caPath, minProtocolVersion: minVersion, maxProtocolVersion: maxVersion,
-                               cipherSuites: ciphers, path: serverPath, context: context, fileBytes: fileBytes)
+                               cipherSuites: ciphers, path: serverPath, offersH2: offersH2, context: context, fileBytes: fileBytes)
     }
 
     /// The servers of every Gateway, one listener per port. Servers sharing a port share its
     /// protocol; HTTPS ones are picked by SNI and must not share a host; HTTP ones must agree on
     /// `httpsRedirect`. `mainPort`: the `listener` block's port, which stays plaintext.
-    static func gatewayListeners(_ declarations: [ServerDeclaration], listener: BindAddress) throws -> [GatewayListenerConfig] {
+    /// `mainSpeaksH2C`: `listener.http2` is enabled, so plaintext HTTP ports take h2c too.
+    static func gatewayListeners(_ declarations: [ServerDeclaration], listener: BindAddress,
+                                 mainSpeaksH2C: Bool = false) throws -> [GatewayListenerConfig] {
         var byPort: [Int: [ServerDeclaration]] = [:]
         var order: [Int] = []
         for d in declarations {
@@ -180,10 +198,17 @@ extension ConfigLoader {
                         seen[h] = s.path
                     }
                 }
-                listeners.append(.init(address: address, port: port, kind: .tls(SNITable(servers: servers.map { $0.tls! })), path: first.path))
+                listeners.append(.init(address: address, port: port, kind: .tls(SNITable(servers: servers.map { $0.tls! })), path: first.path,
+                                       http2: servers[0].tls!.offersH2))
             } else {
                 // The main listener's port: a server there can only make it redirect.
-                listeners.append(.init(address: address, port: port, kind: .plaintext(httpsRedirect: first.httpsRedirect), path: first.path))
+                // HTTP2 and GRPC servers make the port take h2c; a redirecting port stays HTTP/1.1.
+                let h2c = !first.httpsRedirect && (mainSpeaksH2C || servers.contains { $0.http2 })
+                if port == listener.port && h2c && !mainSpeaksH2C {
+                    throw ConfigError(path: first.portPath, reason: "port \(port) is the plaintext listener's: enable listener.http2 for HTTP/2 on it")
+                }
+                listeners.append(.init(address: address, port: port, kind: .plaintext(httpsRedirect: first.httpsRedirect), path: first.path,
+                                       http2: h2c))
             }
         }
         return listeners

@@ -56,7 +56,9 @@ public enum ConfigLoader {
             names.insert(r.name)
         }
         var config = GatewayConfig(listener: listener, admin: admin, hosts: hosts, routes: routes, downstream: downstream)
-        config.gatewayListeners = try gatewayListeners(try objects.gateways.flatMap(gateway), listener: listener)
+        config.gatewayListeners = try gatewayListeners(
+            try objects.gateways.flatMap { try gateway($0, http2Offered: downstream.http2Offered) }, listener: listener,
+            mainSpeaksH2C: downstream.http2 != nil)
         if let n = root?["dnsRefreshRate"] { config.dnsRefreshRate = try dnsRefreshRate(n) }
         if let n = root?["tracing"] { config.tracing = try tracing(n) }
         return config
@@ -161,12 +163,17 @@ public enum ConfigLoader {
         if let n = o["maxRequestHeadersKb"] { d.maxRequestHeadersKb = try n.int(in: 1...8192) }
         if let n = o["maxHeadersCount"] { d.maxHeadersCount = try n.int(in: 1...maxUInt32) }
         if let n = o["perConnectionBufferLimitBytes"] { d.perConnectionBufferLimitBytes = try n.int(in: 1024...maxUInt32) }
-        if let n = o["http2"] { d.http2 = try http2Options(n) }
+        if let n = o["http2"] {
+            d.http2 = try http2Options(n)
+            d.http2Offered = d.http2 != nil
+        }
         return (address, d)
     }
 
     /// `listener.http2`: `{"enabled": true, ...}` lets clients speak HTTP/2 with prior knowledge
-    /// on the plaintext port; bounds as Envoy's `http2_protocol_options`.
+    /// on the plaintext port; bounds as Envoy's `http2_protocol_options`, for every HTTP/2
+    /// connection (h2 over TLS too). `{"enabled": false}` turns HTTP/2 off everywhere: HTTPS
+    /// servers then offer only `http/1.1`.
     static func http2Options(_ node: JSONNode) throws -> HTTP2Options? {
         let o = try node.object(allowed: ["enabled", "maxConcurrentStreams", "initialStreamWindowSize",
                                           "initialConnectionWindowSize"])
@@ -552,7 +559,8 @@ public enum ConfigLoader {
     static let retryConditions: [String: RetryOn] = [
         "5xx": .fiveXX, "gateway-error": .gatewayError, "connect-failure": .connectFailure, "reset": .reset,
         "refused-stream": .refusedStream, "retriable-4xx": .retriable4xx, "retriable-status-codes": .retriableStatusCodes,
-        "unavailable": .unavailable, "cancelled": .cancelled,
+        "unavailable": .unavailable, "cancelled": .cancelled, "deadline-exceeded": .deadlineExceeded, "internal": .internal,
+        "resource-exhausted": .resourceExhausted,
     ]
 
     static func retries(_ node: JSONNode) throws -> RetryPolicyConfig {
@@ -605,11 +613,28 @@ public enum ConfigLoader {
         }
         if let a = o["abort"] {
             let aobj = try a.object(allowed: ["httpStatus", "percentage", "grpcStatus", "http2Error"])
-            try notSupported(aobj, ["grpcStatus", "http2Error"])
-            f.abort = .init(httpStatus: try aobj.required("httpStatus").int(in: 200...599), percentage: try percentage(aobj))
+            try notSupported(aobj, ["http2Error"])
+            // Envoy's fault filter: an HTTP status wins; a gRPC abort answers 200, which a gRPC call
+            // reads as the status.
+            if aobj["httpStatus"] == nil, let g = aobj["grpcStatus"] {
+                let name = try g.string()
+                guard let code = grpcStatusNames.firstIndex(of: name) else {
+                    throw g.fail("unknown gRPC status '\(name)' (allowed: \(grpcStatusNames.joined(separator: ", ")))")
+                }
+                f.abort = .init(httpStatus: 200, percentage: try percentage(aobj), grpcStatus: code)
+            } else {
+                f.abort = .init(httpStatus: try aobj.required("httpStatus").int(in: 200...599), percentage: try percentage(aobj))
+            }
         }
         return f
     }
+
+    /// gRPC's status names (statuscodes.md) by code, as Istio's `abort.grpcStatus` spells them.
+    static let grpcStatusNames = [
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+        "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+        "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+    ]
 
     /// About 100 bytes per tracked client: a million is 100 MB per route.
     static let maxTrackedClientsLimit = 1_000_000

@@ -6,9 +6,10 @@ extension ConfigReport {
         for g in config.gatewayListeners {
             switch g.kind {
             case .plaintext(let redirect):
-                out += "gateway listener http://\(g.address):\(g.port)" + (redirect ? " (every request 301 to https)" : "") + " (\(g.path))\n"
+                out += "gateway listener http://\(g.address):\(g.port)" + (redirect ? " (every request 301 to https)" : "")
+                    + (g.http2 ? ", HTTP/1.1 and h2c" : "") + " (\(g.path))\n"
             case .tls(let table):
-                out += "gateway listener https://\(g.address):\(g.port), ALPN http/1.1, certificate by SNI:\n"
+                out += "gateway listener https://\(g.address):\(g.port), ALPN \(g.http2 ? "h2, http/1.1" : "http/1.1"), certificate by SNI:\n"
                 for s in table.servers {
                     out += "  \(s.hosts.joined(separator: ", ")): \(s.mode.rawValue) \(s.serverCertificate)"
                         + (s.caCertificates.map { ", client certificates from \($0)" } ?? "")

@@ -96,7 +96,9 @@ public enum ConfigReport {
             }
             if let f = r.fault {
                 if let d = f.delay { out += "    fault delay \(duration(d.fixedDelay)) for \(d.percentage)%\n" }
-                if let a = f.abort { out += "    fault abort \(a.httpStatus) for \(a.percentage)%\n" }
+                if let a = f.abort {
+                    out += "    fault abort \(a.grpcStatus.map { "gRPC status \($0)" } ?? String(a.httpStatus)) for \(a.percentage)%\n"
+                }
             }
             if let rl = r.localRateLimit {
                 out += "    rate limit \(rl.maxTokens) tokens, +\(rl.tokensPerFill) every \(duration(rl.fillInterval))"

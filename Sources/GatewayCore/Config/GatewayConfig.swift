@@ -72,7 +72,12 @@ public struct DownstreamLimits: Sendable, Equatable {
     /// requests included) before the gateway stops reading it.
     public var perConnectionBufferLimitBytes: Int
     /// HTTP/2 on the plaintext listener (h2c with prior knowledge), beside HTTP/1.1; nil: off.
+    /// Its settings are those of every HTTP/2 connection (the defaults when nil).
     public var http2: HTTP2Options?
+    /// HTTP/2 may be spoken at all: HTTPS servers offer ALPN `h2` (as Istio's ingress does) and
+    /// Gateway ports with protocol HTTP2 or GRPC take h2c. False only with
+    /// `listener.http2.enabled: false`, the opt-out.
+    public var http2Offered = true
 
     public init(
         requestHeadersTimeout: TimeAmount? = .seconds(10),
@@ -442,9 +447,30 @@ public struct RetryOn: OptionSet, Sendable, Hashable {
     public static let refusedStream = RetryOn(rawValue: 1 << 4)       // "refused-stream"
     public static let retriable4xx = RetryOn(rawValue: 1 << 5)        // "retriable-4xx" (409)
     public static let retriableStatusCodes = RetryOn(rawValue: 1 << 6) // "retriable-status-codes"
-    /// gRPC-only conditions Istio puts in its default; accepted, never match HTTP/1.1 answers.
+    /// gRPC conditions (two of them in Istio's default): a gRPC call's trailers-only answer
+    /// whose `grpc-status` is UNAVAILABLE (14), CANCELLED (1), DEADLINE_EXCEEDED (4), INTERNAL
+    /// (13) or RESOURCE_EXHAUSTED (8) is retried. Never match other requests.
     public static let unavailable = RetryOn(rawValue: 1 << 7)         // "unavailable"
     public static let cancelled = RetryOn(rawValue: 1 << 8)           // "cancelled"
+    public static let deadlineExceeded = RetryOn(rawValue: 1 << 9)    // "deadline-exceeded"
+    public static let `internal` = RetryOn(rawValue: 1 << 10)         // "internal"
+    public static let resourceExhausted = RetryOn(rawValue: 1 << 11)  // "resource-exhausted"
+    public static let grpcConditions: RetryOn = [.unavailable, .cancelled, .deadlineExceeded, .internal, .resourceExhausted]
+
+    /// Whether a gRPC call's response head needs its `grpc-status` read.
+    @inline(__always) public var hasGRPCConditions: Bool { !isDisjoint(with: Self.grpcConditions) }
+
+    /// Whether these conditions retry a call that answered `grpcStatus` (Envoy's `retry_on` gRPC names).
+    public func retries(grpcStatus: Int) -> Bool {
+        switch grpcStatus {
+        case 1: return contains(.cancelled)
+        case 4: return contains(.deadlineExceeded)
+        case 8: return contains(.resourceExhausted)
+        case 13: return contains(.internal)
+        case 14: return contains(.unavailable)
+        default: return false
+        }
+    }
 }
 
 /// VirtualService `retries`.
@@ -490,11 +516,16 @@ public struct FaultConfig: Sendable, Equatable {
         }
     }
     public struct Abort: Sendable, Equatable {
+        /// The reply's status: `httpStatus`, or 200 for an abort with a `grpcStatus`.
         public var httpStatus: Int
         public var percentage: Double
-        public init(httpStatus: Int, percentage: Double) {
+        /// Istio's `grpcStatus` (Envoy's `abort.grpc_status`): the reply is a 200 that a gRPC
+        /// call receives as this status.
+        public var grpcStatus: Int?
+        public init(httpStatus: Int, percentage: Double, grpcStatus: Int? = nil) {
             self.httpStatus = httpStatus
             self.percentage = percentage
+            self.grpcStatus = grpcStatus
         }
     }
     public var delay: Delay?

@@ -47,6 +47,8 @@ public struct TLSServerConfig: Sendable, Equatable {
     public var cipherSuites: [String]
     /// Where the server was declared (`gateways[0].servers[1]`), for logs and `/config_dump`.
     public var path: String
+    /// ALPN offers `h2` before `http/1.1` (else `http/1.1` alone).
+    public var offersH2: Bool
     /// Built from the files as they were read when the config was loaded.
     public let context: NIOSSLContext
     /// The bytes of every file read, so a reload with a renewed certificate compares unequal.
@@ -54,8 +56,9 @@ public struct TLSServerConfig: Sendable, Equatable {
 
     init(hosts: [String], mode: Mode, serverCertificate: String, privateKey: String, caCertificates: String?,
          minProtocolVersion: TLSProtocolVersion, maxProtocolVersion: TLSProtocolVersion, cipherSuites: [String],
-         path: String, context: NIOSSLContext, fileBytes: [UInt8]) {
+         path: String, offersH2: Bool, context: NIOSSLContext, fileBytes: [UInt8]) {
         self.hosts = hosts
+        self.offersH2 = offersH2
         self.mode = mode
         self.serverCertificate = serverCertificate
         self.privateKey = privateKey
@@ -72,7 +75,7 @@ public struct TLSServerConfig: Sendable, Equatable {
         a.hosts == b.hosts && a.mode == b.mode && a.serverCertificate == b.serverCertificate && a.privateKey == b.privateKey
             && a.caCertificates == b.caCertificates && a.minProtocolVersion == b.minProtocolVersion
             && a.maxProtocolVersion == b.maxProtocolVersion && a.cipherSuites == b.cipherSuites && a.path == b.path
-            && a.fileBytes == b.fileBytes
+            && a.offersH2 == b.offersH2 && a.fileBytes == b.fileBytes
     }
 }
 
@@ -90,6 +93,9 @@ public struct GatewayListenerConfig: Sendable, Equatable {
     public var kind: Kind
     /// Where the port's first server was declared.
     public var path: String
+    /// HTTP/2 beside HTTP/1.1: h2c with prior knowledge on a plaintext port (protocol HTTP2 or
+    /// GRPC, or `listener.http2` enabled), ALPN `h2` on an HTTPS one.
+    public var http2 = false
 
     /// The scheme its clients speak.
     public var scheme: String {

@@ -32,8 +32,12 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler {
     /// The connection closes once its last GOAWAY is written.
     private var closing = false
 
-    init(worker: Worker) {
+    /// The connection is TLS: every stream's request is https (`x-forwarded-proto`, scheme matches).
+    let isSecure: Bool
+
+    init(worker: Worker, isSecure: Bool = false) {
         self.worker = worker
+        self.isSecure = isSecure
         limits = worker.snapshot.config.downstream
         headOptions = HeadParser.Options(maxHeadBytes: limits.maxRequestHeadersKb * 1024,
                                          maxHeadersCount: limits.maxHeadersCount)

@@ -40,6 +40,14 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
     private var addedResponseHeaders: [(String, String)]?
     /// Strips the upstream's chunked framing: HTTP/2 frames the body itself.
     private var dechunker: BodyDecoder?
+    /// The upstream's chunked trailer section as read so far (bounded by the decoder's
+    /// `maxTrailerBytes`): it ends the stream as HEADERS.
+    private var responseTrailers: ByteBuffer?
+    /// The request's content-type is gRPC's: the gateway's own answers become gRPC errors.
+    private(set) var isGRPC = false
+    /// The `grpc-status` the response carried (in a trailers-only head or in its trailers), or
+    /// the one the gateway answered with; nil until known, and for other requests.
+    private(set) var grpcStatus: Int?
     /// The response head went out and ended the stream (a 204, a HEAD answer, a 304).
     private var headEndedStream = false
     private var responseHeadSent = false
@@ -57,6 +65,7 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
     var clientAddress: String { connection.clientAddress }
     var connectionAddresses: String { connection.connectionAddresses }
     var localPort: Int { connection.localPort }
+    var isSecure: Bool { connection.isSecure }
     private(set) var isWritable = true
     var requestComplete: Bool { state == .awaitingResponse }
     var isHTTP2: Bool { true }
@@ -96,8 +105,8 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
             if state == .head {
                 startRequest(h.headers, endStream: h.endStream)
             } else if h.endStream {
-                // Trailers: the upstream connection speaks HTTP/1.1 and the body ends here.
-                requestBodyEnded()
+                // Trailers (a gRPC client's): they end the chunked body upstream.
+                requestBodyEnded(trailers: h.headers)
             } else {
                 malformed(HTTPParseError(400, "HEADERS inside a request body"))
             }
@@ -152,6 +161,7 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
             return
         }
         declaredLength = head.contentLength
+        isGRPC = GRPC.isGRPC(headers)
         if endStream, let n = declaredLength, n != 0 {
             worker.listenerStats.add(.requestsActive, -1, row: worker.row)
             worker.listenerStats.countResponse(400, row: worker.row)
@@ -188,19 +198,33 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
         }
     }
 
-    private func requestBodyEnded() {
+    /// The request's last DATA, or its trailers, arrived. Trailers go upstream in the chunked
+    /// body's trailer section; a body with a content-length has none in HTTP/1.1, so they are
+    /// dropped there (as Envoy's HTTP/1.1 codec drops trailers it cannot send).
+    private func requestBodyEnded(trailers: HPACKHeaders? = nil) {
         guard state == .body else { return }
         if let n = declaredLength, bodyReceived != n {
             malformed(HTTPParseError(400, "DATA shorter than content-length"))
             return
         }
+        var last: ByteBuffer? = nil
+        if chunkedUpstream {
+            var bytes = context.channel.allocator.buffer(capacity: 5)
+            if let trailers {
+                do throws(HTTPParseError) {
+                    try HTTP2Heads.lastChunk(trailers: trailers, into: &bytes)
+                } catch {
+                    malformed(error)
+                    return
+                }
+            } else {
+                bytes.writeStaticString("0\r\n\r\n")
+            }
+            last = bytes
+        }
         state = .awaitingResponse
         guard let filter else { return }
-        if chunkedUpstream {
-            var last = context.channel.allocator.buffer(capacity: 5)
-            last.writeStaticString("0\r\n\r\n")
-            filter.requestBodyPart(last)
-        }
+        if let last { filter.requestBodyPart(last) }
         filter.requestBodyEnded()
     }
 
@@ -266,7 +290,9 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
             resetStream()
             return
         }
-        sendHead(converted, out, endStream: framing == .none)
+        // An empty body ends the stream with the head: a gRPC trailers-only answer
+        // (`content-length: 0` from an HTTP/1.1 upstream) must reach the client as one HEADERS.
+        sendHead(converted, out, endStream: framing == .none || framing == .contentLength(0))
     }
 
     private func appendAddedHeaders(_ out: inout ByteBuffer) {
@@ -290,7 +316,9 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
         responseBytesSent += head.length
         responseHeadSent = true
         headEndedStream = endStream
-        write(.headers(.init(headers: HTTP2Heads.responseHeaders(head, bytes), endStream: endStream)))
+        let headers = HTTP2Heads.responseHeaders(head, bytes)
+        if isGRPC, let value = headers.first(name: "grpc-status") { grpcStatus = GRPC.parseStatus(value.utf8) }
+        write(.headers(.init(headers: headers, endStream: endStream)))
     }
 
     func encodeBody(_ part: ByteBuffer) {
@@ -299,11 +327,15 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
             sendData(part)
             return
         }
-        // The upstream connection checked this framing already; this pass only finds the payload.
+        // The upstream connection checked this framing already; this pass only finds the payload
+        // and the trailer section.
         _ = try? part.withUnsafeReadableBytes { raw throws(HTTPParseError) in
-            try dechunker!.consume(raw) { range in
+            try dechunker!.consume(raw, payload: { range in
                 sendData(part.getSlice(at: part.readerIndex + range.lowerBound, length: range.count)!)
-            }
+            }, trailer: { range in
+                if responseTrailers == nil { responseTrailers = context.channel.allocator.buffer(capacity: 64) }
+                responseTrailers!.writeBytes(UnsafeRawBufferPointer(rebasing: raw[range]))
+            })
         }
     }
 
@@ -318,6 +350,10 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
     // and the connection goes on serving the others, as Envoy's HTTP/2 codec does.
     func encodeLocalReply(status: Int, body: String, headers: [(String, String)], forceClose: Bool) {
         assert(!responseHeadSent, "a local reply after part of a response")
+        if isGRPC {
+            writeGRPCReply(status: status, message: body, headers: headers)
+            return
+        }
         writeReply(LocalReply.make(status: status, body: body, close: false, extraHeaders: headers,
                                    allocator: context.channel.allocator))
     }
@@ -325,8 +361,22 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
     func encodeLocalReply(status: Int, body: [UInt8], headers: [(String, String)], edit: ResponseHeadEdit?,
                           forceClose: Bool) {
         assert(!responseHeadSent, "a local reply after part of a response")
+        if isGRPC {
+            writeGRPCReply(status: status, message: String(decoding: body, as: UTF8.self), headers: headers)
+            return
+        }
         writeReply(LocalReply.make(status: status, body: body, close: false, extraHeaders: headers, edit: edit,
                                    allocator: context.channel.allocator))
+    }
+
+    /// A local reply to a gRPC call: a gRPC error, trailers-only (`GRPC.localReply`).
+    private func writeGRPCReply(status: Int, message: String, headers: [(String, String)]) {
+        let (block, grpcStatus) = GRPC.localReply(httpStatus: status, message: message, headers: headers)
+        self.grpcStatus = grpcStatus
+        responseHeadSent = true
+        headEndedStream = true
+        for (name, value, _) in block { responseBytesSent += name.utf8.count + value.utf8.count + 4 }
+        write(.headers(.init(headers: block, endStream: true)))
     }
 
     /// A whole local reply in HTTP/1.1 form: its head as HEADERS, its body as one DATA that ends
@@ -376,7 +426,16 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
             return
         }
         if responseHeadSent && !headEndedStream {
-            write(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
+            if let section = responseTrailers, section.readableBytes > 2 {
+                // The upstream's trailers (a gRPC call's status) end the stream as HEADERS.
+                responseTrailers = nil
+                let trailers = HTTP2Heads.responseTrailers(section)
+                if isGRPC, let value = trailers.first(name: "grpc-status") { grpcStatus = GRPC.parseStatus(value.utf8) }
+                responseBytesSent += section.readableBytes
+                write(.headers(.init(headers: trailers, endStream: true)))
+            } else {
+                write(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
+            }
         }
         let bodyUnread = state != .awaitingResponse
         state = .closed

@@ -139,4 +139,69 @@ enum HTTP2Heads {
         }
         return headers
     }
+
+    // MARK: trailers
+
+    /// A client's trailing HEADERS (a gRPC client's, say) as the end of the chunked request body
+    /// upstream: the last chunk, the trailer section, the final CRLF. Checked as a head is (names
+    /// lowercase tokens, values without CR/LF/NUL), fields that frame or route a message
+    /// (RFC 9110 §6.5.1) and connection-specific ones refused, the section bounded as the
+    /// upstream's decoder bounds it (`BodyDecoder.maxTrailerBytes`).
+    static func lastChunk(trailers: HPACKHeaders, into out: inout ByteBuffer) throws(HTTPParseError) {
+        let start = out.writerIndex
+        out.writeStaticString("0\r\n")
+        for (name, value, _) in trailers {
+            guard !name.isEmpty, name.utf8.allSatisfy({ isTokenChar($0) && !($0 >= 65 && $0 <= 90) }) else {
+                throw HTTPParseError(400, "invalid trailer name")
+            }
+            guard isValidValue(value) else { throw HTTPParseError(400, "invalid trailer value") }
+            switch name {
+            case "content-length", "transfer-encoding", "host", "te", "trailer", "connection", "keep-alive",
+                 "proxy-connection", "upgrade":
+                throw HTTPParseError(400, "\(name) in trailers")
+            default:
+                break
+            }
+            out.writeString(name)
+            out.writeStaticString(": ")
+            out.writeString(value)
+            out.writeStaticString("\r\n")
+            guard out.writerIndex - start <= BodyDecoder.maxTrailerBytes else { throw HTTPParseError(400, "trailers too large") }
+        }
+        out.writeStaticString("\r\n")
+    }
+
+    /// An upstream's chunked trailer section (field lines and the final CRLF, already checked by
+    /// its BodyDecoder) as the HEADERS that end an HTTP/2 stream: names lowercased, values
+    /// without surrounding whitespace, connection-specific fields left behind.
+    static func responseTrailers(_ section: ByteBuffer) -> HPACKHeaders {
+        var headers = HPACKHeaders()
+        section.withUnsafeReadableBytes { b in
+            var i = 0
+            while i < b.count {
+                var end = i
+                while end < b.count && b[end] != 0x0A { end += 1 }
+                // The line without its CRLF; the empty one ends the section.
+                let lineEnd = end > i && b[end - 1] == 0x0D ? end - 1 : end
+                defer { i = end + 1 }
+                guard lineEnd > i, let colon = (i..<lineEnd).first(where: { b[$0] == UInt8(ascii: ":") }) else { continue }
+                let name = i..<colon
+                if equalsLowercase(b, name, "transfer-encoding") || equalsLowercase(b, name, "connection")
+                    || equalsLowercase(b, name, "keep-alive") || equalsLowercase(b, name, "proxy-connection")
+                    || equalsLowercase(b, name, "upgrade") || equalsLowercase(b, name, "content-length")
+                {
+                    continue
+                }
+                var vStart = colon + 1, vEnd = lineEnd
+                while vStart < vEnd && (b[vStart] == 0x20 || b[vStart] == 0x09) { vStart += 1 }
+                while vEnd > vStart && (b[vEnd - 1] == 0x20 || b[vEnd - 1] == 0x09) { vEnd -= 1 }
+                let lower = String(unsafeUninitializedCapacity: name.count) { dst in
+                    for (k, j) in name.enumerated() { dst[k] = lowercased(b[j]) }
+                    return name.count
+                }
+                headers.add(name: lower, value: String(decoding: UnsafeRawBufferPointer(rebasing: b[vStart..<vEnd]), as: UTF8.self))
+            }
+        }
+        return headers
+    }
 }

@@ -13,11 +13,12 @@ enum HTTP2Downstream {
     /// Call on the channel's event loop, with nothing after the TLS handler (or nothing at all)
     /// in the pipeline; the channel may be active already (the server preface then goes out at once).
     /// The client's connection preface must be the first bytes read after this.
-    static func configurePipeline(_ channel: Channel, worker: Worker) throws {
+    /// `isSecure`: the connection is TLS (ALPN chose h2), so its streams' scheme is https.
+    static func configurePipeline(_ channel: Channel, worker: Worker, isSecure: Bool = false) throws {
         worker.eventLoop.assertInEventLoop()
         let limits = worker.snapshot.config.downstream
         let options = limits.http2 ?? HTTP2Options()
-        let connection = HTTP2DownstreamConnection(worker: worker)
+        let connection = HTTP2DownstreamConnection(worker: worker, isSecure: isSecure)
         let loopBound = NIOLoopBound(connection, eventLoop: worker.eventLoop)
         let handler = NIOHTTP2Handler(
             mode: .server, eventLoop: channel.eventLoop,

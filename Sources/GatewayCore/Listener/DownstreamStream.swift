@@ -18,6 +18,11 @@ protocol DownstreamStream: AnyObject {
     var responseBytesSent: Int { get }
     /// The request is an HTTP/2 stream's (the access log's protocol).
     var isHTTP2: Bool { get }
+    /// The request is a gRPC call (content-type application/grpc on an HTTP/2 stream): the
+    /// stream answers the gateway's own replies as gRPC errors, and knows the call's status.
+    var isGRPC: Bool { get }
+    /// The `grpc-status` the call ended with, once the stream has seen it (nil otherwise).
+    var grpcStatus: Int? { get }
 
     /// Flow control: the upstream takes the request body slower than the client sends it.
     func pauseReading()
@@ -67,4 +72,6 @@ protocol DownstreamStream: AnyObject {
 
 extension DownstreamStream {
     var isSecure: Bool { false }
+    var isGRPC: Bool { false }
+    var grpcStatus: Int? { nil }
 }

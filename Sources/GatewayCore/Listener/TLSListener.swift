@@ -25,7 +25,12 @@ enum GatewayListenerPipeline {
         case .plaintext(httpsRedirect: true):
             try pipeline.addHandler(HTTPSRedirectHandler(worker: worker))
         case .plaintext(httpsRedirect: false):
-            try pipeline.addHandler(DownstreamHandler(worker: worker))
+            if listener.http2 {
+                // HTTP/2 with prior knowledge beside HTTP/1.1 (protocol HTTP2 or GRPC): the first bytes decide.
+                try pipeline.addHandler(HTTP2PrefaceSniffer(worker: worker))
+            } else {
+                try pipeline.addHandler(DownstreamHandler(worker: worker))
+            }
         case .tls(let table):
             let deadline = TLSHandshakeDeadline(worker: worker)
             if table.servers.count == 1 && table.servers[0].hosts.contains("*") {
@@ -49,8 +54,28 @@ enum GatewayListenerPipeline {
                 }))
             }
             try pipeline.addHandler(deadline)
-            try pipeline.addHandler(DownstreamHandler(worker: worker, isSecure: true))
+            if listener.http2 {
+                try pipeline.addHandler(alpnHandler(channel, worker: worker))
+            } else {
+                try pipeline.addHandler(DownstreamHandler(worker: worker, isSecure: true))
+            }
         }
+    }
+
+    /// After the handshake, the protocol ALPN settled on picks the connection's handler: `h2`
+    /// makes it an HTTP/2 connection, anything else (`http/1.1`, or a client that offered
+    /// nothing) HTTP/1.1. Bytes read before the choice wait in the negotiation handler, which
+    /// then hands them on and leaves the pipeline.
+    static func alpnHandler(_ channel: Channel, worker: Worker) -> ApplicationProtocolNegotiationHandler {
+        ApplicationProtocolNegotiationHandler(alpnCompleteHandler: { result in
+            channel.eventLoop.makeCompletedFuture {
+                if case .negotiated("h2") = result {
+                    try HTTP2Downstream.configurePipeline(channel, worker: worker, isSecure: true)
+                } else {
+                    try channel.pipeline.syncOperations.addHandler(DownstreamHandler(worker: worker, isSecure: true))
+                }
+            }
+        })
     }
 }
 

@@ -4,6 +4,8 @@ import NIOCore
 public struct FaultDecision: Equatable, Sendable {
     public var delay: TimeAmount?
     public var abortStatus: Int?
+    /// The abort's gRPC status (`abort.grpcStatus`; `abortStatus` is then 200).
+    public var abortGRPCStatus: Int?
 
     public static let none = FaultDecision(delay: nil, abortStatus: nil)
 
@@ -11,7 +13,10 @@ public struct FaultDecision: Equatable, Sendable {
         guard let fault else { return .none }
         var d = FaultDecision.none
         if let delay = fault.delay, random.chance(percent: delay.percentage) { d.delay = delay.fixedDelay }
-        if let abort = fault.abort, random.chance(percent: abort.percentage) { d.abortStatus = abort.httpStatus }
+        if let abort = fault.abort, random.chance(percent: abort.percentage) {
+            d.abortStatus = abort.httpStatus
+            d.abortGRPCStatus = abort.grpcStatus
+        }
         return d
     }
 }

@@ -57,8 +57,9 @@ public struct RetryState {
     /// Whether `result` would be retried now (the policy alone: no budget, nothing counted).
     public func wouldRetry(_ result: TryResult) -> Bool { hasRetriesLeft && isRetriable(result) }
 
-    /// Whether `retryOn` covers `result` (ignoring how many tries are left).
-    public func isRetriable(_ result: TryResult) -> Bool {
+    /// Whether `retryOn` covers `result` (ignoring how many tries are left). `grpcStatus`: the
+    /// `grpc-status` in a gRPC call's response head, for the gRPC conditions.
+    public func isRetriable(_ result: TryResult, grpcStatus: Int? = nil) -> Bool {
         let on = policy.retryOn
         switch result {
         case .overflow, .protocolError:
@@ -75,6 +76,7 @@ public struct RetryState {
             if on.contains(.gatewayError) && (code == 502 || code == 503 || code == 504) { return true }
             if on.contains(.retriable4xx) && code == 409 { return true }
             if on.contains(.retriableStatusCodes) && policy.retriableStatusCodes.contains(code) { return true }
+            if let grpcStatus, on.retries(grpcStatus: grpcStatus) { return true }
             return false
         }
     }
@@ -83,10 +85,10 @@ public struct RetryState {
     /// `target.retryNow()` on `eventLoop` after the backoff. `replayable`: the request body is
     /// still whole (a retry could not send a body that was not kept).
     public mutating func shouldRetry(
-        _ result: TryResult, replayable: Bool = true, eventLoop: EventLoop, random: inout FastRandom,
-        target: RetryTarget
+        _ result: TryResult, grpcStatus: Int? = nil, replayable: Bool = true, eventLoop: EventLoop,
+        random: inout FastRandom, target: RetryTarget
     ) -> RetryStatus {
-        guard isRetriable(result) else {
+        guard isRetriable(result, grpcStatus: grpcStatus) else {
             // Envoy infers an earlier retry succeeded when its result is not one to retry.
             if retriesDone > 0 { stats?.inc(.upstream_rq_retry_success, row: row) }
             return .no

@@ -48,6 +48,9 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     private let responseEdit: ResponseHeadEdit?
     /// A WebSocket upgrade: the upstream is asked to switch, and a 101 turns the request into a tunnel.
     private let upgrade: Bool
+    /// A gRPC call (only HTTP/2 streams carry them): its timeout may come from `grpc-timeout`, a
+    /// trailers-only `grpc-status` may be retried, and its status is counted for the cluster.
+    private let grpc: Bool
 
     // MARK: route
 
@@ -163,6 +166,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             ) { worker.writeRequestID(into: &$0) }
         }
         upgrade = head.upgrade != nil && headBytes.withUnsafeReadableBytes { head.isWebSocketUpgrade($0) }
+        grpc = stream.isGRPC
         if upgrade { HeadWriter.appendWebSocketUpgrade(to: &out) }
         upstreamHead = out
     }
@@ -223,7 +227,7 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
 
     /// Starts the route timer and the fault filter, then the first try.
     func begin() {
-        if let timeout = route.timeout {
+        if let timeout = grpc ? grpcTimeout() : route.timeout {
             routeTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) { self.routeTimedOut() }
         }
         guard route.hasFault else {
@@ -236,19 +240,32 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             route.stats.faultDelays.wrappingIncrement(ordering: .relaxed)
             faultDelayTimer = worker.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) {
                 self.faultDelayTimer = nil
-                self.afterFaultDelay(abort: fault.abortStatus)
+                self.afterFaultDelay(fault)
             }
             return
         }
-        afterFaultDelay(abort: fault.abortStatus)
+        afterFaultDelay(fault)
     }
 
-    private func afterFaultDelay(abort: Int?) {
+    /// A gRPC call's timeout as Istio programs Envoy (`max_grpc_timeout` set to the route's
+    /// timeout, or to infinity without one): the call's `grpc-timeout`, capped by the route's
+    /// timeout; without the header, the route's. When it passes the call ends as any route
+    /// timeout does (504, `UT`), which its client reads as UNAVAILABLE.
+    private func grpcTimeout() -> TimeAmount? {
+        let header = headBytes.withUnsafeReadableBytes { head.value(of: "grpc-timeout", in: $0) }.flatMap(GRPC.timeout)
+        guard let header else { return route.timeout }
+        guard let cap = route.timeout else { return header }
+        return min(header, cap)
+    }
+
+    private func afterFaultDelay(_ fault: FaultDecision) {
         guard !done else { return }
-        if let status = abort {
+        if let status = fault.abortStatus {
             flags.insert(.faultInjected)
             route.stats.faultAborts.wrappingIncrement(ordering: .relaxed)
-            finishLocally(status: status, body: "fault filter abort")
+            // An abort's gRPC status goes to a gRPC call; any other request gets the plain 200.
+            let headers = grpc ? fault.abortGRPCStatus.map { [("grpc-status", String($0))] } ?? [] : []
+            finishLocally(status: status, body: "fault filter abort", headers: headers)
             return
         }
         forward()
@@ -335,8 +352,9 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     // MARK: retry decision
 
     /// Asks the retry state; on `.yes` the next try starts after its backoff.
-    private func scheduleRetry(_ result: TryResult) -> Bool {
-        let status = retry.shouldRetry(result, replayable: replayable, eventLoop: worker.eventLoop,
+    /// `grpcStatus`: the `grpc-status` of a trailers-only answer, for the gRPC `retryOn` conditions.
+    private func scheduleRetry(_ result: TryResult, grpcStatus: Int? = nil) -> Bool {
+        let status = retry.shouldRetry(result, grpcStatus: grpcStatus, replayable: replayable, eventLoop: worker.eventLoop,
                                        random: &worker.random, target: self)
         switch status {
         case .yes:
@@ -367,7 +385,13 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
                       serviceMs: Int) -> Bool {
         guard !done else { return false }
         route.stats.countResponse(response.status, row: worker.row)
-        if scheduleRetry(.response(status: response.status)) {
+        // Envoy reads `grpc-status` from the response head (a trailers-only answer) when retryOn
+        // has a gRPC condition; only a gRPC call's head is looked at.
+        var grpcStatus: Int? = nil
+        if grpc && retry.policy.retryOn.hasGRPCConditions {
+            grpcStatus = bytes.withUnsafeReadableBytes { GRPC.status(response, $0) }
+        }
+        if scheduleRetry(.response(status: response.status), grpcStatus: grpcStatus) {
             upstreamRequest = nil
             return false
         }
@@ -573,13 +597,15 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     // MARK: finishing
 
     private func finishLocally(status: Int, body: String, headers: [(String, String)] = [], forceClose: Bool = false) {
-        self.status = status
         if let responseEdit {
             stream.encodeLocalReply(status: status, body: Array(body.utf8), headers: headers, edit: responseEdit,
                                     forceClose: forceClose)
         } else {
             stream.encodeLocalReply(status: status, body: body, headers: headers, forceClose: forceClose)
         }
+        // A gRPC call was answered 200 with a gRPC error (Envoy counts and logs that 200; the
+        // response flag tells what happened).
+        self.status = grpc ? 200 : status
         finish(reset: false)
     }
 
@@ -605,6 +631,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         guard !downstreamGone else { return }
         stream.recycle(upstreamHead)
         stream.endStream(reset: reset)
+        // Once the stream has ended: the status of a call may be in the trailers it just sent.
+        if grpc, let grpcStatus = stream.grpcStatus { cluster.stats.countGRPC(grpcStatus, row: worker.row) }
     }
 
     private static func replyWithoutUpstream(
@@ -621,6 +649,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         } else {
             stream.encodeLocalReply(status: status, body: body, headers: headers, forceClose: false)
         }
+        // A gRPC call gets its error with a 200 (see `finishLocally`).
+        let status = stream.isGRPC ? 200 : status
         worker.listenerStats.countResponse(status, row: worker.row)
         let end = NIODeadline.now()
         worker.listenerStats.downstreamRqTime.record(from: start.uptimeNanoseconds, to: end.uptimeNanoseconds, row: worker.row)
