@@ -5,7 +5,7 @@ import NIOPosix
 import XCTest
 
 class OutlierDetectionTests: XCTestCase {
-    /// What the client speaks; the subclasses below run every scenario over HTTP/2 and TLS.
+    /// What the client speaks; the subclasses below run every scenario over HTTP/2 (h2c), TLS and HTTP/2 over TLS.
     class var clientProtocol: ClientProtocol { .http1 }
 
     func testFailingEndpointIsEjectedThenReturns() async throws {
@@ -55,7 +55,7 @@ class OutlierDetectionTests: XCTestCase {
 }
 
 class RetryAndTimeoutTests: XCTestCase {
-    /// What the client speaks; the subclasses below run every scenario over HTTP/2 and TLS.
+    /// What the client speaks; the subclasses below run every scenario over HTTP/2 (h2c), TLS and HTTP/2 over TLS.
     class var clientProtocol: ClientProtocol { .http1 }
 
     func testRetriesRouteAroundARefusingEndpoint() async throws {
@@ -123,7 +123,7 @@ class RetryAndTimeoutTests: XCTestCase {
 }
 
 class LocalRateLimitTests: XCTestCase {
-    /// What the client speaks; the subclasses below run every scenario over HTTP/2 and TLS.
+    /// What the client speaks; the subclasses below run every scenario over HTTP/2 (h2c), TLS and HTTP/2 over TLS.
     class var clientProtocol: ClientProtocol { .http1 }
 
     func testBucketOfFiveLetsFiveThrough() async throws {
@@ -150,7 +150,7 @@ class LocalRateLimitTests: XCTestCase {
 }
 
 class FaultInjectionTests: XCTestCase {
-    /// What the client speaks; the subclasses below run every scenario over HTTP/2 and TLS.
+    /// What the client speaks; the subclasses below run every scenario over HTTP/2 (h2c), TLS and HTTP/2 over TLS.
     class var clientProtocol: ClientProtocol { .http1 }
 
     func testAbortAndDelay() async throws {
@@ -184,6 +184,13 @@ final class OutlierDetectionOverTLSTests: OutlierDetectionTests {
     override func testAllEjectedAnswersNoHealthyUpstream() async throws { try await super.testAllEjectedAnswersNoHealthyUpstream() }
 }
 
+final class OutlierDetectionOverHTTP2TLSTests: OutlierDetectionTests {
+    override class var clientProtocol: ClientProtocol { .h2 }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testFailingEndpointIsEjectedThenReturns() async throws { try await super.testFailingEndpointIsEjectedThenReturns() }
+    override func testAllEjectedAnswersNoHealthyUpstream() async throws { try await super.testAllEjectedAnswersNoHealthyUpstream() }
+}
+
 final class RetryAndTimeoutOverHTTP2Tests: RetryAndTimeoutTests {
     override class var clientProtocol: ClientProtocol { .h2c }
     // Inherited tests are not discovered on Linux: each is named here.
@@ -195,6 +202,15 @@ final class RetryAndTimeoutOverHTTP2Tests: RetryAndTimeoutTests {
 
 final class RetryAndTimeoutOverTLSTests: RetryAndTimeoutTests {
     override class var clientProtocol: ClientProtocol { .https }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testRetriesRouteAroundARefusingEndpoint() async throws { try await super.testRetriesRouteAroundARefusingEndpoint() }
+    override func testRetriedPostReplaysItsBody() async throws { try await super.testRetriedPostReplaysItsBody() }
+    override func testRouteTimeoutAnswers504Promptly() async throws { try await super.testRouteTimeoutAnswers504Promptly() }
+    override func testPerTryTimeoutRetriesElsewhere() async throws { try await super.testPerTryTimeoutRetriesElsewhere() }
+}
+
+final class RetryAndTimeoutOverHTTP2TLSTests: RetryAndTimeoutTests {
+    override class var clientProtocol: ClientProtocol { .h2 }
     // Inherited tests are not discovered on Linux: each is named here.
     override func testRetriesRouteAroundARefusingEndpoint() async throws { try await super.testRetriesRouteAroundARefusingEndpoint() }
     override func testRetriedPostReplaysItsBody() async throws { try await super.testRetriedPostReplaysItsBody() }
@@ -214,6 +230,12 @@ final class LocalRateLimitOverTLSTests: LocalRateLimitTests {
     override func testBucketOfFiveLetsFiveThrough() async throws { try await super.testBucketOfFiveLetsFiveThrough() }
 }
 
+final class LocalRateLimitOverHTTP2TLSTests: LocalRateLimitTests {
+    override class var clientProtocol: ClientProtocol { .h2 }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testBucketOfFiveLetsFiveThrough() async throws { try await super.testBucketOfFiveLetsFiveThrough() }
+}
+
 final class FaultInjectionOverHTTP2Tests: FaultInjectionTests {
     override class var clientProtocol: ClientProtocol { .h2c }
     // Inherited tests are not discovered on Linux: each is named here.
@@ -222,6 +244,12 @@ final class FaultInjectionOverHTTP2Tests: FaultInjectionTests {
 
 final class FaultInjectionOverTLSTests: FaultInjectionTests {
     override class var clientProtocol: ClientProtocol { .https }
+    // Inherited tests are not discovered on Linux: each is named here.
+    override func testAbortAndDelay() async throws { try await super.testAbortAndDelay() }
+}
+
+final class FaultInjectionOverHTTP2TLSTests: FaultInjectionTests {
+    override class var clientProtocol: ClientProtocol { .h2 }
     // Inherited tests are not discovered on Linux: each is named here.
     override func testAbortAndDelay() async throws { try await super.testAbortAndDelay() }
 }

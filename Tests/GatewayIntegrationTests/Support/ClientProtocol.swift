@@ -12,6 +12,8 @@ enum ClientProtocol: String, Sendable {
     case h2c
     /// HTTP/1.1 over TLS to a Gateway HTTPS server, from curl.
     case https
+    /// HTTP/2 over TLS (ALPN h2) to the same HTTPS server, from curl.
+    case h2
 
     /// `config` made to serve this protocol: HTTP/2 enabled on the listener, or an HTTPS
     /// server (a self-signed certificate for `localhost`) on a port of its own.
@@ -23,7 +25,7 @@ enum ClientProtocol: String, Sendable {
         case .h2c:
             config.downstream.http2 = HTTP2Options()
             return (config, nil)
-        case .https:
+        case .https, .h2:
             let port = try refusedPort()
             let tls = try LocalhostCertificate.shared()
             let json = """
@@ -47,9 +49,10 @@ enum ClientProtocol: String, Sendable {
         case .h2c:
             args.append("--http2-prior-knowledge")
             url = "http://127.0.0.1:\(port)\(path)"
-        case .https:
+        case .https, .h2:
             guard let tls = try? LocalhostCertificate.shared() else { return nil }
-            args += ["--http1.1", "--cacert", tls.certificate, "--resolve", "localhost:\(port):127.0.0.1"]
+            args += [self == .h2 ? "--http2" : "--http1.1", "--cacert", tls.certificate,
+                     "--resolve", "localhost:\(port):127.0.0.1"]
             url = "https://localhost:\(port)\(path)"
         }
         for (name, value) in headers { args += ["-H", "\(name): \(value)"] }
@@ -62,7 +65,7 @@ enum ClientProtocol: String, Sendable {
     }
 
     /// How the status line of an answer in this protocol begins (as curl prints HTTP/2's).
-    var statusLineVersion: String { self == .h2c ? "HTTP/2 " : "HTTP/1.1 " }
+    var statusLineVersion: String { self == .h2c || self == .h2 ? "HTTP/2 " : "HTTP/1.1 " }
 
     /// curl's `-i` output: the final response's status line, header lines, then the body.
     static func parse(_ text: String) -> RawResponse? {
