@@ -371,8 +371,8 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     }
 
     /// Gives this connection's head buffers to its worker, for whichever connection needs one
-    /// next: an idle or closed connection holds none (one still being written from is
-    /// safe: `clear` on a buffer a write still holds allocates anew).
+    /// next: a closed connection, or one idle for a tick, holds none (one still being written
+    /// from is safe: `clear` on a buffer a write still holds allocates anew).
     private func returnSpareHeads() {
         if let b = spareUpstreamHead { worker.keepSpareHead(b) }
         if let b = spareResponseHead { worker.keepSpareHead(b) }
@@ -548,8 +548,6 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
             } else {
                 updateBacklogPause()
                 flushIfNeeded()
-                // Waiting for the client now, maybe for long: its buffers serve others meanwhile.
-                returnSpareHeads()
             }
         }
     }
@@ -665,6 +663,11 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
                 worker.listenerStats.inc(.connectionIdleTimeouts, row: worker.row)
                 state = .closed
                 context.close(promise: nil)
+            } else if now - idleSince >= Worker.tickInterval {
+                // Idle a tick or more, maybe for long: its head buffers serve other connections
+                // meanwhile (a kept-alive client's next request usually comes sooner and reuses
+                // them, with no pool traffic per request).
+                returnSpareHeads()
             }
         case .tunnel:
             // Nothing moved either way for the stream idle timeout: the WebSocket is given up.
