@@ -27,8 +27,14 @@ public struct MessageHead: Sendable {
     /// Bytes of the whole head including the blank line.
     public var length: Int = 0
     /// Request: method and target ranges. Response: unused.
-    public var method: Range<Int> = 0..<0
-    public var target: Range<Int> = 0..<0
+    public var method: Range<Int> {
+        get { _method.range }
+        set { _method = HeadRange(newValue) }
+    }
+    public var target: Range<Int> {
+        get { _target.range }
+        set { _target = HeadRange(newValue) }
+    }
     /// Response status code.
     public var status: Int = 0
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
@@ -44,15 +50,33 @@ public struct MessageHead: Sendable {
     /// The Connection header lists `upgrade`, and the value of the (first) Upgrade header: a
     /// request to switch protocols, or a 101's answer to one (RFC 9110 §7.8).
     public var connectionUpgrade = false
-    public var upgrade: Range<Int>? = nil
-    public var host: Range<Int>? = nil
-    public var requestID: Range<Int>? = nil
-    public var forwardedFor: Range<Int>? = nil
+    public var upgrade: Range<Int>? {
+        get { _upgrade.optionalRange }
+        set { _upgrade = HeadRange(newValue) }
+    }
+    public var host: Range<Int>? {
+        get { _host.optionalRange }
+        set { _host = HeadRange(newValue) }
+    }
+    public var requestID: Range<Int>? {
+        get { _requestID.optionalRange }
+        set { _requestID = HeadRange(newValue) }
+    }
+    public var forwardedFor: Range<Int>? {
+        get { _forwardedFor.optionalRange }
+        set { _forwardedFor = HeadRange(newValue) }
+    }
     /// W3C trace context lines of a request (the gateway writes its own in their place). A
     /// repeated line leaves an empty range: two traceparents make it invalid (W3C §3.2.2.7), and
     /// a tracestate split over lines is not forwarded.
-    public var traceParent: Range<Int>? = nil
-    public var traceState: Range<Int>? = nil
+    public var traceParent: Range<Int>? {
+        get { _traceParent.optionalRange }
+        set { _traceParent = HeadRange(newValue) }
+    }
+    public var traceState: Range<Int>? {
+        get { _traceState.optionalRange }
+        set { _traceState = HeadRange(newValue) }
+    }
     /// Header names the Connection header lists (other than close, keep-alive and the names that
     /// are hop-by-hop anyway): those lines are not forwarded (RFC 9110 §7.6.1).
     public var connectionOptions = ConnectionOptions()
@@ -61,6 +85,17 @@ public struct MessageHead: Sendable {
     /// True when a header line must not be forwarded verbatim (hop-by-hop or rewritten), so the
     /// head has to be copied line by line instead of in one piece.
     public var needsLineRewrite = false
+
+    // The ranges in 8 bytes each instead of 16 (24 optional): a head is copied by value several
+    // times per request (framer, handler, router filter), and its size is what those copies cost.
+    private var _method = HeadRange.empty
+    private var _target = HeadRange.empty
+    private var _upgrade = HeadRange.absent
+    private var _host = HeadRange.absent
+    private var _requestID = HeadRange.absent
+    private var _forwardedFor = HeadRange.absent
+    private var _traceParent = HeadRange.absent
+    private var _traceState = HeadRange.absent
 
     public init() {}
 
@@ -218,4 +253,32 @@ extension MessageHead {
         }
         return result
     }
+}
+
+/// A byte range of a head in 8 bytes, or no range (`absent`). Heads are far below 4 GiB (the
+/// parser's size limit is capped there), so both offsets fit 32 bits.
+struct HeadRange: Sendable {
+    private var start: UInt32
+    private var end: UInt32
+
+    static let empty = HeadRange(start: 0, end: 0)
+    /// No range: an offset no head reaches.
+    static let absent = HeadRange(start: .max, end: .max)
+
+    private init(start: UInt32, end: UInt32) {
+        self.start = start
+        self.end = end
+    }
+
+    init(_ range: Range<Int>) {
+        precondition(range.upperBound < Int(UInt32.max), "a head range past 4 GiB")
+        self.init(start: UInt32(truncatingIfNeeded: range.lowerBound), end: UInt32(truncatingIfNeeded: range.upperBound))
+    }
+
+    init(_ range: Range<Int>?) {
+        self = range.map(HeadRange.init) ?? .absent
+    }
+
+    var range: Range<Int> { Int(start)..<Int(end) }
+    var optionalRange: Range<Int>? { start == .max ? nil : range }
 }
