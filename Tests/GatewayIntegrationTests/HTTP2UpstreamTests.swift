@@ -311,4 +311,27 @@ final class HTTP2UpstreamTests: XCTestCase {
         XCTAssertEqual(echo.header("x-request-te"), "trailers")
         XCTAssertEqual(echo.body, "abc")
     }
+
+    // MARK: TLS
+
+    /// ALPN h2 over the DestinationRule's TLS: the upstream (Python's ssl, offering h2 only)
+    /// gets HTTP/2 with `:scheme https`, streams multiplexed on one verified connection.
+    func testALPNh2OverUpstreamTLS() throws {
+        let pki = try TLSTests.PKI.make(for: self)
+        let up = try H2Upstream(["--tls", pki.path("upstream.pem"), pki.path("upstream.key")])
+        defer { up.close() }
+        let tls = #", "tls": {"mode": "SIMPLE", "caCertificates": "\#(pki.path("ca.pem"))", "sni": "upstream.test"}"#
+        let gw = try GatewayProcess(config: config(up, tls: tls), extraArguments: ["--threads", "1"])
+        let one = try XCTUnwrap(get(gw, "/secure"))
+        XCTAssertEqual(one.status, 200, one.body)
+        XCTAssertEqual(one.header("x-upstream-proto"), "h2")
+        XCTAssertEqual(one.header("x-request-scheme"), "https")
+        let port = gw.port
+        let results = concurrentRequests(10) { i in httpRequest(port: port, path: "/t/\(i)?delay=200", timeout: 20) }
+        XCTAssertEqual(results.filter { $0?.status == 200 }.count, 10)
+        let counts = up.stats(tls: true)
+        XCTAssertEqual(counts["connections"], 1, "\(counts)")
+        XCTAssertGreaterThan(counts["maxConcurrent"] ?? 0, 1)
+        XCTAssertEqual(stat(gw, "cluster.svc.upstream_cx_http2_total"), 1)
+    }
 }
