@@ -334,4 +334,68 @@ final class HTTP2UpstreamTests: XCTestCase {
         XCTAssertGreaterThan(counts["maxConcurrent"] ?? 0, 1)
         XCTAssertEqual(stat(gw, "cluster.svc.upstream_cx_http2_total"), 1)
     }
+
+    // MARK: a gRPC server as the upstream
+
+    /// Python's grpcio (a second, independent HTTP/2 server) behind a ServiceEntry port with
+    /// protocol GRPC; an HTTP/1.1 client posts a gRPC frame: the server's answer comes back with
+    /// its status in the chunked trailer section (it got `te: trailers`, which grpcio requires).
+    func testGRPCServerUpstreamAnswersThroughTheGateway() throws {
+        let script = FileManager.default.temporaryDirectory.appendingPathComponent("grpc-up-\(getpid()).py")
+        try grpcServerSource.write(to: script, atomically: true, encoding: .utf8)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["python3", script.path]
+        let out = Pipe()
+        server.standardOutput = out
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            server.terminate()
+            server.waitUntilExit()
+        }
+        let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        guard let grpcPort = Int(line.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw XCTSkip("grpcio is not installed (pip install grpcio): \(line)")
+        }
+        let config = """
+            {"serviceEntries": [{"host": "grpc", "ports": [{"number": \(grpcPort), "name": "grpc", "protocol": "GRPC"}],
+                                 "endpoints": [{"address": "127.0.0.1"}]}],
+             "virtualServices": [{"http": [{"route": [{"destination": {"host": "grpc"}}], "retries": {"attempts": 0}}]}]}
+            """
+        let gw = try GatewayProcess(config: config)
+        for (method, payload, status) in [("Echo", "hello", "0"), ("Fail", "x", "14")] {
+            let c = try RawConnection(port: gw.port)
+            let frame = [UInt8]([0, 0, 0, 0, UInt8(payload.utf8.count)]) + Array(payload.utf8)
+            c.send("POST /svc/\(method) HTTP/1.1\r\nHost: grpc\r\nContent-Type: application/grpc\r\nContent-Length: \(frame.count)\r\n\r\n")
+            c.send(frame)
+            XCTAssertTrue(c.waitFor("HTTP/1.1 200"), method)
+            XCTAssertTrue(c.waitFor("grpc-status: \(status)\r\n"), method)
+            if method == "Echo" { XCTAssertTrue(c.waitFor("\r\n0\r\n"), "the body ended, then the trailers") }
+        }
+        XCTAssertEqual(stat(gw, "cluster.grpc.upstream_cx_http2_total"), 1)
+    }
 }
+
+private let grpcServerSource = #"""
+import sys
+from concurrent import futures
+import grpc
+
+def echo(request, context):
+    return request[::-1]
+
+def fail(request, context):
+    context.abort(grpc.StatusCode.UNAVAILABLE, "down")
+
+handler = grpc.method_handlers_generic_handler("svc", {
+    "Echo": grpc.unary_unary_rpc_method_handler(echo),
+    "Fail": grpc.unary_unary_rpc_method_handler(fail),
+})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+server.add_generic_rpc_handlers((handler,))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"""#

@@ -72,7 +72,9 @@ extension HostPool {
         }
     }
 
-    private func streamOpened(_ stream: UpstreamConnection, _ opened: Bool) {
+    private func streamOpened(_ stream: UpstreamConnection, _ created: Bool) {
+        // A stream channel made after its connection closed would never be activated.
+        let opened = created && stream.carrier?.state != .closed
         if let i = h2Opening.firstIndex(where: { $0 === stream }) { h2Opening.remove(at: i) }
         let waiter = stream.openingFor
         stream.openingFor = nil
@@ -138,7 +140,7 @@ extension HostPool {
         stats.inc(.upstream_cx_total, row: row)
         stats.inc(.upstream_cx_http2_total, row: row)
         guard let owner else {
-            eventLoop.execute { self.http2ConnectFailed(connection, timeout: false) }
+            eventLoop.assumeIsolatedUnsafeUnchecked().execute { self.http2ConnectFailed(connection, timeout: false) }
             return
         }
         let policy = owner.snapshot.policy

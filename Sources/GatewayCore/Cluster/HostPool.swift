@@ -348,5 +348,5 @@ final class HostPool {
         }
     }
 
-    var isUnused: Bool { connections == 0 && pending.isEmpty }
+    var isUnused: Bool { connections == 0 && pending.isEmpty && h2Opening.isEmpty }
 }
