@@ -297,6 +297,43 @@ final class HTTP2UpstreamTests: XCTestCase {
         XCTAssertEqual(big, "200 20000000")
     }
 
+    /// A client that does not read: the gateway stops reading the upstream's stream (its HTTP/2
+    /// window is not refilled, so the upstream stops sending), then resumes; every byte arrives.
+    func testASlowClientPausesTheUpstreamStream() throws {
+        let up = try H2Upstream()
+        defer { up.close() }
+        let gw = try GatewayProcess(config: config(up))
+        let c = try RawConnection(port: gw.port, timeout: 20)
+        let size = 16 << 20
+        c.send("GET /big?n=\(size) HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertTrue(waitUntil(10) { self.stat(gw, "cluster.svc.upstream_flow_control_paused_reading_total") >= 1 })
+        var got = 0
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while got < size {
+            let n = recv(c.fd, &chunk, chunk.count, 0)
+            guard n > 0 else { break }
+            got += n
+        }
+        XCTAssertGreaterThan(got, size, "the head and the whole body")
+        XCTAssertGreaterThanOrEqual(stat(gw, "cluster.svc.upstream_flow_control_resumed_reading_total"), 1)
+        XCTAssertEqual(get(gw, "/after")?.status, 200)
+    }
+
+    /// A per-try timeout resets the stream (the upstream sees RST_STREAM), and the connection
+    /// goes on carrying the next request.
+    func testPerTryTimeoutResetsTheStreamOnly() throws {
+        let up = try H2Upstream()
+        defer { up.close() }
+        let gw = try GatewayProcess(config: config(up, retries: #"{"attempts": 1, "perTryTimeout": "200ms", "retryOn": "5xx"}"#),
+                                    extraArguments: ["--threads", "1"])
+        let slow = try XCTUnwrap(get(gw, "/slow?delay=3000"))
+        XCTAssertEqual(slow.status, 504)
+        XCTAssertEqual(stat(gw, "cluster.svc.upstream_rq_per_try_timeout"), 2)
+        XCTAssertEqual(get(gw, "/quick")?.status, 200)
+        XCTAssertEqual(up.stats()["connections"], 1, "a reset stream does not cost the connection")
+        XCTAssertEqual(stat(gw, "cluster.svc.upstream_cx_total"), 1)
+    }
+
     /// Upstream trailers come out as an HTTP/1.1 chunked trailer section; a gRPC request gets `te: trailers`.
     func testUpstreamTrailersBecomeAChunkedTrailerSection() throws {
         let up = try H2Upstream()

@@ -121,7 +121,12 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     func resumeReading() {
-        if reading.resume(.flowControl, on: context) { pool.countFlowControl(paused: false) }
+        if reading.resume(.flowControl, on: context) {
+            pool.countFlowControl(paused: false)
+            // An HTTP/2 stream channel does not read again on autoRead alone (its frames wait
+            // in the multiplexer, its window unrefilled) until asked to.
+            if carrier != nil { context?.read() }
+        }
     }
 
     /// Starts one request (the pool made this connection `.active`); the caller writes the request.
