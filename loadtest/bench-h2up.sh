@@ -55,7 +55,7 @@ run() { # name port pid
     -v errs="$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")" \
     -v t="$(( $(cpu_ticks "$3") - before ))" -v hz="$(getconf CLK_TCK)" \
     -v cx="$(( $(nginx_accepts $((BASE + 4))) - accepts - 1 ))" \
-    'BEGIN {printf "%-8s %10.0f req/s  p99 %8s  cpu %.2f us/req  new upstream cx %d %s\n", name, rps, p99, t * 1e6 / hz / n, cx, errs}'
+    'BEGIN {printf "%-8s %10.0f req/s  cpu %.2f us/req  p99 %8s  new upstream cx %d %s\n", name, rps, t * 1e6 / hz / n, p99, cx, errs}'
 }
 
 machine_line
