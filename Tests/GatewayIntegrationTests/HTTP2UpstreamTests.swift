@@ -400,7 +400,7 @@ final class HTTP2UpstreamTests: XCTestCase {
                                  "endpoints": [{"address": "127.0.0.1"}]}],
              "virtualServices": [{"http": [{"route": [{"destination": {"host": "grpc"}}], "retries": {"attempts": 0}}]}]}
             """
-        let gw = try GatewayProcess(config: config)
+        let gw = try GatewayProcess(config: config, extraArguments: ["--threads", "1"])
         for (method, payload, status) in [("Echo", "hello", "0"), ("Fail", "x", "14")] {
             let c = try RawConnection(port: gw.port)
             let frame = [UInt8]([0, 0, 0, 0, UInt8(payload.utf8.count)]) + Array(payload.utf8)

@@ -63,6 +63,8 @@ final class H2Upstream {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
     }
+
+    deinit { close() }
 }
 
 private let h2UpstreamSource = #"""
