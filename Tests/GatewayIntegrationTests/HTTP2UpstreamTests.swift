@@ -205,6 +205,19 @@ final class HTTP2UpstreamTests: XCTestCase {
         XCTAssertEqual(up.stats()["connections"], 2)
     }
 
+    /// `maxConnectionDuration`: a busy connection past it drains (its stream finishes, the next
+    /// request gets a new connection); an idle one closes at the next sweep.
+    func testMaxConnectionDurationDrainsTheConnection() throws {
+        let up = try H2Upstream()
+        defer { up.close() }
+        let gw = try GatewayProcess(config: config(up, tcp: #""maxConnectionDuration": "500ms""#), extraArguments: ["--threads", "1"])
+        XCTAssertEqual(get(gw, "/long?delay=900")?.status, 200, "a stream in flight finishes")
+        XCTAssertEqual(get(gw, "/next")?.status, 200)
+        XCTAssertEqual(up.stats()["connections"], 2)
+        XCTAssertTrue(waitUntil(5) { self.stat(gw, "cluster.svc.upstream_cx_active") == 0 })
+        XCTAssertGreaterThanOrEqual(stat(gw, "cluster.svc.upstream_cx_max_duration_reached"), 2)
+    }
+
     // MARK: GOAWAY, refused and reset streams
 
     /// An upstream that sends GOAWAY every 5 requests: the streams above its last stream id were

@@ -62,6 +62,8 @@ struct SocketConnector: UpstreamConnector {
     private func open(_ host: Host, on eventLoop: EventLoop, settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?,
                       tlsContext: NIOSSLContext?, serviceHost: String,
                       install: @escaping (Channel) throws -> Void) -> EventLoopFuture<Void> {
+        // Called on `eventLoop`, the channel's, only.
+        let install = NIOLoopBound(install, eventLoop: eventLoop)
         guard let address = host.address else {
             // Failed from the event loop's queue, as a refused connect would be, never inside
             // the request that asked for the connection.
@@ -86,7 +88,7 @@ struct SocketConnector: UpstreamConnector {
             return bootstrap
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try install(channel)
+                        try install.value(channel)
                     }
                 }
                 .connect(to: address)
@@ -115,7 +117,7 @@ struct SocketConnector: UpstreamConnector {
             }
             .flatMap { channel in
                 handshake.futureResult.flatMapThrowing {
-                    try install(channel)
+                    try install.value(channel)
                 }.flatMapErrorThrowing { error in
                     channel.close(promise: nil)
                     throw error
