@@ -71,9 +71,9 @@ final class ConfigLoaderTests: XCTestCase, ConfigLoading {
         XCTAssertEqual(c.routes[0].virtualHosts, ["order"])
     }
 
-    /// `tcpKeepalive` is applied (never accepted and ignored); `maxConcurrentStreams` has nothing
-    /// to apply to before HTTP/2 upstreams, so it is refused with its path.
-    func testTCPKeepaliveIsReadAndMaxConcurrentStreamsRefused() throws {
+    /// `tcpKeepalive` is applied (never accepted and ignored); `maxConcurrentStreams` is read
+    /// for HTTP/2 upstream connections, and out of range refused with its path.
+    func testTCPKeepaliveAndMaxConcurrentStreamsAreRead() throws {
         let c = try load(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"tcpKeepalive":{"probes":4,"time":"7s","interval":"3s"}}}}}]}"#)
         XCTAssertEqual(c.hosts["delivery"]?.trafficPolicy.connectionPool.tcpKeepalive,
                        TCPKeepalive(probes: 4, time: .seconds(7), interval: .seconds(3)))
@@ -85,8 +85,10 @@ final class ConfigLoaderTests: XCTestCase, ConfigLoading {
                        "destinationRules[0].trafficPolicy.connectionPool.tcp.tcpKeepalive.probes: must be >= 1, found 0")
         XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"tcpKeepalive":{"time":"10h"}}}}}]}"#),
                        "destinationRules[0].trafficPolicy.connectionPool.tcp.tcpKeepalive.time: at most 32767s, the kernel's limit")
-        XCTAssertTrue(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"http":{"maxConcurrentStreams":100}}}}]}"#)
-            .hasPrefix("destinationRules[0].trafficPolicy.connectionPool.http.maxConcurrentStreams: not supported until upstreams speak HTTP/2"))
+        XCTAssertEqual(try load(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"http":{"maxConcurrentStreams":100}}}}]}"#)
+            .hosts["delivery"]?.trafficPolicy.connectionPool.maxConcurrentStreams, 100)
+        XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"http":{"maxConcurrentStreams":0}}}}]}"#),
+                       "destinationRules[0].trafficPolicy.connectionPool.http.maxConcurrentStreams: must be >= 1, found 0")
     }
 
     func testErrorsCarryTheJSONPath() {

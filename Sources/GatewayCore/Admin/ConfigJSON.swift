@@ -41,6 +41,8 @@ enum ConfigJSON {
                 ("port", h.port.map(String.init) ?? "null"),
                 ("subset", h.subset.map(jsonString) ?? "null"),
                 ("resolution", jsonString(h.resolution.rawValue)),
+                // What upstream connections speak: HTTP/1.1, HTTP/2, or the client's protocol.
+                ("upstreamProtocol", jsonString(h.trafficPolicy.upstreamProtocol.rawValue)),
                 ("endpoints", "[" + h.endpoints.map { e in
                     object([("address", jsonString(e.address)), ("port", "\(e.port)"), ("weight", "\(e.weight)")]
                         + (e.labels.isEmpty ? [] : [("labels", object(e.labels.sorted { $0.key < $1.key }.map { ($0.key, jsonString($0.value)) }))]))
@@ -60,6 +62,9 @@ enum ConfigJSON {
                             ("http2MaxRequests", "\(cp.http2MaxRequests)"),
                             ("maxRequestsPerConnection", "\(cp.maxRequestsPerConnection)"),
                             ("maxRetries", "\(cp.maxRetries)"), ("idleTimeout", duration(cp.idleTimeout)),
+                            ("h2UpgradePolicy", jsonString(cp.h2UpgradePolicy.rawValue)),
+                            ("useClientProtocol", cp.useClientProtocol ? "true" : "false"),
+                            ("maxConcurrentStreams", "\(cp.maxConcurrentStreams)"),
                         ])),
                     ])),
                     ("outlierDetection", od),

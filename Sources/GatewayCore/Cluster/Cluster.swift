@@ -41,8 +41,11 @@ public final class ClusterSnapshot: Sendable {
     /// Slow start: until this time some host is still in its warmup window (nil: none is, or
     /// no warmup), so plain picks skip the weighting entirely.
     let warmupEnds: NIODeadline?
+    /// `policy.upstreamProtocol`, one load away for every try.
+    let upstreamProtocol: UpstreamProtocol
 
     init(cluster: Cluster, hosts: [Host], policy: TrafficPolicy, serviceHost: String) {
+        upstreamProtocol = policy.upstreamProtocol
         self.cluster = cluster
         self.hosts = hosts
         self.policy = policy
@@ -52,6 +55,16 @@ public final class ClusterSnapshot: Sendable {
             warmupEnds = newest + warmup.duration
         } else {
             warmupEnds = nil
+        }
+    }
+
+    /// Whether a request goes upstream over HTTP/2: always on an HTTP/2 cluster, for an HTTP/2
+    /// client's request with useClientProtocol; a WebSocket upgrade never (it is HTTP/1.1's).
+    @inline(__always) func upstreamHTTP2(clientIsHTTP2: @autoclosure () -> Bool, upgrade: Bool) -> Bool {
+        switch upstreamProtocol {
+        case .http1: return false
+        case .http2: return !upgrade
+        case .client: return !upgrade && clientIsHTTP2()
         }
     }
 

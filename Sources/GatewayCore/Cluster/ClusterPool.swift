@@ -16,10 +16,17 @@ final class ClusterPool {
     /// Every host pool's copy follows these.
     private(set) var maxRequestsPerConnection: Int
     private(set) var maxConnectionDuration: TimeAmount?
+    private(set) var maxConcurrentStreams: Int
     var draining = false {
-        didSet { for pool in pools.values { pool.draining = draining } }
+        didSet {
+            for pool in pools.values { pool.draining = draining }
+            for pool in http2Pools.values { pool.draining = draining }
+        }
     }
     private var pools: [ObjectIdentifier: HostPool] = [:]
+    /// The hosts' HTTP/2 pools (a cluster whose requests go upstream over HTTP/2; with
+    /// useClientProtocol a host has both kinds).
+    private var http2Pools: [ObjectIdentifier: HostPool] = [:]
     /// Pools of hosts that left the cluster (a reload or a DNS change) while requests were on
     /// them: draining, they take no new request and close each connection after its response.
     /// Dropped once unused.
@@ -38,6 +45,7 @@ final class ClusterPool {
         self.connector = connector
         maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
         maxConnectionDuration = snapshot.policy.connectionPool.maxConnectionDuration
+        maxConcurrentStreams = snapshot.policy.connectionPool.maxConcurrentStreams
         self.eventLoop = eventLoop
     }
 
@@ -46,9 +54,11 @@ final class ClusterPool {
         hosts = snapshot.hosts.map { $0 }
         maxRequestsPerConnection = snapshot.policy.connectionPool.maxRequestsPerConnection
         maxConnectionDuration = snapshot.policy.connectionPool.maxConnectionDuration
-        for pool in pools.values {
+        maxConcurrentStreams = snapshot.policy.connectionPool.maxConcurrentStreams
+        for pool in Array(pools.values) + Array(http2Pools.values) {
             pool.maxRequestsPerConnection = maxRequestsPerConnection
             pool.maxConnectionDuration = maxConnectionDuration
+            pool.maxConcurrentStreams = maxConcurrentStreams
         }
         lastPool = nil
         let live = Set(snapshot.hosts.map(ObjectIdentifier.init))
@@ -58,6 +68,28 @@ final class ClusterPool {
             pool.closeIdle(olderThan: .distantFuture, all: true)
             if !pool.isUnused { retired.append(pool) }
         }
+        for (id, pool) in http2Pools where !live.contains(id) {
+            http2Pools[id] = nil
+            pool.draining = true
+            pool.closeIdle(olderThan: .distantFuture, all: true)
+            if !pool.isUnused { retired.append(pool) }
+        }
+    }
+
+    /// The host's HTTP/2 pool (made on first use).
+    func http2Pool(for host: Host) -> HostPool {
+        let id = ObjectIdentifier(host)
+        if let existing = http2Pools[id] { return existing }
+        let pool = HostPool(host: host, owner: self, http2: true)
+        pool.draining = draining
+        http2Pools[id] = pool
+        return pool
+    }
+
+    /// The pool a request to `host` uses: HTTP/2 when the cluster speaks it upstream (for this
+    /// client, with useClientProtocol); WebSocket upgrades are HTTP/1.1 always.
+    @inline(__always) func pool(for host: Host, http2: Bool) -> HostPool {
+        http2 ? http2Pool(for: host) : pool(for: host)
     }
 
     /// The pool handed out last: one-endpoint clusters then skip hashing on every request.
@@ -79,19 +111,21 @@ final class ClusterPool {
 
     func connectionFreed() {
         for pool in pools.values { pool.retryPending() }
+        for pool in http2Pools.values { pool.retryPending() }
         for pool in retired { pool.retryPending() }
     }
 
     func sweepIdle(now: NIODeadline) {
         let deadline = now - snapshot.policy.connectionPool.idleTimeout
         for pool in pools.values { pool.closeIdle(olderThan: deadline, all: draining, now: now) }
+        for pool in http2Pools.values { pool.closeIdle(olderThan: deadline, all: draining, now: now) }
         if !retired.isEmpty {
             for pool in retired { pool.closeIdle(olderThan: deadline, all: true, now: now) }
             retired.removeAll { $0.isUnused }
         }
     }
 
-    var allPools: Dictionary<ObjectIdentifier, HostPool>.Values { pools.values }
+    var allPools: [HostPool] { Array(pools.values) + Array(http2Pools.values) }
 
     /// Picks a host that is not ejected (unless below `minHealthPercent`, Envoy's panic mode),
     /// avoiding `exclude` when another host is available (Istio's previous-hosts retry predicate).

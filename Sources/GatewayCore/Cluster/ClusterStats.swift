@@ -20,6 +20,8 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
     case upstream_rq_retry_limit_exceeded
     case retry_or_shadow_abandoned
     case upstream_cx_total
+    /// HTTP/2 connections opened (also in `upstream_cx_total`).
+    case upstream_cx_http2_total
     case upstream_cx_overflow
     case upstream_cx_protocol_error
     case upstream_cx_connect_fail
@@ -77,6 +79,7 @@ public enum ClusterCounter: Int, CaseIterable, Sendable {
         case .upstream_rq_retry_limit_exceeded: return "upstream_rq_retry_limit_exceeded"
         case .retry_or_shadow_abandoned: return "retry_or_shadow_abandoned"
         case .upstream_cx_total: return "upstream_cx_total"
+        case .upstream_cx_http2_total: return "upstream_cx_http2_total"
         case .upstream_cx_overflow: return "upstream_cx_overflow"
         case .upstream_cx_protocol_error: return "upstream_cx_protocol_error"
         case .upstream_cx_connect_fail: return "upstream_cx_connect_fail"

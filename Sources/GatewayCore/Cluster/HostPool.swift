@@ -19,7 +19,8 @@ protocol PoolWaiter: AnyObject {
 }
 
 /// HTTP/1.1 connections of one event loop to one host, and the requests waiting for them
-/// (Envoy's per-worker, per-host connection pool). Limits are asked of the cluster's
+/// (Envoy's per-worker, per-host connection pool). With `http2` the pool is Envoy's HTTP/2 one
+/// instead (`HostPool+HTTP2.swift`): few connections, each request a stream on one of them. Limits are asked of the cluster's
 /// `ResourceManager`; the pool never counts on its own. It alone moves a connection from one
 /// `UpstreamConnection.State` to the next (`transition`), so the counts kept per state (active
 /// requests, connections, connecting) change in exactly one place.
@@ -27,22 +28,33 @@ final class HostPool {
     let host: Host
     /// Weak: a reload that removes the cluster drops its pool while connections of it still
     /// finish their responses and close; only connects and closes reach the owner.
-    private weak var owner: ClusterPool?
+    private(set) weak var owner: ClusterPool?
     let eventLoop: EventLoop
-    private let resources: ResourceManager
-    private let stats: ClusterStats
-    private let row: Int
+    let resources: ResourceManager
+    let stats: ClusterStats
+    let row: Int
     private var idle: [UpstreamConnection] = []
-    private(set) var pending = Deque<PoolWaiter>()
+    var pending = Deque<PoolWaiter>()
     private var connecting = 0
-    private(set) var connections = 0
+    var connections = 0
     /// Kept in step with the cluster pool (read on every response, so not behind a reference).
     var maxRequestsPerConnection: Int
     /// The cluster's `maxConnectionDuration` (nil: none), kept in step like the above.
     var maxConnectionDuration: TimeAmount?
     var draining = false
+    /// The pool multiplexes requests as streams over HTTP/2 connections.
+    let http2: Bool
+    /// HTTP/2: the connections not yet closed, and the streams the connecting ones will take.
+    var h2Connections: [UpstreamHTTP2Connection] = []
+    var h2ConnectingCapacity = 0
+    /// HTTP/2: streams handed to requests whose channels NIOHTTP2 has yet to make.
+    var h2Opening: [UpstreamConnection] = []
+    /// HTTP/2: the cluster's `maxConcurrentStreams`, kept in step like the above.
+    var maxConcurrentStreams: Int
 
-    init(host: Host, owner: ClusterPool) {
+    init(host: Host, owner: ClusterPool, http2: Bool = false) {
+        self.http2 = http2
+        maxConcurrentStreams = owner.maxConcurrentStreams
         self.host = host
         self.owner = owner
         eventLoop = owner.eventLoop
@@ -57,7 +69,7 @@ final class HostPool {
     // MARK: connection states
 
     /// The one place a connection changes state; the counts follow the state.
-    private func transition(_ connection: UpstreamConnection, to next: UpstreamConnection.State) {
+    func transition(_ connection: UpstreamConnection, to next: UpstreamConnection.State) {
         eventLoop.assertInEventLoop()
         let previous = connection.state
         assert(Self.allowed(from: previous, to: next), "upstream connection \(previous) -> \(next)")
@@ -69,6 +81,11 @@ final class HostPool {
         if next == .active {
             resources.requests.inc()
             host.activeRequests.wrappingIncrement(ordering: .relaxed)
+        }
+        // A stream of an HTTP/2 connection counts as a request only; its connection counts itself.
+        guard connection.carrier == nil else {
+            if next == .closed && previous != .connecting { connection.carrier!.activeStreams -= 1 }
+            return
         }
         if previous == .connecting { connecting -= 1 }
         if next == .closed {
@@ -94,6 +111,10 @@ final class HostPool {
     /// `http1MaxPendingRequests` and open a connection within `maxConnections`.
     func newStream(_ waiter: PoolWaiter) {
         eventLoop.assertInEventLoop()
+        if http2 {
+            newHTTP2Stream(waiter)
+            return
+        }
         while let connection = idle.popLast() {
             // Asked to close while idle: its close is on the way.
             guard connection.reusable else { continue }
@@ -119,10 +140,12 @@ final class HostPool {
             pending.remove(at: i)
             resources.pendingRequests.dec()
             stats.inc(.upstream_rq_cancelled, row: row)
+        } else if http2 {
+            cancelOpening(waiter)
         }
     }
 
-    private func attach(_ connection: UpstreamConnection, _ waiter: PoolWaiter) {
+    func attach(_ connection: UpstreamConnection, _ waiter: PoolWaiter) {
         // http2MaxRequests bounds active requests on HTTP/1.1 too; Envoy counts its overflow as pending overflow.
         guard resources.requests.canCreate() else {
             stats.inc(.upstream_rq_pending_overflow, row: row)
@@ -200,7 +223,7 @@ final class HostPool {
     }
 
     /// A TLS connect that failed in its handshake (not in its TCP connect).
-    private func countTLSFailure(_ error: Error) {
+    func countTLSFailure(_ error: Error) {
         if error is SubjectAltNameMismatch {
             stats.inc(.ssl_fail_verify_san, row: row)
             stats.inc(.ssl_connection_error, row: row)
@@ -241,6 +264,10 @@ final class HostPool {
     /// The read batch in which the response ended is over: the connection serves the next
     /// request, or closes.
     func released(_ connection: UpstreamConnection) {
+        if connection.carrier != nil {
+            streamEnded(connection)
+            return
+        }
         let max = maxRequestsPerConnection
         if max > 0 && connection.requestsServed >= max {
             stats.inc(.upstream_cx_max_requests, row: row)
@@ -256,7 +283,7 @@ final class HostPool {
     }
 
     /// Envoy's max_connection_duration: a connection past it takes no further request.
-    private func closeIfExpired(_ connection: UpstreamConnection, now: NIODeadline) -> Bool {
+    func closeIfExpired(_ connection: UpstreamConnection, now: NIODeadline) -> Bool {
         guard let max = maxConnectionDuration, now - connection.connectedAt >= max else { return false }
         stats.inc(.upstream_cx_max_duration_reached, row: row)
         connection.close()
@@ -267,12 +294,20 @@ final class HostPool {
     /// retry, malformed response): it cannot be reused.
     func abandoned(_ connection: UpstreamConnection) {
         guard connection.state == .active || connection.state == .releasing else { return }
+        if connection.carrier != nil {
+            streamEnded(connection)
+            return
+        }
         connection.close()
     }
 
     /// The channel closed (`channelInactive`).
     func closed(_ connection: UpstreamConnection) {
         guard connection.state != .closed else { return }
+        if connection.carrier != nil {
+            streamEnded(connection)
+            return
+        }
         let wasIdle = connection.state == .idle
         transition(connection, to: .closed)
         stats.inc(.upstream_cx_destroy, row: row)
@@ -289,11 +324,18 @@ final class HostPool {
         stats.inc(paused ? .upstream_flow_control_paused_reading_total : .upstream_flow_control_resumed_reading_total, row: row)
     }
 
-    func retryPending() { if !pending.isEmpty { tryCreateConnections() } }
+    func retryPending() {
+        guard !pending.isEmpty else { return }
+        if http2 { tryCreateHTTP2Connections() } else { tryCreateConnections() }
+    }
 
     /// Closes connections idle for longer than `idleTimeout`, or older than `maxConnectionDuration`
     /// (or all idle ones when draining). Run by the worker's tick, so up to one tick late.
     func closeIdle(olderThan deadline: NIODeadline, all: Bool, now: NIODeadline = .now()) {
+        if http2 {
+            closeIdleHTTP2(olderThan: deadline, all: all, now: now)
+            return
+        }
         for connection in idle where connection.state == .idle && connection.reusable {
             if all {
                 connection.close()
@@ -306,5 +348,5 @@ final class HostPool {
         }
     }
 
-    var isUnused: Bool { connections == 0 && pending.isEmpty }
+    var isUnused: Bool { connections == 0 && pending.isEmpty && h2Opening.isEmpty }
 }

@@ -5,6 +5,8 @@ struct ServiceDeclaration {
         var number: Int
         /// The port the endpoints listen on when they do not name one (Istio `targetPort`).
         var targetPort: Int?
+        /// `protocol` HTTP2 or GRPC: the endpoints speak HTTP/2 (h2c with prior knowledge).
+        var http2 = false
     }
     struct EndpointDeclaration {
         var address: String
@@ -149,11 +151,21 @@ struct ClusterCatalog {
         return clusterName
     }
 
+    /// Istio's cluster builder: an HTTP2/GRPC port makes the cluster HTTP/2, h2UpgradePolicy
+    /// UPGRADE makes an HTTP one HTTP/2, and useClientProtocol (applied last) overrides both with
+    /// the client's protocol. DO_NOT_UPGRADE leaves an HTTP2 port HTTP/2, as in Istio.
+    static func upstreamProtocol(port: ServiceDeclaration.Port?, _ pool: ConnectionPoolSettings) -> UpstreamProtocol {
+        if pool.useClientProtocol { return .client }
+        if port?.http2 == true || pool.h2UpgradePolicy == .upgrade { return .http2 }
+        return .http1
+    }
+
     private func build(_ service: ServiceDeclaration, port: ServiceDeclaration.Port?,
                        subset: DestinationRuleDeclaration.Subset?, name: String) -> HostConfig {
         var policy = TrafficPolicy()
         rules[service.name]?.policy.apply(to: &policy, port: port?.number)
         subset?.policy.apply(to: &policy, port: port?.number)
+        policy.upstreamProtocol = Self.upstreamProtocol(port: port, policy.connectionPool)
         var endpoints = service.endpoints(for: port)
         if let subset {
             // A subset's labels select the endpoints carrying every one of them (none: all).

@@ -280,8 +280,12 @@ extension ConfigLoader {
             sni = v
         }
         let context = try makeContext(config, t, blaming: t["privateKey"] ?? t["caCertificates"] ?? modeNode)
+        // The same settings offering ALPN h2, for clusters whose connections speak HTTP/2.
+        config.applicationProtocols = ["h2"]
+        let h2Context = try makeContext(config, t, blaming: t["privateKey"] ?? t["caCertificates"] ?? modeNode)
         return UpstreamTLSConfig(mode: mode, caCertificates: caPath, clientCertificate: clientCert, privateKey: clientKey, sni: sni,
-                                 subjectAltNames: sans, insecureSkipVerify: skip, context: context, fileBytes: fileBytes)
+                                 subjectAltNames: sans, insecureSkipVerify: skip, context: context, h2Context: h2Context,
+                                 fileBytes: fileBytes)
     }
 
     // MARK: files

@@ -233,15 +233,20 @@ public enum ConfigLoader {
             let po = try p.object(allowed: ["number", "name", "protocol", "targetPort"])
             let number = try po.required("number").int(in: 1...65535)
             if servicePorts.contains(where: { $0.number == number }) { throw p.fail("port \(number) is declared twice") }
+            var http2 = false
             if let proto = po["protocol"] {
                 let v = try proto.string()
-                // Istio's protocol names; upstream connections speak HTTP/1.1, so only HTTP ports can be served.
-                guard v.uppercased() == "HTTP" || v.uppercased() == "HTTP_PROXY" else {
-                    throw proto.fail("protocol '\(v)' is not supported by this gateway: upstreams are reached over HTTP/1.1 (HTTP; for TLS to them, a DestinationRule's trafficPolicy.tls)")
+                // Istio's protocol names: HTTP2 and GRPC ports speak HTTP/2 with prior knowledge
+                // upstream (Istio's IsHTTP2); the other non-HTTP ones are not proxied here.
+                switch v.uppercased() {
+                case "HTTP", "HTTP_PROXY": break
+                case "HTTP2", "GRPC": http2 = true
+                default:
+                    throw proto.fail("protocol '\(v)' is not supported by this gateway: it proxies HTTP (allowed: HTTP, HTTP2, GRPC; for TLS to the endpoints, a DestinationRule's trafficPolicy.tls)")
                 }
             }
             servicePorts.append(.init(name: try po["name"]?.string(), number: number,
-                                      targetPort: try po["targetPort"]?.int(in: 1...65535)))
+                                      targetPort: try po["targetPort"]?.int(in: 1...65535), http2: http2))
         }
         if let l = o["location"] {
             let v = try l.string()
@@ -423,12 +428,14 @@ public enum ConfigLoader {
             if let n = h["idleTimeout"] { s.idleTimeout = try n.duration() }
             if let n = h["h2UpgradePolicy"] {
                 let v = try n.string()
-                guard ["DEFAULT", "DO_NOT_UPGRADE"].contains(v) else { throw n.fail("only DEFAULT and DO_NOT_UPGRADE: upstreams are HTTP/1.1") }
+                guard let policy = H2UpgradePolicy(rawValue: v) else {
+                    throw n.fail("unknown h2UpgradePolicy '\(v)' (allowed: DEFAULT, DO_NOT_UPGRADE, UPGRADE)")
+                }
+                s.h2UpgradePolicy = policy
             }
-            if let n = h["useClientProtocol"], try n.bool() { throw n.fail("not supported: upstreams are HTTP/1.1") }
-            if let n = h["maxConcurrentStreams"] {
-                throw n.fail("not supported until upstreams speak HTTP/2: every upstream connection is HTTP/1.1, one request at a time")
-            }
+            if let n = h["useClientProtocol"] { s.useClientProtocol = try n.bool() }
+            // Istio's int32; Envoy's HTTP/2 bound (RFC 9113 stream counts fit 31 bits).
+            if let n = h["maxConcurrentStreams"] { s.maxConcurrentStreams = try n.int(in: 1...2_147_483_647) }
         }
         return s
     }

@@ -193,6 +193,10 @@ public struct TrafficPolicy: Sendable, Equatable {
     public var retryBudget: RetryBudgetSettings?
     /// `tls` (nil: mode DISABLE, plaintext to the endpoints).
     public var tls: UpstreamTLSConfig? = nil
+    /// The protocol requests go upstream in, resolved once per cluster from the service port's
+    /// `protocol` and `connectionPool.http` (`h2UpgradePolicy`, `useClientProtocol`) as Istio's
+    /// cluster builder resolves them.
+    public var upstreamProtocol: UpstreamProtocol = .http1
     public init(
         connectionPool: ConnectionPoolSettings = ConnectionPoolSettings(),
         outlierDetection: OutlierDetectionSettings? = nil,
@@ -223,6 +227,24 @@ public struct TCPKeepalive: Sendable, Equatable {
     }
 }
 
+/// Istio's `connectionPool.http.h2UpgradePolicy`.
+public enum H2UpgradePolicy: String, Sendable, Equatable {
+    case `default` = "DEFAULT"
+    case doNotUpgrade = "DO_NOT_UPGRADE"
+    case upgrade = "UPGRADE"
+}
+
+/// What upstream connections of a cluster speak.
+public enum UpstreamProtocol: String, Sendable, Equatable {
+    /// HTTP/1.1, one request per connection at a time.
+    case http1 = "HTTP/1.1"
+    /// HTTP/2 (h2c with prior knowledge; ALPN h2 over the rule's TLS): requests are streams
+    /// multiplexed over few connections.
+    case http2 = "HTTP/2"
+    /// The client's protocol: HTTP/2 for an HTTP/2 stream, HTTP/1.1 for the others (useClientProtocol).
+    case client = "client"
+}
+
 /// Istio `connectionPool.tcp` + `connectionPool.http`, mapped onto Envoy's circuit-breaker thresholds.
 public struct ConnectionPoolSettings: Sendable, Equatable {
     /// Istio's "unlimited" for every threshold: 2^32-1.
@@ -251,6 +273,14 @@ public struct ConnectionPoolSettings: Sendable, Equatable {
     /// an upstream connection older than this (from its connect) is closed, at once when idle,
     /// after its current response when busy (`upstream_cx_max_duration_reached`). nil: no limit.
     public var maxConnectionDuration: TimeAmount?
+    /// http.h2UpgradePolicy (DEFAULT: the mesh default, which is not to upgrade).
+    public var h2UpgradePolicy: H2UpgradePolicy = .default
+    /// http.useClientProtocol: an HTTP/2 client's request goes upstream over HTTP/2, any other's
+    /// over HTTP/1.1 (Envoy's use_downstream_protocol_config); h2UpgradePolicy is then ignored.
+    public var useClientProtocol = false
+    /// http.maxConcurrentStreams: most streams on one HTTP/2 upstream connection, together with
+    /// the upstream's SETTINGS_MAX_CONCURRENT_STREAMS (default 2^31-1; no effect on HTTP/1.1).
+    public var maxConcurrentStreams = 2_147_483_647
 
     public init(
         maxConnections: Int = ConnectionPoolSettings.unlimited,

@@ -170,11 +170,15 @@ public struct UpstreamTLSConfig: Sendable, Equatable {
     public var subjectAltNames: [String]
     /// No verification of the peer's certificate at all.
     public var insecureSkipVerify: Bool
+    /// ALPN `http/1.1`.
     public let context: NIOSSLContext
+    /// ALPN `h2`: the same settings for a cluster whose connections speak HTTP/2.
+    public let h2Context: NIOSSLContext
     let fileBytes: [UInt8]
 
     init(mode: Mode, caCertificates: String?, clientCertificate: String?, privateKey: String?, sni: String?,
-         subjectAltNames: [String], insecureSkipVerify: Bool, context: NIOSSLContext, fileBytes: [UInt8]) {
+         subjectAltNames: [String], insecureSkipVerify: Bool, context: NIOSSLContext, h2Context: NIOSSLContext,
+         fileBytes: [UInt8]) {
         self.mode = mode
         self.caCertificates = caCertificates
         self.clientCertificate = clientCertificate
@@ -183,6 +187,7 @@ public struct UpstreamTLSConfig: Sendable, Equatable {
         self.subjectAltNames = subjectAltNames
         self.insecureSkipVerify = insecureSkipVerify
         self.context = context
+        self.h2Context = h2Context
         self.fileBytes = fileBytes
     }
 

@@ -205,3 +205,129 @@ enum HTTP2Heads {
         return headers
     }
 }
+
+// MARK: the upstream direction (an HTTP/2 upstream: the inverse of the above)
+
+extension HTTP2Heads {
+    /// The HEADERS for the HTTP/1.1 request head the router sends upstream (`bytes`, parsed as
+    /// `head`): the request line becomes `:method`, `:scheme`, `:authority` (from Host) and
+    /// `:path`; every end-to-end line follows with its name lowercased. Hop-by-hop lines and
+    /// `transfer-encoding` stay behind (HTTP/2 frames the body itself, RFC 9113 §8.2.2); a gRPC
+    /// request gets the `te: trailers` gRPC servers require (hop-by-hop in HTTP/1.1, so the
+    /// HTTP/1.1 form could not carry it).
+    static func requestHeaders(_ head: MessageHead, _ bytes: ByteBuffer, scheme: String) -> HPACKHeaders {
+        var headers = HPACKHeaders()
+        bytes.withUnsafeReadableBytes { b in
+            func text(_ r: Range<Int>) -> String { String(decoding: UnsafeRawBufferPointer(rebasing: b[r]), as: UTF8.self) }
+            headers.add(name: ":method", value: text(head.method))
+            headers.add(name: ":scheme", value: scheme)
+            if let host = head.host { headers.add(name: ":authority", value: text(host)) }
+            headers.add(name: ":path", value: text(head.target))
+            var grpc = false
+            var i = 0
+            while i < head.length && b[i] != 0x0A { i += 1 }
+            HeadWriter.forEachEndToEndLine(head, b, from: i + 1) { name, line in
+                if equalsLowercase(b, name, "transfer-encoding") || equalsLowercase(b, name, "host") { return }
+                var start = name.upperBound + 1
+                var end = line.upperBound - 2
+                while start < end && (b[start] == 0x20 || b[start] == 0x09) { start += 1 }
+                while end > start && (b[end - 1] == 0x20 || b[end - 1] == 0x09) { end -= 1 }
+                let lower = String(unsafeUninitializedCapacity: name.count) { dst in
+                    for (k, j) in name.enumerated() { dst[k] = lowercased(b[j]) }
+                    return name.count
+                }
+                let value = text(start..<end)
+                if lower == "content-type" && value.hasPrefix("application/grpc") { grpc = true }
+                headers.add(name: lower, value: value)
+            }
+            if grpc { headers.add(name: "te", value: "trailers") }
+        }
+        return headers
+    }
+
+    /// The HTTP/1.1 status line and header lines (no blank line yet) for an upstream's response
+    /// HEADERS, into `out`. The block must be what RFC 9113 §8.3.2 allows: `:status` alone among
+    /// pseudo-headers, lowercase token names, no connection-specific field, no CR, LF or NUL in a
+    /// value; anything else is the upstream breaking HTTP/2 (502). Returns the status.
+    static func responseHead(_ headers: HPACKHeaders, into out: inout ByteBuffer) throws(HTTPParseError) -> Int {
+        var status: Int?
+        var lines = ByteBufferAllocator().buffer(capacity: 256)
+        for (name, value, _) in headers {
+            guard isValidValue(value) || value.isEmpty else { throw HTTPParseError(502, "invalid header value from upstream") }
+            if name.utf8.first == UInt8(ascii: ":") {
+                guard name == ":status", status == nil, value.utf8.count == 3, let code = Int(value), (100...999).contains(code)
+                else { throw HTTPParseError(502, "invalid pseudo-header from upstream") }
+                status = code
+                continue
+            }
+            try checkFieldName(name)
+            lines.writeString(name)
+            lines.writeStaticString(": ")
+            lines.writeString(value)
+            lines.writeStaticString("\r\n")
+        }
+        guard let status else { throw HTTPParseError(502, "upstream response without :status") }
+        out.writeStaticString("HTTP/1.1 ")
+        out.writeString(String(status))
+        out.writeStaticString(" ")
+        out.writeString(reasonPhrase(status))
+        out.writeStaticString("\r\n")
+        out.writeBuffer(&lines)
+        return status
+    }
+
+    /// An upstream's trailing HEADERS as the last chunk and trailer section of a chunked body
+    /// (`0`, the fields, the blank line); the HTTP/1.1 framer then checks them as it checks an
+    /// HTTP/1.1 upstream's trailers.
+    static func trailerSection(_ headers: HPACKHeaders, into out: inout ByteBuffer) throws(HTTPParseError) {
+        out.writeStaticString("0\r\n")
+        for (name, value, _) in headers {
+            guard name.utf8.first != UInt8(ascii: ":") else { throw HTTPParseError(502, "pseudo-header in upstream trailers") }
+            guard isValidValue(value) || value.isEmpty else { throw HTTPParseError(502, "invalid trailer value from upstream") }
+            try checkFieldName(name)
+            out.writeString(name)
+            out.writeStaticString(": ")
+            out.writeString(value)
+            out.writeStaticString("\r\n")
+        }
+        out.writeStaticString("\r\n")
+    }
+
+    private static func checkFieldName(_ name: String) throws(HTTPParseError) {
+        guard !name.isEmpty, name.utf8.allSatisfy({ isTokenChar($0) && !($0 >= 65 && $0 <= 90) }) else {
+            throw HTTPParseError(502, "invalid header name from upstream")
+        }
+        switch name {
+        case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+            throw HTTPParseError(502, "connection-specific header from an HTTP/2 upstream")
+        default:
+            break
+        }
+    }
+
+    /// The reason phrase an HTTP/1.1 status line carries (HTTP/2 has none).
+    static func reasonPhrase(_ status: Int) -> String {
+        switch status {
+        case 100: "Continue"
+        case 200: "OK"
+        case 201: "Created"
+        case 202: "Accepted"
+        case 204: "No Content"
+        case 206: "Partial Content"
+        case 301: "Moved Permanently"
+        case 302: "Found"
+        case 304: "Not Modified"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 409: "Conflict"
+        case 429: "Too Many Requests"
+        case 500: "Internal Server Error"
+        case 502: "Bad Gateway"
+        case 503: "Service Unavailable"
+        case 504: "Gateway Timeout"
+        default: "Status"
+        }
+    }
+}

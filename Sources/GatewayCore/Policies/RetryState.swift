@@ -69,6 +69,9 @@ public struct RetryState {
             return !on.isDisjoint(with: [.connectFailure, .fiveXX, .gatewayError, .reset])
         case .reset:
             return !on.isDisjoint(with: [.fiveXX, .gatewayError, .reset])
+        case .refusedStream:
+            // Envoy: a refused stream is a reset too, so 5xx, gateway-error and reset cover it.
+            return !on.isDisjoint(with: [.refusedStream, .fiveXX, .gatewayError, .reset])
         case .timeout:
             return !on.isDisjoint(with: [.fiveXX, .gatewayError])
         case .response(let code):

@@ -313,8 +313,9 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             return
         }
         lastHost = host
+        let http2 = cluster.upstreamHTTP2(clientIsHTTP2: stream.isHTTP2, upgrade: upgrade)
         let request = UpstreamRequest(
-            owner: self, hostPool: pool.pool(for: host), cluster: cluster, eventLoop: worker.eventLoop, row: worker.row,
+            owner: self, hostPool: pool.pool(for: host, http2: http2), cluster: cluster, eventLoop: worker.eventLoop, row: worker.row,
             perTryTimeout: route.perTryTimeout, requestIsHead: isHeadRequest, upgrade: upgrade)
         upstreamRequest = request
         request.start(head: upstreamHead, requestComplete: stream.requestComplete)
@@ -484,6 +485,10 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
             if scheduleRetry(result) { return }
             flags.insert(.upstreamTermination)
             finishLocally(status: 503, body: connectError + "connection termination")
+        case .refusedStream:
+            if scheduleRetry(result) { return }
+            flags.insert(.upstreamTermination)
+            finishLocally(status: 503, body: connectError + "remote refused stream reset")
         case .timeout:
             if scheduleRetry(result) { return }
             flags.insert(.upstreamTimeout)

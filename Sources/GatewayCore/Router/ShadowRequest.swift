@@ -67,7 +67,7 @@ final class ShadowRequest: UpstreamRequestOwner {
             // upstream that stalls its body would otherwise hold its connection and its place
             // for ever); with none it is bounded by the caps above.
             let request = UpstreamRequest(
-                owner: shadow, hostPool: pool.pool(for: host), cluster: cluster, eventLoop: worker.eventLoop,
+                owner: shadow, hostPool: pool.pool(for: host, http2: cluster.upstreamProtocol == .http2), cluster: cluster, eventLoop: worker.eventLoop,
                 row: worker.row, perTryTimeout: route.timeout ?? route.perTryTimeout, requestIsHead: requestIsHead)
             shadow.upstream = request
             if let timeout = route.timeout {

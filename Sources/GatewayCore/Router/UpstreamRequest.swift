@@ -221,6 +221,9 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
             cluster.stats.inc(.upstream_rq_rx_reset, row: row)
             // A response cut off after its head was counted already.
             end(.reset, reason: "connection termination", record: !responseStarted)
+        case .refusedStream:
+            cluster.stats.inc(.upstream_rq_rx_reset, row: row)
+            end(.refusedStream, reason: "remote refused stream reset")
         case .protocolError(let error):
             end(.protocolError, reason: error.reason)
         }

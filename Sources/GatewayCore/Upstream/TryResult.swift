@@ -8,6 +8,9 @@ public enum TryResult: Equatable, Sendable {
     case connectFailure
     /// The connection was reset or closed before a complete response head.
     case reset
+    /// An HTTP/2 upstream refused the stream unprocessed (RST_STREAM REFUSED_STREAM, or a stream
+    /// above a GOAWAY's last stream id): Envoy's remote refused-stream reset, retried on `refused-stream`.
+    case refusedStream
     /// The try's time ran out (per-try or route timeout).
     case timeout
     /// The upstream's bytes were not a valid HTTP/1.1 response.
@@ -21,7 +24,7 @@ public enum TryResult: Equatable, Sendable {
     @inline(__always) var outlierStatus: Int? {
         switch self {
         case .response(let status): return status
-        case .connectFailure, .reset: return 503
+        case .connectFailure, .reset, .refusedStream: return 503
         case .timeout: return 504
         case .protocolError: return 502
         case .overflow: return nil
@@ -33,7 +36,7 @@ public enum TryResult: Equatable, Sendable {
     /// detection's split mode counts these apart (`consecutiveLocalOriginFailures`).
     @inline(__always) var isLocalOrigin: Bool {
         switch self {
-        case .connectFailure, .reset, .timeout: return true
+        case .connectFailure, .reset, .refusedStream, .timeout: return true
         case .response, .protocolError, .overflow: return false
         }
     }

@@ -5,6 +5,9 @@ import NIOCore
 enum UpstreamFailure {
     /// Closed or reset before the response was complete.
     case reset
+    /// An HTTP/2 stream the upstream refused before processing it (REFUSED_STREAM, or above a
+    /// GOAWAY's last stream id): safe to send again.
+    case refusedStream
     /// The upstream's bytes are not a valid HTTP/1.1 response (Envoy's upstream protocol error).
     case protocolError(HTTPParseError)
 }
@@ -31,7 +34,9 @@ protocol UpstreamResponseSink: AnyObject {
     func upstreamWritabilityChanged(_ writable: Bool)
 }
 
-/// One pooled HTTP/1.1 connection to an upstream host. Confined to its event loop.
+/// One pooled HTTP/1.1 connection to an upstream host, or one stream of an HTTP/2 one (`carrier`
+/// set: its channel is the stream's, behind an `HTTP2UpstreamStreamCodec` that speaks HTTP/1.1
+/// to it). Confined to its event loop.
 /// It frames responses (head, body boundaries) and hands the bytes on unchanged; its life is
 /// the explicit `State` the pool moves it through (Envoy's `ActiveClient::State`).
 final class UpstreamConnection: ChannelInboundHandler {
@@ -54,6 +59,12 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     let pool: HostPool
+    /// The HTTP/2 connection this stream is on (nil: an HTTP/1.1 connection of its own).
+    let carrier: UpstreamHTTP2Connection?
+    /// HTTP/2: the request the pool opens this stream for, until its channel exists.
+    var openingFor: PoolWaiter?
+    /// How the stream ended, as its codec told before the channel closed (nil: a plain close).
+    private var streamFailure: UpstreamFailure?
     /// Moved only by the pool (`HostPool.transition`), which keeps its counts in step.
     var state = State.connecting
     /// False once anything says this connection must not carry another request: the upstream's
@@ -75,7 +86,10 @@ final class UpstreamConnection: ChannelInboundHandler {
     /// Set after a 101: every byte is the tunnel's, in both directions.
     private var tunnel: UpgradeTunnel?
 
-    init(pool: HostPool) { self.pool = pool }
+    init(pool: HostPool, carrier: UpstreamHTTP2Connection? = nil) {
+        self.pool = pool
+        self.carrier = carrier
+    }
 
     /// Writes go through the handler's context: straight to the pipeline's head, with no
     /// event-loop check or walk from the tail as `Channel.write` does.
@@ -107,7 +121,12 @@ final class UpstreamConnection: ChannelInboundHandler {
     }
 
     func resumeReading() {
-        if reading.resume(.flowControl, on: context) { pool.countFlowControl(paused: false) }
+        if reading.resume(.flowControl, on: context) {
+            pool.countFlowControl(paused: false)
+            // An HTTP/2 stream channel does not read again on autoRead alone (its frames wait
+            // in the multiplexer, its window unrefilled) until asked to.
+            if carrier != nil { context?.read() }
+        }
     }
 
     /// Starts one request (the pool made this connection `.active`); the caller writes the request.
@@ -253,6 +272,20 @@ final class UpstreamConnection: ChannelInboundHandler {
         sink?.upstreamFailed(failure, responseStarted: started)
     }
 
+    /// A stream's codec reports how the stream ended: a protocol error ends the try now; a reset
+    /// or refusal is reported when the channel closes.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let ended = event as? UpstreamStreamEnded else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        if case .protocolError = ended.failure, state == .active, sink != nil {
+            fail(ended.failure, context: context)
+        } else {
+            streamFailure = ended.failure
+        }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         if let tunnel {
             self.tunnel = nil
@@ -267,7 +300,7 @@ final class UpstreamConnection: ChannelInboundHandler {
         if endsAtClose {
             sink.upstreamResponseEnd()
         } else {
-            sink.upstreamFailed(.reset, responseStarted: started)
+            sink.upstreamFailed(streamFailure ?? .reset, responseStarted: started)
         }
     }
 

@@ -17,6 +17,10 @@ protocol UpstreamConnector: Sendable {
     /// `serviceHost`: the ServiceEntry host, the SNI name when `tls` names none.
     func connect(_ connection: UpstreamConnection, to host: Host, on eventLoop: EventLoop,
                  settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?, serviceHost: String) -> EventLoopFuture<Void>
+    /// An HTTP/2 connection: as above (TLS offering ALPN `h2`), with `install` putting the HTTP/2
+    /// handlers on the channel once it is connected (and past its handshake).
+    func connectHTTP2(to host: Host, on eventLoop: EventLoop, settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?,
+                      serviceHost: String, install: @escaping (Channel) throws -> Void) -> EventLoopFuture<Void>
 }
 
 extension UpstreamConnector {
@@ -25,6 +29,12 @@ extension UpstreamConnector {
                  settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?, serviceHost: String) -> EventLoopFuture<Void> {
         precondition(tls == nil, "this connector cannot speak TLS")
         return connect(connection, to: host, on: eventLoop, settings: settings)
+    }
+
+    /// Connectors without HTTP/2 (the tests' embedded ones): every connect fails.
+    func connectHTTP2(to host: Host, on eventLoop: EventLoop, settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?,
+                      serviceHost: String, install: @escaping (Channel) throws -> Void) -> EventLoopFuture<Void> {
+        eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
     }
 }
 
@@ -37,6 +47,23 @@ struct SocketConnector: UpstreamConnector {
 
     func connect(_ connection: UpstreamConnection, to host: Host, on eventLoop: EventLoop,
                  settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?, serviceHost: String) -> EventLoopFuture<Void> {
+        open(host, on: eventLoop, settings: settings, tls: tls, tlsContext: tls?.context, serviceHost: serviceHost) {
+            try $0.pipeline.syncOperations.addHandler(connection)
+        }
+    }
+
+    func connectHTTP2(to host: Host, on eventLoop: EventLoop, settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?,
+                      serviceHost: String, install: @escaping (Channel) throws -> Void) -> EventLoopFuture<Void> {
+        open(host, on: eventLoop, settings: settings, tls: tls, tlsContext: tls?.h2Context, serviceHost: serviceHost,
+             install: install)
+    }
+
+    /// The socket, TLS with `tlsContext` when `tls` is set, then `install` (after the handshake).
+    private func open(_ host: Host, on eventLoop: EventLoop, settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?,
+                      tlsContext: NIOSSLContext?, serviceHost: String,
+                      install: @escaping (Channel) throws -> Void) -> EventLoopFuture<Void> {
+        // Called on `eventLoop`, the channel's, only.
+        let install = NIOLoopBound(install, eventLoop: eventLoop)
         guard let address = host.address else {
             // Failed from the event loop's queue, as a refused connect would be, never inside
             // the request that asked for the connection.
@@ -58,11 +85,11 @@ struct SocketConnector: UpstreamConnector {
                 bootstrap = bootstrap.channelOption(.tcpOption(.init(rawValue: TCP_KEEPINTVL)), value: Self.seconds(interval))
             }
         }
-        guard let tls else {
+        guard let tls, let tlsContext else {
             return bootstrap
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(connection)
+                        try install.value(channel)
                     }
                 }
                 .connect(to: address)
@@ -76,7 +103,7 @@ struct SocketConnector: UpstreamConnector {
         return bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let tlsHandler = try NIOSSLClientHandler(context: tls.context, serverHostname: serverName)
+                    let tlsHandler = try NIOSSLClientHandler(context: tlsContext, serverHostname: serverName)
                     try channel.pipeline.syncOperations.addHandler(tlsHandler)
                     try channel.pipeline.syncOperations.addHandler(UpstreamTLSHandshake(
                         tlsHandler: tlsHandler, subjectAltNames: tls.subjectAltNames, promise: handshake,
@@ -91,7 +118,7 @@ struct SocketConnector: UpstreamConnector {
             }
             .flatMap { channel in
                 handshake.futureResult.flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler(connection)
+                    try install.value(channel)
                 }.flatMapErrorThrowing { error in
                     channel.close(promise: nil)
                     throw error
