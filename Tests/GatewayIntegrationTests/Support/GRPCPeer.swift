@@ -232,9 +232,49 @@ def raw(argv):
     out["seconds"] = time.time() - started
     print(json.dumps(out), flush=True)
 
+# ---- grpcio server: the same methods as the HTTP/1.1 upstream, on Python's gRPC stack ----
+def grpc_server():
+    import grpc
+    from concurrent import futures
+    def unary(request, context):
+        context.set_trailing_metadata([("x-trailer", "yes")])
+        print(json.dumps({"method": "Unary"}), flush=True)
+        return request.upper()
+    def stream(request, context):
+        print(json.dumps({"method": "Stream"}), flush=True)
+        for k in range(3):
+            yield b"part-%d" % k
+            time.sleep(0.05)
+    def flaky_call(request, context):
+        with lock:
+            flaky["n"] += 1
+            fail = flaky["n"] % 2 == 1
+        print(json.dumps({"method": "Flaky", "failed": fail}), flush=True)
+        if fail:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+        return b"second time lucky"
+    def slow(request, context):
+        print(json.dumps({"method": "Slow"}), flush=True)
+        time.sleep(1)
+        return b"slow"
+    handler = grpc.method_handlers_generic_handler("test.Echo", {
+        "Unary": grpc.unary_unary_rpc_method_handler(unary),
+        "Stream": grpc.unary_stream_rpc_method_handler(stream),
+        "Flaky": grpc.unary_unary_rpc_method_handler(flaky_call),
+        "Slow": grpc.unary_unary_rpc_method_handler(slow),
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(json.dumps({"ready": True, "port": port}), flush=True)
+    server.wait_for_termination()
+
 if __name__ == "__main__":
     if sys.argv[1] == "upstream":
         upstream(int(sys.argv[2]))
+    elif sys.argv[1] == "grpc-server":
+        grpc_server()
     elif sys.argv[1] == "raw":
         raw(sys.argv[2:])
     else:
