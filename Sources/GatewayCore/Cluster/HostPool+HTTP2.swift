@@ -156,9 +156,7 @@ extension HostPool {
             switch result {
             case .success: self.http2Connected(connection)
             case .failure(let error):
-                if policy.tls != nil { self.countTLSFailure(error) }
-                let timeout = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
-                self.http2ConnectFailed(connection, timeout: timeout)
+                self.http2ConnectFailed(connection, timeout: self.classifyConnectFailure(error, tls: policy.tls != nil))
             }
         }
     }

@@ -201,9 +201,7 @@ final class HostPool {
                 switch result {
                 case .success: self.connected(connection)
                 case .failure(let error):
-                    if policy.tls != nil { self.countTLSFailure(error) }
-                    let timeout = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
-                    self.connectFailed(connection, timeout: timeout)
+                    self.connectFailed(connection, timeout: self.classifyConnectFailure(error, tls: policy.tls != nil))
                 }
             }
     }
@@ -223,6 +221,14 @@ final class HostPool {
     }
 
     /// A TLS connect that failed in its handshake (not in its TCP connect).
+    /// Counts a failed connect's TLS failure (when the connect was TLS) and says whether it
+    /// timed out: the two things an HTTP/1.1 or HTTP/2 connect failure is reported by.
+    func classifyConnectFailure(_ error: Error, tls: Bool) -> Bool {
+        if tls { countTLSFailure(error) }
+        guard let error = error as? ChannelError, case .connectTimeout = error else { return false }
+        return true
+    }
+
     func countTLSFailure(_ error: Error) {
         if error is SubjectAltNameMismatch {
             stats.inc(.ssl_fail_verify_san, row: row)

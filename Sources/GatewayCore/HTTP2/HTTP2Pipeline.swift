@@ -55,20 +55,7 @@ enum HTTP2Downstream {
             // The gateway never pushes.
             HTTP2Setting(parameter: .enablePush, value: 0),
         ]
-        // RFC 9113 §8.2 and §8.3 on every request block: pseudo-headers, connection-specific
-        // fields, uppercase names, `te`; a violation resets that stream (PROTOCOL_ERROR).
-        c.headerBlockValidation = .enabled
-        // RFC 9113 §8.1.1: DATA must add up to content-length.
-        c.contentLengthValidation = .enabled
-        // Empty DATA frames in a row without END_STREAM cost work and move nothing (CVE-2019-9518).
-        c.maximumSequentialEmptyDataFrames = 1
-        // Control frames (PING and SETTINGS acks, RST_STREAM) queued for a client that does not
-        // read: past this the connection is closed (CVE-2019-9512, 9515: PING and SETTINGS floods).
-        c.maximumBufferedControlFrames = 1000
-        // CONTINUATION frames after one HEADERS (the 2024 CONTINUATION flood).
-        c.maximumSequentialContinuationFrames = 5
-        // Closed streams remembered so their late frames are ignored rather than errors.
-        c.maximumRecentlyResetStreams = 32
+        boundHostilePeer(&c)
         // Suspicious events (stream errors, refused streams) a connection may cause before it is closed.
         c.maximumConnectionGlitches = 200
         // The connection's receive window: body bytes all streams together may send ahead.
@@ -77,6 +64,24 @@ enum HTTP2Downstream {
         c.controlFrameRateLimit.maximumCount = 200
         c.controlFrameRateLimit.windowLength = .seconds(30)
         return c
+    }
+
+    /// NIOHTTP2's checks and bounds against a hostile peer, the same for clients and upstreams.
+    static func boundHostilePeer(_ c: inout NIOHTTP2Handler.ConnectionConfiguration) {
+        // RFC 9113 §8.2 and §8.3 on every header block: pseudo-headers, connection-specific
+        // fields, uppercase names, `te`; a violation resets that stream (PROTOCOL_ERROR).
+        c.headerBlockValidation = .enabled
+        // RFC 9113 §8.1.1: DATA must add up to content-length.
+        c.contentLengthValidation = .enabled
+        // Empty DATA frames in a row without END_STREAM cost work and move nothing (CVE-2019-9518).
+        c.maximumSequentialEmptyDataFrames = 1
+        // Control frames (PING and SETTINGS acks, RST_STREAM) queued for a peer that does not
+        // read: past this the connection is closed (CVE-2019-9512, 9515: PING and SETTINGS floods).
+        c.maximumBufferedControlFrames = 1000
+        // CONTINUATION frames after one HEADERS (the 2024 CONTINUATION flood).
+        c.maximumSequentialContinuationFrames = 5
+        // Closed streams remembered so their late frames are ignored rather than errors.
+        c.maximumRecentlyResetStreams = 32
     }
 
     static func streamConfiguration(_ options: HTTP2Options) -> NIOHTTP2Handler.StreamConfiguration {

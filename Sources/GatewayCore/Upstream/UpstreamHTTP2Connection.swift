@@ -64,13 +64,8 @@ final class UpstreamHTTP2Connection: ChannelInboundHandler {
             HTTP2Setting(parameter: .maxHeaderListSize, value: headerListLimit),
             HTTP2Setting(parameter: .maxFrameSize, value: 1 << 14),
         ]
-        c.headerBlockValidation = .enabled
-        c.contentLengthValidation = .enabled
-        // The same bounds against a hostile peer as on the client side (HTTP2Pipeline.swift).
-        c.maximumSequentialEmptyDataFrames = 1
-        c.maximumBufferedControlFrames = 1000
-        c.maximumSequentialContinuationFrames = 5
-        c.maximumRecentlyResetStreams = 32
+        // The same checks and bounds against a hostile peer as on the client side.
+        HTTP2Downstream.boundHostilePeer(&c)
         c.targetWindowSize = 1 << 20
         var s = NIOHTTP2Handler.StreamConfiguration()
         s.targetWindowSize = 65535
