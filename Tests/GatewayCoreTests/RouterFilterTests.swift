@@ -486,6 +486,8 @@ final class RetryStateStatusTests: XCTestCase {
         let resources = ResourceManager(ConnectionPoolSettings(maxRetries: 1))
         let budget = resources.retries
         let stats = ClusterStats()
+        // RetryState does not keep its resources and stats alive: the test does, to its end.
+        defer { withExtendedLifetime((resources, stats)) {} }
         var random = FastRandom(seed: 1)
         let target = Counter()
         var state = RetryState(policy: RetryPolicyConfig(attempts: 2, retryOn: [.fiveXX]), resources: resources, stats: stats, row: 0)

@@ -33,8 +33,13 @@ public struct RetryState {
     /// The cluster's resources and the counters retries bump (nil in pure policy use): the limit
     /// is their `retryLimit` (the DestinationRule's retry budget, or `maxRetries`) and the count
     /// their `retries`.
-    private let resources: ResourceManager?
-    private let stats: ClusterStats?
+    ///
+    /// Not reference-counted: both belong to a cluster snapshot that whoever holds this state
+    /// keeps alive (the router filter's `cluster`), and both are shared by every event loop, so
+    /// counting them would write two cache lines the cores pass back and forth on every request,
+    /// although a request that is not retried never reads them.
+    private unowned(unsafe) let resources: ResourceManager?
+    private unowned(unsafe) let stats: ClusterStats?
     private let row: Int
     /// One retry unit is held from a retry's scheduling until the next decision or the end
     /// of the request, so `maxRetries` bounds retries outstanding at once, as Envoy's does.
