@@ -82,8 +82,12 @@ final class ConsistentHashTests: XCTestCase {
     func testRetryIgnorePreviousHostsWithAHash() async throws {
         let ups = try namedUpstreams(["a", "b", "c"])
         defer { for u in ups { u.close() } }
+        // A ring of one entry per host: a retry's next entry is another host. (With 1024 entries,
+        // the four entries after a key's may all be the same host, (1/3)^4 per retry with the
+        // upstreams' random ports; Envoy's ring does not promise another host either.)
+        let ring = ConsistentHashSettings.Algorithm.ringHash(minimumRingSize: 3)
         // Find which upstream "alice" hashes to, then make it fail.
-        let probe = try await hashedGateway(ups, key: .header("x-user"))
+        let probe = try await hashedGateway(ups, key: .header("x-user"), algorithm: ring)
         let home = httpRequest(port: probe.port, path: "/", headers: ["X-User": "alice"])?.body ?? "?"
         await probe.stop()
         let failing = ups[["a", "b", "c"].firstIndex(of: home)!]
@@ -93,7 +97,7 @@ final class ConsistentHashTests: XCTestCase {
         var stay = RetryPolicyConfig(attempts: 2, retryOn: [.retriableStatusCodes], retriableStatusCodes: [503],
                                      backoffBase: .milliseconds(1))
         stay.ignorePreviousHosts = false
-        let gw1 = try await hashedGateway(ups, key: .header("x-user"), retries: stay)
+        let gw1 = try await hashedGateway(ups, key: .header("x-user"), algorithm: ring, retries: stay)
         XCTAssertEqual(httpRequest(port: gw1.port, path: "/", headers: ["X-User": "alice"])?.status, 503)
         await gw1.stop()
         let afterStay = ups.map { $0.requests.load(ordering: .relaxed) }
@@ -103,7 +107,7 @@ final class ConsistentHashTests: XCTestCase {
 
         let avoid = RetryPolicyConfig(attempts: 2, retryOn: [.retriableStatusCodes], retriableStatusCodes: [503],
                                       backoffBase: .milliseconds(1))
-        let gw2 = try await hashedGateway(ups, key: .header("x-user"), retries: avoid)
+        let gw2 = try await hashedGateway(ups, key: .header("x-user"), algorithm: ring, retries: avoid)
         let r = httpRequest(port: gw2.port, path: "/", headers: ["X-User": "alice"])
         XCTAssertEqual(r?.status, 200, "the retry went to another host")
         XCTAssertNotEqual(r?.body, home)
