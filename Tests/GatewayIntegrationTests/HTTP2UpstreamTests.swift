@@ -24,15 +24,8 @@ final class HTTP2UpstreamTests: XCTestCase {
 
     @discardableResult
     func curl(_ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["curl", "-s", "--max-time", "20"] + args
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+        String(decoding: try outputOf(URL(fileURLWithPath: "/usr/bin/env"), ["curl", "-s", "--max-time", "20"] + args),
+               as: UTF8.self)
     }
 
     func stat(_ gw: GatewayProcess, _ name: String) -> Int {

@@ -204,15 +204,8 @@ final class RouteTransformTests: XCTestCase {
     // MARK: redirect and direct response
 
     func curl(_ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["curl", "-s", "--max-time", "10"] + args
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+        String(decoding: try outputOf(URL(fileURLWithPath: "/usr/bin/env"), ["curl", "-s", "--max-time", "10"] + args),
+               as: UTF8.self)
     }
 
     func testRedirectLocationAndCodeWithCurl() throws {
