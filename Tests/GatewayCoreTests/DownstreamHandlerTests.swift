@@ -94,4 +94,28 @@ final class DownstreamHandlerTests: XCTestCase {
         XCTAssertEqual(answered, count)
         XCTAssertTrue(ch.isActive)
     }
+
+    /// The autoRead value the handler set last (nil: never set, so reading).
+    func lastAutoRead(_ channel: EmbeddedChannel) -> Bool? {
+        channel.options.last { $0.option is ChannelOptions.Types.AutoReadOption }?.value as? Bool
+    }
+
+    /// Pipelined requests behind a request in flight are read on while they fit the read-ahead
+    /// (a client's batch then costs no pair of epoll_ctl calls), and reading stops beyond it, so
+    /// a client that pipelines without end still costs a bounded buffer.
+    func testPipelinedBytesBehindARequestInFlightAreReadUpToTheReadAhead() throws {
+        // A fault delay keeps the first request in flight with no upstream.
+        let route = RouteConfig(name: "r", destinations: [WeightedDestination(host: "svc")], retries: .disabled,
+                                fault: FaultConfig(delay: .init(fixedDelay: .seconds(60), percentage: 100)))
+        let ch = try makeChannel([route])
+        let request = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        try ch.writeInbound(ByteBuffer(string: request + request))
+        XCTAssertEqual(try readAll(ch), "", "the first request waits for its delay")
+        XCTAssertNotEqual(lastAutoRead(ch), false, "one pipelined request behind it: still reading")
+        let batch = DownstreamHandler.pipelinedReadAheadBytes / request.utf8.count
+        try ch.writeInbound(ByteBuffer(string: String(repeating: request, count: batch - 2)))
+        XCTAssertNotEqual(lastAutoRead(ch), false, "a batch within the read-ahead: still reading")
+        try ch.writeInbound(ByteBuffer(string: String(repeating: request, count: 4)))
+        XCTAssertEqual(lastAutoRead(ch), false, "beyond the read-ahead: reading stops")
+    }
 }

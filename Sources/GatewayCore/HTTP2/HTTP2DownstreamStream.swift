@@ -51,7 +51,7 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
     /// The response head went out and ended the stream (a 204, a HEAD answer, a 304).
     private var headEndedStream = false
     private var responseHeadSent = false
-    private var needsFlush = false
+    private var unflushed = HeldWrite<HTTP2Frame.FramePayload>()
     private var reading = ReadPause()
     /// The last frame read or written (stream idle timeout).
     private(set) var lastActivity: NIODeadline
@@ -79,6 +79,7 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        unflushed.drop()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -459,15 +460,11 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
     @inline(__always) private func write(_ payload: HTTP2Frame.FramePayload) {
         guard let context else { return }
         lastActivity = worker.coarseNow
-        context.write(wrapOutboundOut(payload), promise: nil)
-        needsFlush = true
+        unflushed.write(payload, on: context)
     }
 
     @inline(__always) private func flushIfNeeded() {
-        if needsFlush, let context {
-            needsFlush = false
-            context.flush()
-        }
+        if let context { unflushed.flush(on: context) }
     }
 
     // MARK: timeouts

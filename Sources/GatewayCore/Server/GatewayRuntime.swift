@@ -78,14 +78,15 @@ public final class GatewayRuntime: Sendable {
         for _ in group.makeIterator() { loops += 1 }
         st.histogramRows = HistogramRows.forLoops(loops)
         listenerStats = ListenerStats(histogramRows: st.histogramRows)
-        st.snapshot = try Self.compile(config, version: 1, into: &st)
+        let compiled = try Self.compile(config, version: 1, loops: loops, into: &st)
+        st.snapshot = compiled.shared
         state = NIOLockedValueBox(st)
         let writer = accessLogFD.map { AccessLogWriter(fd: $0) }
         accessLogWriter = writer
         var workers: [Worker] = []
         for loop in group.makeIterator() {
-            workers.append(Worker(index: workers.count, eventLoop: loop, snapshot: st.snapshot, listenerStats: listenerStats,
-                                  accessLogWriter: writer))
+            workers.append(Worker(index: workers.count, eventLoop: loop, snapshot: compiled.perLoop[workers.count],
+                                  listenerStats: listenerStats, accessLogWriter: writer))
         }
         self.workers = workers
     }
@@ -97,9 +98,20 @@ public final class GatewayRuntime: Sendable {
     public var reloadCounts: (success: Int, failure: Int) { state.withLockedValue { ($0.reloadSuccess, $0.reloadFailure) } }
     public var isDraining: Bool { state.withLockedValue { $0.draining } }
 
-    /// Builds a snapshot, reusing the clusters (counters, ejections, pools) and route stats that stay.
-    static func compile(_ config: GatewayConfig, version: Int, into st: inout State) throws -> ConfigSnapshot {
-        var clusters: [String: ClusterSnapshot] = [:]
+    /// A compiled config: the snapshot the admin reads, and one copy of it per event loop.
+    struct Compiled {
+        let shared: ConfigSnapshot
+        /// One per worker, in `workers` order. Their routes and cluster snapshots are the loop's
+        /// own objects over the same shared state (clusters, hosts, stats, rate limiters): a
+        /// request retains and releases its route and cluster a dozen times, and on objects both
+        /// loops used those writes pulled one cache line back and forth between the cores.
+        let perLoop: [ConfigSnapshot]
+    }
+
+    /// Builds a config's snapshots, reusing the clusters (counters, ejections, pools) and route
+    /// stats that stay.
+    static func compile(_ config: GatewayConfig, version: Int, loops: Int, into st: inout State) throws -> Compiled {
+        var sharedClusters: [(name: String, cluster: Cluster, hosts: [Host], host: HostConfig)] = []
         var keptClusters: [String: Cluster] = [:]
         for (name, host) in config.hosts {
             let cluster = st.clusters[name] ?? Cluster(config: host, histogramRows: st.histogramRows)
@@ -107,10 +119,10 @@ public final class GatewayRuntime: Sendable {
             cluster.resources.setRetryBudget(host.trafficPolicy.retryBudget)
             let hosts = cluster.hosts(for: Self.resolvedEndpoints(host, st.resolved))
             cluster.outlier.update(settings: host.trafficPolicy.outlierDetection, hosts: hosts)
-            clusters[name] = ClusterSnapshot(cluster: cluster, hosts: hosts, policy: host.trafficPolicy, serviceHost: host.service)
+            sharedClusters.append((name, cluster, hosts, host))
             keptClusters[name] = cluster
         }
-        var routes: [Route] = []
+        var sharedRoutes: [(config: RouteConfig, stats: RouteStats, limiter: LocalRateLimiter?)] = []
         var keptStats: [String: RouteStats] = [:]
         var keptLimiters: [String: LocalRateLimiter] = [:]
         for rc in config.routes {
@@ -126,8 +138,21 @@ public final class GatewayRuntime: Sendable {
                 }
                 keptLimiters[rc.name] = limiter
             }
-            routes.append(try Route(config: rc, clusters: clusters, stats: stats, rateLimiter: limiter))
+            sharedRoutes.append((rc, stats, limiter))
         }
+        // The route and cluster objects of one snapshot, made once for the admin and once per
+        // loop from the same shared parts.
+        func views() throws -> (routes: RouteTable, clusters: [String: ClusterSnapshot]) {
+            var clusters: [String: ClusterSnapshot] = [:]
+            for c in sharedClusters {
+                clusters[c.name] = ClusterSnapshot(cluster: c.cluster, hosts: c.hosts, policy: c.host.trafficPolicy,
+                                                   serviceHost: c.host.service)
+            }
+            let routes = try sharedRoutes.map { try Route(config: $0.config, clusters: clusters, stats: $0.stats, rateLimiter: $0.limiter) }
+            return (RouteTable(routes: routes), clusters)
+        }
+        // Before anything is kept: a route that does not compile refuses the config here.
+        let first = try views()
         // Clusters that left the config keep their stats visible until the next reload.
         st.clusters = keptClusters
         st.routeStats = keptStats
@@ -141,8 +166,12 @@ public final class GatewayRuntime: Sendable {
         if st.exporter == nil, let endpoint = tracing.otlpEndpoint {
             st.exporter = OTLPExporter(endpoint: endpoint, serviceName: tracing.serviceName, scope: "maskshop-gateway")
         }
-        return ConfigSnapshot(version: version, config: config, routes: RouteTable(routes: routes), clusters: clusters,
-                              tracing: TracingSettings(sampling: tracing.sampling, exporter: st.exporter))
+        let tracingSettings = TracingSettings(sampling: tracing.sampling, exporter: st.exporter)
+        func snapshot(_ v: (routes: RouteTable, clusters: [String: ClusterSnapshot])) -> ConfigSnapshot {
+            ConfigSnapshot(version: version, config: config, routes: v.routes, clusters: v.clusters, tracing: tracingSettings)
+        }
+        // The first compiled, so the copies compile too.
+        return Compiled(shared: snapshot(first), perLoop: try (0..<loops).map { _ in snapshot(try views()) })
     }
 
     // MARK: listening
@@ -294,10 +323,10 @@ public final class GatewayRuntime: Sendable {
     /// Swaps in `config` atomically for new requests; requests in flight finish on the old one.
     public func apply(_ config: GatewayConfig) -> Result<Int, ReloadError> {
         let old = snapshot.config
-        let result: Result<ConfigSnapshot, ReloadError> = state.withLockedValue { st in
+        let result: Result<Compiled, ReloadError> = state.withLockedValue { st in
             do {
-                let next = try Self.compile(config, version: st.snapshot.version + 1, into: &st)
-                st.snapshot = next
+                let next = try Self.compile(config, version: st.snapshot.version + 1, loops: workers.count, into: &st)
+                st.snapshot = next.shared
                 st.lastReloadError = nil
                 st.reloadSuccess += 1
                 return .success(next)
@@ -308,10 +337,9 @@ public final class GatewayRuntime: Sendable {
         switch result {
         case .failure(let e):
             return refuse(e)
-        case .success(let next):
-            for worker in workers {
-                worker.eventLoop.execute { worker.install(next) }
-            }
+        case .success(let compiled):
+            install(compiled)
+            let next = compiled.shared
             // Names the new config brings are resolved now rather than at the next refresh.
             if needsResolution(next.config) { _ = refreshDNS() }
             if next.config.listener != old.listener {
@@ -322,6 +350,13 @@ public final class GatewayRuntime: Sendable {
             }
             logger.info("config version \(next.version) in force")
             return .success(next.version)
+        }
+    }
+
+    /// Hands every worker its copy of a new config, on its own loop.
+    func install(_ compiled: Compiled) {
+        for (worker, snapshot) in zip(workers, compiled.perLoop) {
+            worker.eventLoop.execute { worker.install(snapshot) }
         }
     }
 

@@ -96,7 +96,7 @@ extension GatewayRuntime {
         // It may compile a whole snapshot, under the lock a reload holds while it compiles: like a
         // reload (AdminServer runs it on the thread pool), never on a loop that serves requests.
         assert(MultiThreadedEventLoopGroup.currentEventLoop == nil, "a DNS round is applied on an event loop")
-        let (next, again): (ConfigSnapshot?, Bool) = state.withLockedValue { st in
+        let (next, again): (Compiled?, Bool) = state.withLockedValue { st in
             st.resolving = false
             let again = st.resolveAgain
             st.resolveAgain = false
@@ -126,19 +126,15 @@ extension GatewayRuntime {
             }
             guard !changedNames.isEmpty else { return (nil, again) }
             do {
-                let next = try Self.compile(st.snapshot.config, version: st.snapshot.version + 1, into: &st)
-                st.snapshot = next
+                let next = try Self.compile(st.snapshot.config, version: st.snapshot.version + 1, loops: workers.count, into: &st)
+                st.snapshot = next.shared
                 return (next, again)
             } catch {
                 // The config compiled before with these clusters; only route regexes can throw.
                 return (nil, again)
             }
         }
-        if let next {
-            for worker in workers {
-                worker.eventLoop.execute { worker.install(next) }
-            }
-        }
+        if let next { install(next) }
         if again { _ = refreshDNS() }
     }
 

@@ -94,7 +94,7 @@ final class UpstreamConnection: ChannelInboundHandler {
     /// Writes go through the handler's context: straight to the pipeline's head, with no
     /// event-loop check or walk from the tail as `Channel.write` does.
     private var context: ChannelHandlerContext?
-    private var needsFlush = false
+    private var unflushed = HeldWrite<ByteBuffer>()
 
     func handlerAdded(context: ChannelHandlerContext) {
         channel = context.channel
@@ -105,6 +105,7 @@ final class UpstreamConnection: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         channel = nil
+        unflushed.drop()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -144,18 +145,13 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool) {
         guard let context else { return }
-        context.write(NIOAny(buffer), promise: nil)
-        needsFlush = true
-        if flush {
-            needsFlush = false
-            context.flush()
-        }
+        unflushed.write(buffer, on: context)
+        if flush { unflushed.flush(on: context) }
     }
 
     func flush() {
-        guard needsFlush, let context else { return }
-        needsFlush = false
-        context.flush()
+        guard let context else { return }
+        unflushed.flush(on: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -340,7 +336,7 @@ extension UpstreamConnection: TunnelEnd {
         tunnel = nil
         guard let context else { return }
         // After what was written: a close alone would drop bytes still queued.
-        needsFlush = false
+        unflushed.flush(on: context)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
             channel.close(promise: nil)
