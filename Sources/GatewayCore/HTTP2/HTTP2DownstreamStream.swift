@@ -79,7 +79,7 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        unflushed.drop()
+        _ = unflushed.take()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -460,11 +460,11 @@ final class HTTP2DownstreamStream: ChannelInboundHandler, DownstreamStream {
     @inline(__always) private func write(_ payload: HTTP2Frame.FramePayload) {
         guard let context else { return }
         lastActivity = worker.coarseNow
-        unflushed.write(payload, on: context)
+        if let previous = unflushed.hold(payload) { context.write(wrapOutboundOut(previous), promise: nil) }
     }
 
     @inline(__always) private func flushIfNeeded() {
-        if let context { unflushed.flush(on: context) }
+        if let context, let last = unflushed.take() { context.writeAndFlush(wrapOutboundOut(last), promise: nil) }
     }
 
     // MARK: timeouts

@@ -121,7 +121,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         worker.listenerStats.closeConnection(row: worker.row)
         worker.downstreams[ObjectIdentifier(self)] = nil
         outgoing = nil
-        unflushed.drop()
+        _ = unflushed.take()
         returnSpareHeads()
         if let filter {
             self.filter = nil
@@ -177,7 +177,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
 
     /// Sends what was written; a flush with nothing to send does not walk the pipeline.
     @inline(__always) func flushIfNeeded() {
-        if let context { unflushed.flush(on: context) }
+        if let context, let last = unflushed.take() { context.writeAndFlush(NIOAny(last), promise: nil) }
     }
 
     /// Requests taken from the input in one pass before the loop yields to other connections:
@@ -567,7 +567,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool = false) {
         guard let context else { return }
         lastActivity = worker.coarseNow
-        unflushed.write(buffer, on: context)
+        if let previous = unflushed.hold(buffer) { context.write(NIOAny(previous), promise: nil) }
         if flush { flushIfNeeded() }
     }
 

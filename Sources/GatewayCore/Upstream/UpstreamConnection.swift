@@ -105,7 +105,7 @@ final class UpstreamConnection: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         channel = nil
-        unflushed.drop()
+        _ = unflushed.take()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -145,13 +145,12 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool) {
         guard let context else { return }
-        unflushed.write(buffer, on: context)
-        if flush { unflushed.flush(on: context) }
+        if let previous = unflushed.hold(buffer) { context.write(NIOAny(previous), promise: nil) }
+        if flush { self.flush() }
     }
 
     func flush() {
-        guard let context else { return }
-        unflushed.flush(on: context)
+        if let context, let last = unflushed.take() { context.writeAndFlush(NIOAny(last), promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -336,7 +335,7 @@ extension UpstreamConnection: TunnelEnd {
         tunnel = nil
         guard let context else { return }
         // After what was written: a close alone would drop bytes still queued.
-        unflushed.flush(on: context)
+        flush()
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
             channel.close(promise: nil)
