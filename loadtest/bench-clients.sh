@@ -146,8 +146,9 @@ client_ab() {
 }
 client_siege() {
   local out
-  # siege writes its summary to standard error.
-  out=$(siege -R "$WORK/siegerc" -b -c16 -t"${CLOSE_DURATION}S" "$1" 2>&1 >/dev/null) || true
+  # siege writes its summary to standard error. It sometimes never returns after its time is up
+  # (a thread stuck at the end of a run, seen against both proxies): the round's row is then n/a.
+  out=$(timeout -s KILL $(( CLOSE_DURATION + 30 )) siege -R "$WORK/siegerc" -b -c16 -t"${CLOSE_DURATION}S" "$1" 2>&1 >/dev/null) || true
   RPS=$(awk -F: '/^Transaction rate:/ {split($2, a, " "); printf "%.0f", a[1]}' <<<"$out")
   REQS=$(awk -F: '/^Transactions:/ {split($2, a, " "); print a[1]}' <<<"$out")
   ERRS=$(awk -F: '/^Failed transactions:/ {split($2, a, " "); print a[1] + 0}' <<<"$out")

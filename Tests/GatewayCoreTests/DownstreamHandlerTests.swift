@@ -5,11 +5,16 @@ import XCTest
 
 /// The listener's handler byte by byte on an EmbeddedChannel: local answers need no upstream.
 final class DownstreamHandlerTests: XCTestCase {
-    func makeChannel(_ routes: [RouteConfig] = []) throws -> EmbeddedChannel {
+    func makeChannel(_ routes: [RouteConfig] = [], downstream: DownstreamLimits = DownstreamLimits()) throws -> EmbeddedChannel {
+        try makeHandler(routes, downstream: downstream).channel
+    }
+
+    func makeHandler(_ routes: [RouteConfig] = [], downstream: DownstreamLimits = DownstreamLimits()) throws
+        -> (channel: EmbeddedChannel, handler: DownstreamHandler, worker: Worker) {
         let loop = EmbeddedEventLoop()
         let config = GatewayConfig(listener: BindAddress(address: "127.0.0.1", port: 0), admin: BindAddress(address: "127.0.0.1", port: 0),
                                    hosts: ["svc": HostConfig(name: "svc", endpoints: [Endpoint(address: "127.0.0.1", port: 1)])],
-                                   routes: routes)
+                                   routes: routes, downstream: downstream)
         let cluster = Cluster(config: config.hosts["svc"]!)
         let snap = ClusterSnapshot(cluster: cluster, hosts: cluster.hosts(for: config.hosts["svc"]!), policy: TrafficPolicy(), serviceHost: "svc")
         let compiled = try routes.map { try Route(config: $0, clusters: ["svc": snap], stats: RouteStats(name: $0.name),
@@ -17,9 +22,10 @@ final class DownstreamHandlerTests: XCTestCase {
         let worker = Worker(index: 0, eventLoop: loop, snapshot: ConfigSnapshot(version: 1, config: config, routes: RouteTable(routes: compiled),
                                                                      clusters: ["svc": snap]),
                             listenerStats: ListenerStats(), accessLogFD: nil)
-        let channel = EmbeddedChannel(handler: DownstreamHandler(worker: worker), loop: loop)
+        let handler = DownstreamHandler(worker: worker)
+        let channel = EmbeddedChannel(handler: handler, loop: loop)
         try channel.connect(to: SocketAddress(ipAddress: "10.1.2.3", port: 5555)).wait()
-        return channel
+        return (channel, handler, worker)
     }
 
     func readAll(_ channel: EmbeddedChannel) throws -> String {
@@ -117,5 +123,27 @@ final class DownstreamHandlerTests: XCTestCase {
         XCTAssertNotEqual(lastAutoRead(ch), false, "a batch within the read-ahead: still reading")
         try ch.writeInbound(ByteBuffer(string: String(repeating: request, count: 4)))
         XCTAssertEqual(lastAutoRead(ch), false, "beyond the read-ahead: reading stops")
+    }
+
+    /// Bytes pipelined behind a request in flight are the next request's: trickled in, they do
+    /// not keep the request in flight from its stream idle timeout.
+    func testPipelinedBytesDoNotHoldOffTheStreamIdleTimeoutOfTheRequestInFlight() throws {
+        let route = RouteConfig(name: "r", destinations: [WeightedDestination(host: "svc")], retries: .disabled,
+                                fault: FaultConfig(delay: .init(fixedDelay: .seconds(600), percentage: 100)))
+        var limits = DownstreamLimits()
+        limits.streamIdleTimeout = .seconds(5)
+        let (ch, handler, worker) = try makeHandler([route], downstream: limits)
+        let start = worker.coarseNow
+        try ch.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
+        // The worker's clock moves on (its tick), then a byte of the next request arrives.
+        Thread.sleep(forTimeInterval: 0.05)
+        worker.tick()
+        XCTAssertGreaterThan(worker.coarseNow, start + .milliseconds(40))
+        try ch.writeInbound(ByteBuffer(string: "G"))
+        XCTAssertEqual(try readAll(ch), "")
+        // Five seconds after the request's last activity, not after the pipelined byte.
+        handler.checkTimeouts(now: start + .seconds(5) + .milliseconds(10))
+        let out = try readAll(ch)
+        XCTAssertTrue(out.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"), out)
     }
 }

@@ -12,7 +12,8 @@ final class PerLoopSnapshotTests: XCTestCase {
     {"listener": {"address": "127.0.0.1", "port": 0}, "admin": {"address": "127.0.0.1", "port": 0},
      "serviceEntries": [{"host": "svc", "endpoints": [{"address": "127.0.0.1", "port": 1}, {"address": "127.0.0.1", "port": 2}]}],
      "virtualServices": [{"http": [{"name": "r", "route": [{"destination": {"host": "svc"}}],
-       "localRateLimit": {"tokenBucket": {"maxTokens": 5, "tokensPerFill": 5, "fillInterval": "1s"}}}]}]}
+       "localRateLimit": {"tokenBucket": {"maxTokens": 5, "tokensPerFill": 5, "fillInterval": "1s"}}}]}],
+     "destinationRules": [{"host": "svc", "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}}]}
     """
 
     func testEachLoopHasItsOwnRoutesAndClustersOverSharedState() throws {
@@ -51,6 +52,8 @@ final class PerLoopSnapshotTests: XCTestCase {
                 XCTAssertTrue(ra.stats === rb.stats, "one set of route stats", file: file, line: line)
                 XCTAssertTrue(ra.rateLimiter! === rb.rateLimiter!, "one token bucket", file: file, line: line)
                 XCTAssertTrue(ca.cluster === cb.cluster, "one cluster: breakers, stats, outlier detection", file: file, line: line)
+                XCTAssertNotNil(ca.hashBalancer, file: file, line: line)
+                XCTAssertTrue(ca.hashBalancer === cb.hashBalancer, "one hash ring per config, however many loops", file: file, line: line)
                 XCTAssertEqual(ca.hosts.count, 2, file: file, line: line)
                 for (ha, hb) in zip(ca.hosts, cb.hosts) {
                     XCTAssertTrue(ha === hb, "one host per endpoint: its counters and ejection", file: file, line: line)

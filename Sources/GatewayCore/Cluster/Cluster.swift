@@ -36,7 +36,8 @@ public final class ClusterSnapshot: Sendable {
     public let policy: TrafficPolicy
     /// The ServiceEntry host the cluster serves: the Host of a request that came without one.
     let serviceHost: String
-    /// The ring or Maglev table when the policy hashes (built here, once per snapshot).
+    /// The ring or Maglev table when the policy hashes: immutable, so one is built per config
+    /// and shared by that config's per-loop snapshots (a ring may be millions of entries).
     let hashBalancer: HashBalancer?
     /// Slow start: until this time some host is still in its warmup window (nil: none is, or
     /// no warmup), so plain picks skip the weighting entirely.
@@ -44,13 +45,15 @@ public final class ClusterSnapshot: Sendable {
     /// `policy.upstreamProtocol`, one load away for every try.
     let upstreamProtocol: UpstreamProtocol
 
-    init(cluster: Cluster, hosts: [Host], policy: TrafficPolicy, serviceHost: String) {
+    /// `hashBalancer`: the table another snapshot of the same config built for these hosts and
+    /// policy; built here when nil.
+    init(cluster: Cluster, hosts: [Host], policy: TrafficPolicy, serviceHost: String, hashBalancer: HashBalancer? = nil) {
         upstreamProtocol = policy.upstreamProtocol
         self.cluster = cluster
         self.hosts = hosts
         self.policy = policy
         self.serviceHost = serviceHost
-        hashBalancer = policy.consistentHash.flatMap { HashBalancer(settings: $0, hosts: hosts) }
+        self.hashBalancer = hashBalancer ?? policy.consistentHash.flatMap { HashBalancer(settings: $0, hosts: hosts) }
         if let warmup = policy.warmup, let newest = hosts.map(\.addedAt).max(), newest + warmup.duration > .now() {
             warmupEnds = newest + warmup.duration
         } else {

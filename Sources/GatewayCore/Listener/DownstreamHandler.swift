@@ -136,7 +136,9 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard state != .closed else { return }
-        lastActivity = worker.coarseNow
+        // Bytes pipelined behind a request in flight are the next request's: they must not keep
+        // the one in flight from its stream idle timeout (a byte per timeout would, 16 KiB long).
+        if state != .awaitingResponse { lastActivity = worker.coarseNow }
         if let tunnel {
             tunnel.received(unwrapInboundIn(data), from: self)
             return

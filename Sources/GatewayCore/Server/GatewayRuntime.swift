@@ -142,11 +142,15 @@ public final class GatewayRuntime: Sendable {
         }
         // The route and cluster objects of one snapshot, made once for the admin and once per
         // loop from the same shared parts.
+        // (Hash tables are immutable and may be large: the first view builds them, the others share them.)
+        var balancers: [String: HashBalancer] = [:]
         func views() throws -> (routes: RouteTable, clusters: [String: ClusterSnapshot]) {
             var clusters: [String: ClusterSnapshot] = [:]
             for c in sharedClusters {
-                clusters[c.name] = ClusterSnapshot(cluster: c.cluster, hosts: c.hosts, policy: c.host.trafficPolicy,
-                                                   serviceHost: c.host.service)
+                let snapshot = ClusterSnapshot(cluster: c.cluster, hosts: c.hosts, policy: c.host.trafficPolicy,
+                                               serviceHost: c.host.service, hashBalancer: balancers[c.name])
+                balancers[c.name] = snapshot.hashBalancer
+                clusters[c.name] = snapshot
             }
             let routes = try sharedRoutes.map { try Route(config: $0.config, clusters: clusters, stats: $0.stats, rateLimiter: $0.limiter) }
             return (RouteTable(routes: routes), clusters)

@@ -1,5 +1,5 @@
-/// Envoy's ring hash (`RingHashLoadBalancer::Ring`), built once per config snapshot and shared,
-/// read-only, by every event loop.
+/// Envoy's ring hash (`RingHashLoadBalancer::Ring`), built once per config and shared, read-only,
+/// by its per-loop snapshots.
 ///
 /// Every host gets ring entries in proportion to its weight, each at xxHash64("<address>:<port>_<i>");
 /// the number of entries is scaled so the least-weighted host gets at least
