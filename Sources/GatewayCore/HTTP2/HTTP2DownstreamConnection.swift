@@ -107,9 +107,31 @@ final class HTTP2DownstreamConnection: ChannelInboundHandler {
     /// Those that end the connection are these: the floods and rapid resets (ENHANCE_YOUR_CALM),
     /// a broken frame or preface, an oversized header block, a peer that does not read.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        guard Self.endsConnection(error) else { return }
+        guard Self.endsConnection(error), !lingering else { return }
         worker.listenerStats.inc(.http2ConnectionErrors, row: worker.row)
-        context.close(promise: nil)
+        lingerAndClose(context)
+    }
+
+    /// How long a connection ended by an error stays half-closed before it is closed.
+    static let lingerTime = TimeAmount.seconds(1)
+    private var lingering = false
+
+    /// Sends NIOHTTP2's GOAWAY (it may still be unflushed) and then FIN, stops reading, and closes
+    /// `lingerTime` later (a lingering close, RFC 9112 §9.6). Closed at once, a socket with the
+    /// client's unread frames in it answers with a reset, which may reach the client before it
+    /// has read the GOAWAY and take it away: a flooding client would never learn why.
+    private func lingerAndClose(_ context: ChannelHandlerContext) {
+        lingering = true
+        context.flush()
+        let channel = context.channel
+        try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+        let halfClosed = context.eventLoop.makePromise(of: Void.self)
+        halfClosed.futureResult.whenComplete { result in
+            // A channel that cannot close its output alone (TLS without half-closure) closes whole.
+            guard case .success = result else { return channel.close(promise: nil) }
+            channel.eventLoop.scheduleTask(in: Self.lingerTime) { channel.close(promise: nil) }
+        }
+        context.close(mode: .output, promise: halfClosed)
     }
 
     static func endsConnection(_ error: Error) -> Bool {
