@@ -29,7 +29,7 @@ enum HTTP2Downstream {
                 try stream.pipeline.syncOperations.addHandler(HTTP2DownstreamStream(connection: loopBound.value))
             }
         }
-        try channel.pipeline.syncOperations.addHandlers([handler, connection])
+        try channel.pipeline.syncOperations.addHandlers([FlushCoalescer(), handler, connection])
     }
 
     /// The connection's SETTINGS and NIOHTTP2's bounds against hostile peers, each set here

@@ -77,7 +77,7 @@ final class UpstreamHTTP2Connection: ChannelInboundHandler {
             stream.close(promise: nil)
             return stream.eventLoop.makeSucceededVoidFuture()
         }
-        try channel.pipeline.syncOperations.addHandlers([handler, self])
+        try channel.pipeline.syncOperations.addHandlers([FlushCoalescer(), handler, self])
         multiplexer = try handler.syncMultiplexer()
     }
 
