@@ -7,42 +7,28 @@ import Glibc
 
 /// A plain-socket upstream that answers every request head it reads with the same canned bytes,
 /// then closes the connection.
-final class CannedUpstream: @unchecked Sendable {
-    let listenFD: Int32
-    let port: Int
+final class CannedUpstream: Sendable {
+    private let listener: LoopbackListener
+    var port: Int { listener.port }
 
     init(_ response: String) throws {
-        (listenFD, port) = try listenOnLoopback()
-        let fd = listenFD
         let bytes = Array(response.utf8)
-        Thread {
-            while true {
-                let c = accept(fd, nil, nil)
-                guard c >= 0 else { return }
-                var request: [UInt8] = []
-                var chunk = [UInt8](repeating: 0, count: 4096)
-                while !request.suffix(4).elementsEqual([13, 10, 13, 10]) {
-                    let n = recv(c, &chunk, chunk.count, 0)
-                    if n <= 0 { break }
-                    request += chunk[0..<n]
-                }
-                var off = 0
-                while off < bytes.count {
-                    let n = bytes[off...].withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    if n <= 0 { break }
-                    off += n
-                }
-                shutdown(c, Int32(SHUT_WR))
-                Thread.sleep(forTimeInterval: 0.2)
-                Glibc.close(c)
+        listener = try LoopbackListener { c in
+            var request: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while !request.suffix(4).elementsEqual([13, 10, 13, 10]) {
+                let n = recv(c, &chunk, chunk.count, 0)
+                if n <= 0 { break }
+                request += chunk[0..<n]
             }
-        }.start()
+            _ = FlowControlTests.sendAll(c, bytes)
+            shutdown(c, Int32(SHUT_WR))
+            Thread.sleep(forTimeInterval: 0.2)
+            Glibc.close(c)
+        }
     }
 
-    func close() {
-        shutdown(listenFD, Int32(SHUT_RDWR))
-        Glibc.close(listenFD)
-    }
+    func close() { listener.stop() }
 }
 
 /// The response side is framed as strictly as requests: what the gateway cannot frame exactly

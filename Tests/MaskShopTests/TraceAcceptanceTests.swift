@@ -89,7 +89,10 @@ final class CollectorStub: @unchecked Sendable {
         Thread { [self] in
             while true {
                 let c = accept(fd, nil, nil)
-                if c < 0 { return }
+                // Closed here, after `stop()` shut it down, never from another thread: the loop
+                // may be serving when `stop()` runs, and its next accept must not reach a socket
+                // that reused the number.
+                if c < 0 { close(fd); return }
                 serve(c)
             }
         }.start()
@@ -147,6 +150,5 @@ final class CollectorStub: @unchecked Sendable {
 
     func stop() {
         shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
     }
 }

@@ -8,27 +8,16 @@ import Glibc
 /// request through the gateway can be served). It does no HTTP validation of its own: whatever
 /// the gateway lets through is counted, a smuggled request hidden in a body included.
 final class CountingUpstream: @unchecked Sendable {
-    let listenFD: Int32
-    let port: Int
+    private var listener: LoopbackListener!
+    var port: Int { listener.port }
     private let lock = NSLock()
     private var _connections = 0
     private var _received: [UInt8] = []
     private var clientFDs: [Int32] = []
 
     init() throws {
-        (listenFD, port) = try listenOnLoopback(backlog: 64)
-        let thread = Thread { [self] in acceptLoop() }
-        thread.start()
-    }
-
-    var connections: Int { lock.lock(); defer { lock.unlock() }; return _connections }
-    var bytesReceived: Int { lock.lock(); defer { lock.unlock() }; return _received.count }
-    var received: String { lock.lock(); defer { lock.unlock() }; return String(decoding: _received, as: UTF8.self) }
-
-    private func acceptLoop() {
-        while true {
-            let c = accept(listenFD, nil, nil)
-            guard c >= 0 else { return }
+        listener = try LoopbackListener(backlog: 64) { [weak self] c in
+            guard let self else { Glibc.close(c); return }
             lock.lock()
             _connections += 1
             clientFDs.append(c)
@@ -36,6 +25,10 @@ final class CountingUpstream: @unchecked Sendable {
             Thread { [self] in serve(c) }.start()
         }
     }
+
+    var connections: Int { lock.lock(); defer { lock.unlock() }; return _connections }
+    var bytesReceived: Int { lock.lock(); defer { lock.unlock() }; return _received.count }
+    var received: String { lock.lock(); defer { lock.unlock() }; return String(decoding: _received, as: UTF8.self) }
 
     private func serve(_ fd: Int32) {
         defer {
@@ -72,8 +65,7 @@ final class CountingUpstream: @unchecked Sendable {
     }
 
     func close() {
-        shutdown(listenFD, Int32(SHUT_RDWR))
-        Glibc.close(listenFD)
+        listener.stop()
         lock.lock()
         for fd in clientFDs { shutdown(fd, Int32(SHUT_RDWR)) }
         lock.unlock()

@@ -7,31 +7,27 @@ import Glibc
 /// An upstream written byte by byte on plain sockets (a thread per connection): for each request
 /// head it reads (bodies announced by Content-Length are read too), `answer` says which bytes to
 /// send back, in one write each, so a test can play an upstream that breaks HTTP/1.1.
-final class ScriptedUpstream: @unchecked Sendable {
-    let listenFD: Int32
-    let port: Int
-    let requests = ManagedAtomic(0)
-    let connections = ManagedAtomic(0)
+final class ScriptedUpstream: Sendable {
+    private let listener: LoopbackListener
+    var port: Int { listener.port }
+    let requests: ManagedAtomic<Int>
+    let connections: ManagedAtomic<Int>
     /// Bytes received from the gateway, all connections together.
-    let bytesReceived = ManagedAtomic(0)
-    private let answer: @Sendable (_ head: String, _ index: Int) -> [[UInt8]]
+    let bytesReceived: ManagedAtomic<Int>
 
     init(answer: @escaping @Sendable (_ head: String, _ index: Int) -> [[UInt8]]) throws {
-        (listenFD, port) = try listenOnLoopback(backlog: 128)
-        self.answer = answer
-        Thread { [self] in
-            while true {
-                let c = accept(listenFD, nil, nil)
-                guard c >= 0 else { return }
-                connections.wrappingIncrement(ordering: .relaxed)
-                Thread { [self] in serve(c) }.start()
-            }
-        }.start()
+        let requests = ManagedAtomic(0), connections = ManagedAtomic(0), bytesReceived = ManagedAtomic(0)
+        (self.requests, self.connections, self.bytesReceived) = (requests, connections, bytesReceived)
+        listener = try LoopbackListener(backlog: 128) { c in
+            connections.wrappingIncrement(ordering: .relaxed)
+            Thread {
+                Self.serve(c, answer: answer, requests: requests, bytesReceived: bytesReceived)
+            }.start()
+        }
     }
 
-    deinit { shutdown(listenFD, Int32(SHUT_RDWR)); close(listenFD) }
-
-    private func serve(_ fd: Int32) {
+    private static func serve(_ fd: Int32, answer: @Sendable (_ head: String, _ index: Int) -> [[UInt8]],
+                              requests: ManagedAtomic<Int>, bytesReceived: ManagedAtomic<Int>) {
         defer { close(fd) }
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
