@@ -42,7 +42,8 @@
 # Env: ROUNDS (3), DURATION (seconds per timed run, 5; the connection-close rows run DURATION-1,
 #      at least 1), HELD (10000), GATEWAY_BIN (default: this tree's release build, built first),
 #      LOADTEST_BIN (default .build/release/loadtest, built when missing), GATEWAY_THREADS (2),
-#      PIPELINE (16), BASE_PORT (18290; uses BASE_PORT .. BASE_PORT+7).
+#      PIPELINE (16), BASE_PORT (18290; uses BASE_PORT .. BASE_PORT+7), ROWS (the rows to run,
+#      in order, space-separated: default all, "ab siege wrk wrk-pipe hey lt-ka lt-close held").
 # Needs nginx, haproxy, wrk, siege, ab, hey, curl and python3:
 #   apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3
 # The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
@@ -200,7 +201,11 @@ client_lt_close() {
 }
 
 declare -A LABEL RATIOS HRPS GRPS
-ROWS=(ab siege wrk wrk-pipe hey lt-ka lt-close)
+ALL_ROWS="ab siege wrk wrk-pipe hey lt-ka lt-close held"
+read -r -a ROWS <<<"${ROWS:-$ALL_ROWS}"
+for row in "${ROWS[@]}"; do
+  [[ " $ALL_ROWS " == *" $row "* ]] || { echo "ROWS: no row named $row (rows: $ALL_ROWS)" >&2; exit 1; }
+done
 LABEL[ab]="ab -k -n 20000 -c 32 (HTTP/1.0 keep-alive)"
 LABEL[siege]="siege -b -c16 -t${CLOSE_DURATION}S (connection = close)"
 LABEL[wrk]="wrk -t1 -c64 -d${DURATION}s"
@@ -277,7 +282,7 @@ echo "$ROUNDS interleaved rounds, DURATION ${DURATION}s (connection-close rows $
 echo "accepts/req: TCP connections accepted on the whole machine per request (/proc/net/snmp PassiveOpens)"
 for r in $(seq 1 "$ROUNDS"); do
   echo "-- round $r"
-  for row in "${ROWS[@]}" held; do
+  for row in "${ROWS[@]}"; do
     echo " ${LABEL[$row]}"
     if [ "$row" = hey ] && [ "$HAVE_HEY" = 0 ]; then
       echo "   skipped: hey is not installed"
@@ -301,7 +306,7 @@ done
 echo
 echo "| client | HAProxy req/s (mean) | gateway req/s (mean) | gateway/HAProxy per round | mean ratio |"
 echo "| --- | ---: | ---: | --- | ---: |"
-for row in "${ROWS[@]}" held; do
+for row in "${ROWS[@]}"; do
   if [ "$row" = hey ] && [ "$HAVE_HEY" = 0 ]; then
     echo "| ${LABEL[$row]} | skipped: hey not installed | | | |"
     continue
@@ -311,8 +316,10 @@ for row in "${ROWS[@]}" held; do
     "$(xargs <<<"${RATIOS[$row]}")" "$(mean ${RATIOS[$row]})"
 done
 echo
-echo "held: RSS growth per held connection (KiB) and wrk -t1 -c8 p99 (ms) while $HELD are held, mean of the rounds"
-echo "   haproxy  $(mean "${HKIB[@]}") KiB/conn   p99 $(mean "${HP99[@]}") ms"
-echo "   gateway  $(mean "${GKIB[@]}") KiB/conn   p99 $(mean "${GP99[@]}") ms"
-echo "nginx accepts well above 0 in a held run: that proxy connected to nginx for each request while holding"
-echo "  (HAProxy past tune.pool-high-fd-ratio, see the top of $0), which sets its req/s and p99 there"
+if [ -n "${HKIB[*]:-}" ]; then
+  echo "held: RSS growth per held connection (KiB) and wrk -t1 -c8 p99 (ms) while $HELD are held, mean of the rounds"
+  echo "   haproxy  $(mean "${HKIB[@]}") KiB/conn   p99 $(mean "${HP99[@]}") ms"
+  echo "   gateway  $(mean "${GKIB[@]}") KiB/conn   p99 $(mean "${GP99[@]}") ms"
+  echo "nginx accepts well above 0 in a held run: that proxy connected to nginx for each request while holding"
+  echo "  (HAProxy past tune.pool-high-fd-ratio, see the top of $0), which sets its req/s and p99 there"
+fi

@@ -7,13 +7,19 @@ import NIOCore
 /// The fast case of a request or a response is one buffer written and then flushed: it is held
 /// until the flush and sent directly; what the kernel does not take at once (a full socket
 /// buffer), and every write while NIO still has bytes queued, goes through NIO, which keeps the
-/// order and reports errors by closing the channel as usual.
+/// order and reports errors by closing the channel as usual. Without a descriptor the held
+/// buffer goes down NIO's pipeline with its flush as one `writeAndFlush`: each outbound call
+/// retains NIO's pipeline head, one object every channel shares.
+///
+/// Every NIO call comes after the writer's own state is updated: the call can come back into
+/// the owner (a writability change that flushes), which must then see what was already sent.
 public final class DirectWriter {
     /// -1: everything goes through NIO (no descriptor, or not on Linux).
     public private(set) var descriptor: CInt
-    /// The one buffer written since the last flush, while NIO has nothing queued.
+    /// The one buffer written since the last flush, while nothing written through NIO waits
+    /// for a flush or (with a descriptor) for the socket.
     private var held: ByteBuffer?
-    /// NIO writes not finished yet: later bytes must queue behind them.
+    /// NIO writes not finished yet: later direct sends must wait behind them.
     private var queuedInNIO = 0
     /// Bytes handed to NIO and not flushed.
     private var unflushedInNIO = false
@@ -27,7 +33,7 @@ public final class DirectWriter {
     public var needsFlush: Bool { held != nil || unflushedInNIO }
 
     @inline(__always) public func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
-        if descriptor >= 0 && held == nil && queuedInNIO == 0 {
+        if held == nil && queuedInNIO == 0 && !unflushedInNIO {
             held = buffer
             return
         }
@@ -41,6 +47,12 @@ public final class DirectWriter {
     @inline(__always) public func flush(context: ChannelHandlerContext) {
         if let bytes = held {
             held = nil
+            guard descriptor >= 0 else {
+                // Nothing else waits in NIO (see `write`): one call down the pipeline.
+                assert(!unflushedInNIO, "a held write never waits behind NIO's unflushed bytes")
+                context.writeAndFlush(NIOAny(bytes), promise: nil)
+                return
+            }
             // A closed channel has closed its descriptor, whose number may already be another socket's.
             let sent = context.channel.isActive ? DirectSocket.send(descriptor, bytes) : 0
             if sent == bytes.readableBytes { return }
@@ -58,6 +70,9 @@ public final class DirectWriter {
         write(buffer, context: context)
         flush(context: context)
     }
+
+    /// Forgets a held write (the connection is closing: its bytes will never go).
+    public func discard() { held = nil }
 
     private func writeThroughNIO(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         unflushedInNIO = true
