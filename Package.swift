@@ -52,6 +52,7 @@ let package = Package(
             dependencies: [
                 "HTTP1Wire",
                 "TraceWire",
+                "DirectIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -18,6 +18,19 @@ public enum DirectSocket {
         case notImmediate
     }
 
+    /// 127.0.0.0/8 or ::1: where `connect` finishes before it returns, so a socket connected
+    /// with `connect(to:)` never needs a second try through NIO.
+    public static func isLoopback(_ address: SocketAddress) -> Bool {
+        switch address {
+        case .v4(let a): return UInt32(bigEndian: a.address.sin_addr.s_addr) >> 24 == 127
+        case .v6(let a):
+            var loopback = in6addr_loopback
+            var actual = a.address.sin6_addr
+            return memcmp(&actual, &loopback, MemoryLayout<in6_addr>.size) == 0
+        default: return false
+        }
+    }
+
     /// Connects without blocking. Over loopback the handshake is done by the time `connect`
     /// returns `EINPROGRESS`, and `poll` with no wait confirms it.
     public static func connect(to address: SocketAddress) -> Connect {

@@ -62,6 +62,16 @@ final class DirectWriterTests: XCTestCase {
         try exercise(direct: false)
     }
 
+    func testLoopbackAddresses() throws {
+        XCTAssertTrue(DirectSocket.isLoopback(try SocketAddress(ipAddress: "127.0.0.1", port: 80)))
+        XCTAssertTrue(DirectSocket.isLoopback(try SocketAddress(ipAddress: "127.8.9.10", port: 80)))
+        XCTAssertTrue(DirectSocket.isLoopback(try SocketAddress(ipAddress: "::1", port: 80)))
+        XCTAssertFalse(DirectSocket.isLoopback(try SocketAddress(ipAddress: "10.0.0.1", port: 80)))
+        XCTAssertFalse(DirectSocket.isLoopback(try SocketAddress(ipAddress: "128.0.0.1", port: 80)))
+        XCTAssertFalse(DirectSocket.isLoopback(try SocketAddress(ipAddress: "::2", port: 80)))
+        XCTAssertFalse(DirectSocket.isLoopback(try SocketAddress(ipAddress: "::ffff:10.0.0.1", port: 80)))
+    }
+
     private func exercise(direct: Bool) throws {
         let (server, channel, client, sink, connectedFD) = try connectedPair()
         let fd = direct ? connectedFD : -1

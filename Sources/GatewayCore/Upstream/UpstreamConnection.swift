@@ -1,3 +1,4 @@
+import DirectIO
 import HTTP1Wire
 import NIOCore
 
@@ -94,7 +95,17 @@ final class UpstreamConnection: ChannelInboundHandler {
     /// Writes go through the handler's context: straight to the pipeline's head, with no
     /// event-loop check or walk from the tail as `Channel.write` does.
     private var context: ChannelHandlerContext?
-    private var unflushed = HeldWrite<ByteBuffer>()
+    /// A request's last write waits for its flush; on a socket the gateway connected itself
+    /// (`useDirectSends`) the two are one `send(2)` when NIO has nothing queued.
+    private var writer = DirectWriter()
+
+    /// The connection's socket is one the gateway connected itself (`DirectSocket.connect`), with
+    /// nothing but this handler in its pipeline: requests may be sent on it directly. Called
+    /// before the channel is registered, so before anything is written.
+    func useDirectSends(descriptor: CInt) {
+        assert(context == nil && !writer.needsFlush, "direct sends are chosen before the connection is used")
+        writer = DirectWriter(descriptor: descriptor)
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         channel = context.channel
@@ -105,7 +116,7 @@ final class UpstreamConnection: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         channel = nil
-        _ = unflushed.take()
+        writer.discard()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -145,12 +156,12 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     @inline(__always) func write(_ buffer: ByteBuffer, flush: Bool) {
         guard let context else { return }
-        if let previous = unflushed.hold(buffer) { context.write(NIOAny(previous), promise: nil) }
-        if flush { self.flush() }
+        writer.write(buffer, context: context)
+        if flush { writer.flush(context: context) }
     }
 
     func flush() {
-        if let context, let last = unflushed.take() { context.writeAndFlush(NIOAny(last), promise: nil) }
+        if let context { writer.flush(context: context) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

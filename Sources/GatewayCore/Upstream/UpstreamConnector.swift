@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import DirectIO
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -47,9 +48,35 @@ struct SocketConnector: UpstreamConnector {
 
     func connect(_ connection: UpstreamConnection, to host: Host, on eventLoop: EventLoop,
                  settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?, serviceHost: String) -> EventLoopFuture<Void> {
-        open(host, on: eventLoop, settings: settings, tls: tls, tlsContext: tls?.context, serviceHost: serviceHost) {
+        if Self.connectsDirectly(settings, tls: tls), let address = host.address, DirectSocket.isLoopback(address),
+           case .connected(let fd) = DirectSocket.connect(to: address)
+        {
+            connection.useDirectSends(descriptor: fd)
+            let install = NIOLoopBound(connection, eventLoop: eventLoop)
+            let bootstrap = bootstrap(eventLoop, settings)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(install.value) }
+                }
+            // Registered from the loop's queue, never inside the request that asked for the
+            // connection: on the loop, registering completes at once, and the pool's callback
+            // would hand the connection out while its caller is still asking.
+            return eventLoop.flatSubmit { bootstrap.withConnectedSocket(fd).map { _ in } }
+        }
+        return open(host, on: eventLoop, settings: settings, tls: tls, tlsContext: tls?.context, serviceHost: serviceHost) {
             try $0.pipeline.syncOperations.addHandler(connection)
         }
+    }
+
+    /// Whether a connection is made with `DirectSocket.connect`, so that its requests go out with
+    /// one send(2) each (see `DirectWriter`): plaintext to a loopback address (where the handshake
+    /// is over when connect returns; anywhere else NIO connects, within connectTimeout; a refused
+    /// loopback connect falls through to NIO's, which fails and reports as any connect does), and
+    /// only for a pool that keeps its connections. With `maxRequestsPerConnection: 1` a connect is
+    /// part of every request, and the request is pending until epoll reports the connect a turn
+    /// later, as in Envoy: that window is what `http1MaxPendingRequests` sheds in (the seed's
+    /// `siege -c2` trips the breaker in it). A direct connect ends it within the same turn.
+    static func connectsDirectly(_ settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?) -> Bool {
+        tls == nil && settings.maxRequestsPerConnection != 1
     }
 
     func connectHTTP2(to host: Host, on eventLoop: EventLoop, settings: ConnectionPoolSettings, tls: UpstreamTLSConfig?,
@@ -69,22 +96,7 @@ struct SocketConnector: UpstreamConnector {
             // the request that asked for the connection.
             return eventLoop.submit { throw UnresolvedEndpoint(endpoint: host.endpoint) }
         }
-        var bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(settings.connectTimeout)
-            // At the TCP level (`.socketOption` would be SOL_SOCKET's option 1, SO_DEBUG).
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-        if let keepalive = settings.tcpKeepalive {
-            bootstrap = bootstrap.channelOption(.socketOption(.so_keepalive), value: 1)
-            if let probes = keepalive.probes {
-                bootstrap = bootstrap.channelOption(.tcpOption(.init(rawValue: TCP_KEEPCNT)), value: SocketOptionValue(probes))
-            }
-            if let time = keepalive.time {
-                bootstrap = bootstrap.channelOption(.tcpOption(.init(rawValue: TCP_KEEPIDLE)), value: Self.seconds(time))
-            }
-            if let interval = keepalive.interval {
-                bootstrap = bootstrap.channelOption(.tcpOption(.init(rawValue: TCP_KEEPINTVL)), value: Self.seconds(interval))
-            }
-        }
+        let bootstrap = bootstrap(eventLoop, settings)
         guard let tls, let tlsContext else {
             return bootstrap
                 .channelInitializer { channel in
@@ -124,6 +136,27 @@ struct SocketConnector: UpstreamConnector {
                     throw error
                 }
             }
+    }
+
+    /// TCP_NODELAY, `connectTimeout` and the rule's `tcpKeepalive`, for every upstream socket.
+    private func bootstrap(_ eventLoop: EventLoop, _ settings: ConnectionPoolSettings) -> ClientBootstrap {
+        var bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(settings.connectTimeout)
+            // At the TCP level (`.socketOption` would be SOL_SOCKET's option 1, SO_DEBUG).
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        if let keepalive = settings.tcpKeepalive {
+            bootstrap = bootstrap.channelOption(.socketOption(.so_keepalive), value: 1)
+            if let probes = keepalive.probes {
+                bootstrap = bootstrap.channelOption(.tcpOption(.init(rawValue: TCP_KEEPCNT)), value: SocketOptionValue(probes))
+            }
+            if let time = keepalive.time {
+                bootstrap = bootstrap.channelOption(.tcpOption(.init(rawValue: TCP_KEEPIDLE)), value: Self.seconds(time))
+            }
+            if let interval = keepalive.interval {
+                bootstrap = bootstrap.channelOption(.tcpOption(.init(rawValue: TCP_KEEPINTVL)), value: Self.seconds(interval))
+            }
+        }
+        return bootstrap
     }
 
     private static func seconds(_ t: TimeAmount) -> SocketOptionValue {
