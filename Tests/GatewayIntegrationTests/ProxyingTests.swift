@@ -99,6 +99,23 @@ final class ProxyingTests: XCTestCase {
         XCTAssertEqual(upstream.seenRequests.last?.headers.first { $0.0.lowercased() == "host" }?.1, "shop.example")
     }
 
+    /// Pipelined requests go upstream one after another, each on the connection the one before
+    /// it used (as HAProxy does): the next starts once the read that ended the previous response
+    /// is over and its connection is back in the pool. Started inside that read, it found the
+    /// connection still busy and a pipelining client kept two upstream connections.
+    func testPipelinedRequestsShareOneUpstreamConnection() throws {
+        let c = try RawConnection(port: gw.port)
+        c.send((0..<16).map { "GET /orders/\($0) HTTP/1.1\r\nHost: shop\r\n\r\n" }.joined())
+        for i in 0..<16 {
+            let r = try XCTUnwrap(c.readResponse(), "response \(i)")
+            XCTAssertEqual(r.status, 200)
+            XCTAssertFalse(r.closed)
+        }
+        XCTAssertEqual(upstream.seenRequests.map(\.uri), (0..<16).map { "/orders/\($0)" })
+        XCTAssertEqual(gw.stat("cluster.order.upstream_rq_total"), 16)
+        XCTAssertEqual(gw.stat("cluster.order.upstream_cx_total"), 1, "one upstream connection for a pipelining client")
+    }
+
     func testNoRouteIs404() {
         let r = httpRequest(port: gw.port, path: "/nothing")
         XCTAssertEqual(r?.status, 404)

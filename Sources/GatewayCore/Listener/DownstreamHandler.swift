@@ -548,11 +548,17 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
             return
         }
         state = .head
-        // Inside `processInput` (a local reply) its loop goes on and flushes once at its end;
-        // otherwise it starts here.
+        // Inside `processInput` (a local reply) its loop goes on and flushes once at its end.
         if !processing {
             if requests.bufferedBytes > 0 {
-                processInput()
+                // A pipelined request waits: the answer goes now, the request from the loop's
+                // queue. Here the upstream connection's read that ended this response is still
+                // on the stack, and the connection rejoins the pool only when that read is over
+                // (bytes after a response must not be taken for the next one's): started now,
+                // the request would find it busy and take another, so a pipelining client would
+                // keep two upstream connections where one serves it.
+                flushIfNeeded()
+                scheduleContinuation()
             } else {
                 updateBacklogPause()
                 flushIfNeeded()
