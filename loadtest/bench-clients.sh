@@ -28,7 +28,8 @@
 # machine (/proc/net/snmp PassiveOpens: about 1 with connection close, about 0 with keep-alive),
 # failed or non-2xx responses, and gateway/HAProxy. For 'held' also: the proxy's RSS growth per
 # held connection (VmRSS before and while holding), wrk's p99, and the connections nginx accepted
-# during that wrk run (its stub_status). At the end: the mean ratio per row.
+# during that wrk run (its stub_status). At the end: the mean ratio per row, and each proxy's mean
+# CPU per request.
 #
 # The held row's proxies are started fresh every round so their RSS growth is not hidden by
 # memory kept from earlier runs. HAProxy gets maxconn HELD+100 (and 'no strict-limits' when the
@@ -200,7 +201,7 @@ client_lt_close() {
   loadtest_parse "$out"
 }
 
-declare -A LABEL RATIOS HRPS GRPS
+declare -A LABEL RATIOS HRPS GRPS HCPU GCPU
 ALL_ROWS="ab siege wrk wrk-pipe hey lt-ka lt-close held"
 read -r -a ROWS <<<"${ROWS:-$ALL_ROWS}"
 for row in "${ROWS[@]}"; do
@@ -215,14 +216,15 @@ LABEL[lt-ka]="loadtest -b -c 64 -t ${DURATION}S"
 LABEL[lt-close]="loadtest -b -c 16 -t ${CLOSE_DURATION}S --connection close"
 LABEL[held]="$HELD held idle, wrk -t1 -c8 -d${DURATION}s"
 
-# measure row proxy-name url pid -> one line; sets RPS
+# measure row proxy-name url pid -> one line; sets RPS and CPU (the proxy's µs per request)
 measure() {
   local fn=client_${1//-/_} t0 o0 cpu conns
   t0=$(cpu_ticks "$4"); o0=$(passive_opens)
-  RPS="" REQS=0 ERRS=0 NOTE=""
+  RPS="" REQS=0 ERRS=0 NOTE="" CPU="n/a"
   "$fn" "$3"
   if is_num "$RPS" && is_num "$REQS" && [ "$REQS" -gt 0 ]; then
     cpu=$(awk -v t="$(( $(cpu_ticks "$4") - t0 ))" -v hz="$(getconf CLK_TCK)" -v n="$REQS" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
+    CPU=$cpu
     conns=$(awk -v c="$(( $(passive_opens) - o0 ))" -v n="$REQS" 'BEGIN {printf "%.3f", c / n}')
     printf "   %-8s %8s req/s   cpu %6s us/req   accepts/req %6s   failed %s%s\n" "$2" "$RPS" "$cpu" "$conns" "${ERRS:-0}" "${NOTE:+   $NOTE}"
   else
@@ -291,29 +293,32 @@ for r in $(seq 1 "$ROUNDS"); do
     if [ "$row" = held ]; then
       if [ $(( r % 2 )) = 1 ]; then held_haproxy; held_gateway; else held_gateway; held_haproxy; fi
     elif [ $(( r % 2 )) = 1 ]; then
-      measure "$row" haproxy "http://127.0.0.1:$HAP_PORT/" "$HAP_PID"; H=$RPS
-      measure "$row" gateway "http://127.0.0.1:$GW_PORT/" "$GW_PID"; G=$RPS
+      measure "$row" haproxy "http://127.0.0.1:$HAP_PORT/" "$HAP_PID"; H=$RPS; HC=$CPU
+      measure "$row" gateway "http://127.0.0.1:$GW_PORT/" "$GW_PID"; G=$RPS; GC=$CPU
     else
-      measure "$row" gateway "http://127.0.0.1:$GW_PORT/" "$GW_PID"; G=$RPS
-      measure "$row" haproxy "http://127.0.0.1:$HAP_PORT/" "$HAP_PID"; H=$RPS
+      measure "$row" gateway "http://127.0.0.1:$GW_PORT/" "$GW_PID"; G=$RPS; GC=$CPU
+      measure "$row" haproxy "http://127.0.0.1:$HAP_PORT/" "$HAP_PID"; H=$RPS; HC=$CPU
     fi
     q=$(ratio "$G" "$H")
     echo "   gateway/haproxy $q"
     RATIOS[$row]="${RATIOS[$row]:-} $q"; HRPS[$row]="${HRPS[$row]:-} $H"; GRPS[$row]="${GRPS[$row]:-} $G"
+    [ "$row" = held ] || { HCPU[$row]="${HCPU[$row]:-} $HC"; GCPU[$row]="${GCPU[$row]:-} $GC"; }
   done
 done
 
 echo
-echo "| client | HAProxy req/s (mean) | gateway req/s (mean) | gateway/HAProxy per round | mean ratio |"
-echo "| --- | ---: | ---: | --- | ---: |"
+echo "| client | HAProxy req/s (mean) | gateway req/s (mean) | gateway/HAProxy per round | mean ratio | CPU µs/req HAProxy / gateway (mean) |"
+echo "| --- | ---: | ---: | --- | ---: | --- |"
 for row in "${ROWS[@]}"; do
   if [ "$row" = hey ] && [ "$HAVE_HEY" = 0 ]; then
-    echo "| ${LABEL[$row]} | skipped: hey not installed | | | |"
+    echo "| ${LABEL[$row]} | skipped: hey not installed | | | | |"
     continue
   fi
   # shellcheck disable=SC2086  # the lists are space-separated numbers
-  printf '| %s | %s | %s | %s | %s |\n' "${LABEL[$row]}" "$(fmt0 "$(mean ${HRPS[$row]})")" "$(fmt0 "$(mean ${GRPS[$row]})")" \
-    "$(xargs <<<"${RATIOS[$row]}")" "$(mean ${RATIOS[$row]})"
+  cpus="n/a (see the held lines below)"
+  [ "$row" = held ] || cpus="$(mean ${HCPU[$row]}) / $(mean ${GCPU[$row]})"
+  printf '| %s | %s | %s | %s | %s | %s |\n' "${LABEL[$row]}" "$(fmt0 "$(mean ${HRPS[$row]})")" "$(fmt0 "$(mean ${GRPS[$row]})")" \
+    "$(xargs <<<"${RATIOS[$row]}")" "$(mean ${RATIOS[$row]})" "$cpus"
 done
 echo
 if [ -n "${HKIB[*]:-}" ]; then
