@@ -125,6 +125,25 @@ final class DownstreamHandlerTests: XCTestCase {
         XCTAssertEqual(lastAutoRead(ch), false, "beyond the read-ahead: reading stops")
     }
 
+    /// A continuation from the loop's queue that finds a request in flight (bytes that arrived
+    /// before it ran started one) lifts the backlog pause its scheduling set, so the bytes behind
+    /// that request are read on up to the read-ahead.
+    func testAContinuationThatFindsARequestInFlightLetsReadingGoOn() throws {
+        let slow = RouteConfig(name: "slow", matches: [RouteMatch(uri: .prefix("/slow"))],
+                               destinations: [WeightedDestination(host: "svc")], retries: .disabled,
+                               fault: FaultConfig(delay: .init(fixedDelay: .seconds(60), percentage: 100)))
+        let ch = try makeChannel([slow])
+        let local = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+        // One pass answers requestsPerPass local replies and leaves the rest to a continuation.
+        try ch.writeInbound(ByteBuffer(string: String(repeating: local, count: DownstreamHandler.requestsPerPass) + "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"))
+        XCTAssertEqual(try readAll(ch).components(separatedBy: "HTTP/1.1 404").count - 1, DownstreamHandler.requestsPerPass)
+        XCTAssertEqual(lastAutoRead(ch), false, "bytes wait behind a yield: reading pauses")
+        // Before the continuation runs, more bytes come: the slow request starts at once.
+        try ch.writeInbound(ByteBuffer(string: local))
+        ch.embeddedEventLoop.run()
+        XCTAssertNotEqual(lastAutoRead(ch), false, "one request behind the one in flight: reading goes on")
+    }
+
     /// Bytes pipelined behind a request in flight are the next request's: trickled in, they do
     /// not keep the request in flight from its stream idle timeout.
     func testPipelinedBytesDoNotHoldOffTheStreamIdleTimeoutOfTheRequestInFlight() throws {

@@ -260,7 +260,12 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
         continuationScheduled = true
         context.eventLoop.assumeIsolatedUnsafeUnchecked().execute {
             self.continuationScheduled = false
-            if self.state == .head { self.processInput() }
+            if self.state == .head {
+                self.processInput()
+            } else {
+                // Bytes that came first started a request: the pause this wait set is lifted here.
+                self.updateBacklogPause()
+            }
         }
     }
 
