@@ -126,6 +126,7 @@ LUA
 passive_opens() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]+$/ {print $7}' /proc/net/snmp; }
 is_num() { [[ "${1:-}" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 fmt0() { if is_num "${1:-}"; then printf '%.0f' "$1"; else echo n/a; fi; }
+fmt1() { if is_num "${1:-}"; then printf '%.1f' "$1"; else echo n/a; fi; }
 mean() { # numbers... (n/a skipped) -> mean, or n/a
   printf '%s\n' "$@" | awk '$1 ~ /^[0-9.]+$/ {s += $1; n++} END {if (n) printf "%.3f", s / n; else print "n/a"}'; }
 
@@ -218,15 +219,14 @@ LABEL[held]="$HELD held idle, wrk -t1 -c8 -d${DURATION}s"
 
 # measure row proxy-name url pid -> one line; sets RPS and CPU (the proxy's µs per request)
 measure() {
-  local fn=client_${1//-/_} t0 o0 cpu conns
+  local fn=client_${1//-/_} t0 o0 conns
   t0=$(cpu_ticks "$4"); o0=$(passive_opens)
   RPS="" REQS=0 ERRS=0 NOTE="" CPU="n/a"
   "$fn" "$3"
   if is_num "$RPS" && is_num "$REQS" && [ "$REQS" -gt 0 ]; then
-    cpu=$(awk -v t="$(( $(cpu_ticks "$4") - t0 ))" -v hz="$(getconf CLK_TCK)" -v n="$REQS" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
-    CPU=$cpu
+    CPU=$(awk -v t="$(( $(cpu_ticks "$4") - t0 ))" -v hz="$(getconf CLK_TCK)" -v n="$REQS" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
     conns=$(awk -v c="$(( $(passive_opens) - o0 ))" -v n="$REQS" 'BEGIN {printf "%.3f", c / n}')
-    printf "   %-8s %8s req/s   cpu %6s us/req   accepts/req %6s   failed %s%s\n" "$2" "$RPS" "$cpu" "$conns" "${ERRS:-0}" "${NOTE:+   $NOTE}"
+    printf "   %-8s %8s req/s   cpu %6s us/req   accepts/req %6s   failed %s%s\n" "$2" "$RPS" "$CPU" "$conns" "${ERRS:-0}" "${NOTE:+   $NOTE}"
   else
     RPS="n/a"
     printf "   %-8s      n/a (the client's output could not be read)\n" "$2"
@@ -316,7 +316,7 @@ for row in "${ROWS[@]}"; do
   fi
   # shellcheck disable=SC2086  # the lists are space-separated numbers
   cpus="n/a (see the held lines below)"
-  [ "$row" = held ] || cpus="$(mean ${HCPU[$row]}) / $(mean ${GCPU[$row]})"
+  [ "$row" = held ] || cpus="$(fmt1 "$(mean ${HCPU[$row]})") / $(fmt1 "$(mean ${GCPU[$row]})")"
   printf '| %s | %s | %s | %s | %s | %s |\n' "${LABEL[$row]}" "$(fmt0 "$(mean ${HRPS[$row]})")" "$(fmt0 "$(mean ${GRPS[$row]})")" \
     "$(xargs <<<"${RATIOS[$row]}")" "$(mean ${RATIOS[$row]})" "$cpus"
 done
