@@ -91,6 +91,12 @@ final class ConfigLoaderTests: XCTestCase, ConfigLoading {
                        "destinationRules[0].trafficPolicy.connectionPool.http.maxConcurrentStreams: must be >= 1, found 0")
     }
 
+    func testDeferAcceptIsAListenerSwitchOffByDefault() throws {
+        XCTAssertFalse(try load(#"{"serviceEntries":[\#(se)]}"#).downstream.deferAccept)
+        XCTAssertTrue(try load(#"{"listener":{"deferAccept":true},"serviceEntries":[\#(se)]}"#).downstream.deferAccept)
+        XCTAssertTrue(error(#"{"listener":{"deferAccept":1},"serviceEntries":[\#(se)]}"#).hasPrefix("listener.deferAccept: "))
+    }
+
     func testErrorsCarryTheJSONPath() {
         XCTAssertEqual(error(#"{"serviceEntries":[\#(se)],"destinationRules":[{"host":"delivery","trafficPolicy":{"connectionPool":{"tcp":{"maxConnections":0}}}}]}"#),
                        "destinationRules[0].trafficPolicy.connectionPool.tcp.maxConnections: must be >= 1, found 0")

@@ -252,6 +252,35 @@ final class DownstreamHardeningTests: XCTestCase {
         XCTAssertTrue(waitUntil(3) { httpRequest(port: gw.port, path: "/up/x", timeout: 1)?.status == 200 })
     }
 
+    /// With `deferAccept` the kernel keeps a connection until its first bytes arrive (or its
+    /// SYN-ACK is resent, about a second later): a silent client is not the gateway's yet, a
+    /// client that sends is served at once. Without it, a silent connection is accepted at once.
+    func testDeferAcceptHandsOverConnectionsWithTheirFirstBytes() throws {
+        let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
+        defer { up.close() }
+        let deferred = try GatewayProcess(
+            config: config(upstreamPort: up.port, listener: "\"deferAccept\":true"), extraArguments: ["--access-log", "off"])
+        let plain = try GatewayProcess(config: config(upstreamPort: up.port), extraArguments: ["--access-log", "off"])
+        func accepted(_ gw: GatewayProcess) -> Int { statsOf(gw)["http.ingress.downstream_cx_total"] ?? -1 }
+
+        let silentOnPlain = try RawConnection(port: plain.port, timeout: 5)
+        XCTAssertTrue(waitUntil(2) { accepted(plain) == 1 }, "accepted at the handshake")
+
+        let silent = try RawConnection(port: deferred.port, timeout: 5)
+        usleep(400_000)
+        XCTAssertEqual(accepted(deferred), 0, "a connection that sent nothing stays in the kernel")
+        let talking = try RawConnection(port: deferred.port, timeout: 5)
+        let start = Date()
+        talking.send("GET /up/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        XCTAssertEqual(talking.readResponse()?.status, 200)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 0.5, "a request's bytes bring its connection over at once")
+        XCTAssertTrue(waitUntil(5) { accepted(deferred) == 2 }, "the silent one comes over once its SYN-ACK is resent")
+        silent.send("GET /up/y HTTP/1.1\r\nHost: a\r\n\r\n")
+        XCTAssertEqual(silent.readResponse()?.status, 200)
+        XCTAssertEqual(accepted(plain), 1)
+        withExtendedLifetime(silentOnPlain) {}
+    }
+
     func testHeadLimitsComeFromTheListenerBlock() throws {
         let up = try TestUpstream(group: MultiThreadedEventLoopGroup.singleton)
         defer { up.close() }

@@ -134,6 +134,7 @@ enum ConfigJSON {
                 ("maxRequestHeadersKb", "\(c.downstream.maxRequestHeadersKb)"),
                 ("maxHeadersCount", "\(c.downstream.maxHeadersCount)"),
                 ("perConnectionBufferLimitBytes", "\(c.downstream.perConnectionBufferLimitBytes)"),
+                ("deferAccept", "\(c.downstream.deferAccept)"),
             ])),
             ("admin", object([("address", jsonString(c.admin.address)), ("port", "\(c.admin.port)")])),
             ("tracing", object([

@@ -143,7 +143,7 @@ public enum ConfigLoader {
     static func listenerBlock(_ node: JSONNode?) throws -> (BindAddress, DownstreamLimits) {
         let limitKeys = [
             "requestHeadersTimeout", "streamIdleTimeout", "idleTimeout", "maxConnectionDuration", "maxConnections",
-            "maxRequestHeadersKb", "maxHeadersCount", "perConnectionBufferLimitBytes", "http2",
+            "maxRequestHeadersKb", "maxHeadersCount", "perConnectionBufferLimitBytes", "http2", "deferAccept",
         ]
         let address = try bindAddress(node, default: BindAddress(address: "0.0.0.0", port: 8080), also: limitKeys)
         var d = DownstreamLimits()
@@ -163,6 +163,7 @@ public enum ConfigLoader {
         if let n = o["maxRequestHeadersKb"] { d.maxRequestHeadersKb = try n.int(in: 1...8192) }
         if let n = o["maxHeadersCount"] { d.maxHeadersCount = try n.int(in: 1...maxUInt32) }
         if let n = o["perConnectionBufferLimitBytes"] { d.perConnectionBufferLimitBytes = try n.int(in: 1024...maxUInt32) }
+        if let n = o["deferAccept"] { d.deferAccept = try n.bool() }
         if let n = o["http2"] {
             d.http2 = try http2Options(n)
             d.http2Offered = d.http2 != nil

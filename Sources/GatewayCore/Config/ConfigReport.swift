@@ -30,7 +30,8 @@ public enum ConfigReport {
             + "idleTimeout \(duration(d.idleTimeout)), maxConnectionDuration \(duration(d.maxConnectionDuration))\n"
         out += "  maxConnections \(d.maxConnections.map(String.init) ?? "\(d.effectiveMaxConnections) (half the descriptor limit)"), "
             + "maxRequestHeadersKb \(d.maxRequestHeadersKb), maxHeadersCount \(d.maxHeadersCount), "
-            + "perConnectionBufferLimitBytes \(d.perConnectionBufferLimitBytes)\n"
+            + "perConnectionBufferLimitBytes \(d.perConnectionBufferLimitBytes)"
+            + (d.deferAccept ? ", deferAccept on" : "") + "\n"
         out += gatewayListenersText(config)
         for (name, h) in config.hosts.sorted(by: { $0.key < $1.key }) {
             let cp = h.trafficPolicy.connectionPool

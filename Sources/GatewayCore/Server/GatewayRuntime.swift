@@ -181,6 +181,7 @@ public final class GatewayRuntime: Sendable {
     // MARK: listening
 
     static let reusePort = NIOBSDSocket.Option(rawValue: SO_REUSEPORT)
+    static let deferAccept = ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: TCP_DEFER_ACCEPT))
 
     public struct BoundAddresses: Sendable {
         public var listener: SocketAddress
@@ -201,8 +202,9 @@ public final class GatewayRuntime: Sendable {
         // decided here, so the plaintext listener's pipeline is otherwise the one handler.
         let gatewayListeners = snapshot.config.gatewayListeners
         let mainRedirects = gatewayListeners.contains { $0.port == listener.port && $0.kind == .plaintext(httpsRedirect: true) }
+        let deferAccept = snapshot.config.downstream.deferAccept
         for worker in workers {
-            let server = try await Self.bind(listener.address, port, on: worker) { channel in
+            let server = try await Self.bind(listener.address, port, on: worker, deferAccept: deferAccept) { channel in
                 if mainRedirects {
                     try channel.pipeline.syncOperations.addHandler(HTTPSRedirectHandler(worker: worker))
                 } else if worker.snapshot.config.downstream.http2 != nil {
@@ -221,7 +223,7 @@ public final class GatewayRuntime: Sendable {
         }
         for g in gatewayListeners where g.port != port {
             for worker in workers {
-                servers.append(try await Self.bind(g.address, g.port, on: worker) { channel in
+                servers.append(try await Self.bind(g.address, g.port, on: worker, deferAccept: deferAccept) { channel in
                     try GatewayListenerPipeline.initialize(channel, port: g.port, worker: worker)
                 })
             }
@@ -253,9 +255,11 @@ public final class GatewayRuntime: Sendable {
     }
 
     /// One listening socket of `worker`'s loop on `port` (SO_REUSEPORT: every loop binds it).
-    private static func bind(_ address: String, _ port: Int, on worker: Worker,
+    private static func bind(_ address: String, _ port: Int, on worker: Worker, deferAccept: Bool,
                              _ initialize: @escaping @Sendable (Channel) throws -> Void) async throws -> Channel {
         try await ServerBootstrap(group: worker.eventLoop)
+            // The value is seconds to wait for data (the kernel rounds it to SYN-ACK retransmits).
+            .serverChannelOption(Self.deferAccept, value: deferAccept ? 1 : 0)
             // A burst of connects (thousands of clients at once, an attack or a restart) waits in
             // the kernel's queue rather than losing SYNs, which clients retry only after a second;
             // the kernel caps it at net.core.somaxconn. Accepting up to 64 per wakeup drains it fast.
@@ -348,6 +352,9 @@ public final class GatewayRuntime: Sendable {
             if needsResolution(next.config) { _ = refreshDNS() }
             if next.config.listener != old.listener {
                 logger.warning("listener address changes take effect on restart")
+            }
+            if next.config.downstream.deferAccept != old.downstream.deferAccept {
+                logger.warning("listener deferAccept changes take effect on restart")
             }
             if next.config.gatewayListeners.map(\.port) != old.gatewayListeners.map(\.port) {
                 logger.warning("gateway server ports opened or closed take effect on restart; certificates of kept ports apply to new connections now")
