@@ -6,10 +6,12 @@
 #   ROUNDS=5 DURATION=10 flock /tmp/bench.lock loadtest/bench-clients.sh
 #   ROUNDS=1 DURATION=2 HELD=1000 flock /tmp/bench.lock loadtest/bench-clients.sh   # smoke test
 #
-# nginx (1 worker) serves a 27-byte JSON. HAProxy (nbthread 2, maxconn 4000, http-reuse always:
-# the config of bench-gateway.sh) and the gateway (2 event loops, --access-log off) proxy to it
-# with keep-alive both sides. Every row runs against HAProxy and the gateway in turn (which goes
-# first alternates by round), rounds interleaved so machine noise hits both alike. Rows:
+# nginx (1 worker) serves a 27-byte JSON. HAProxy (nbthread 1, the setup of this matrix's first
+# measurement; maxconn 4000, http-reuse always) and the gateway (2 event loops, --access-log off)
+# proxy to it with keep-alive both sides; with DEFER_ACCEPT=1 (the default) both listen with
+# TCP_DEFER_ACCEPT (HAProxy's bind option defer-accept, the gateway's listener deferAccept). Every
+# row runs against HAProxy and the gateway in turn (which goes first alternates by round), rounds
+# interleaved so machine noise hits both alike. Rows:
 #   ab        ab -k -n 20000 -c 32                     HTTP/1.0 keep-alive
 #   siege     siege -b -c16 -t<DURATION-1>S            a connection per request: a temporary
 #                                                      .siegerc (-R) says 'connection = close'
@@ -43,7 +45,8 @@
 # Env: ROUNDS (3), DURATION (seconds per timed run, 5; the connection-close rows run DURATION-1,
 #      at least 1), HELD (10000), GATEWAY_BIN (default: this tree's release build, built first),
 #      LOADTEST_BIN (default .build/release/loadtest, built when missing), GATEWAY_THREADS (2),
-#      PIPELINE (16), BASE_PORT (18290; uses BASE_PORT .. BASE_PORT+7), ROWS (the rows to run,
+#      PIPELINE (16), BASE_PORT (18290; uses BASE_PORT .. BASE_PORT+7), HAPROXY_THREADS (1),
+#      DEFER_ACCEPT (1; 0 leaves both proxies' accept as by default), ROWS (the rows to run,
 #      in order, space-separated: default all, "ab siege wrk wrk-pipe hey lt-ka lt-close held").
 # Needs nginx, haproxy, wrk, siege, ab, hey, curl and python3:
 #   apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3
@@ -58,6 +61,13 @@ HELD=${HELD:-10000}
 THREADS=${GATEWAY_THREADS:-2}
 PIPELINE=${PIPELINE:-16}
 BASE=${BASE_PORT:-18290}
+export HAPROXY_THREADS=${HAPROXY_THREADS:-1}
+DEFER_ACCEPT=${DEFER_ACCEPT:-1}
+GW_LISTENER=""
+if [ "$DEFER_ACCEPT" = 1 ]; then
+  export HAPROXY_BIND_OPTIONS=defer-accept
+  GW_LISTENER=', "deferAccept": true'
+fi
 
 require_tools "apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3" \
   nginx haproxy wrk siege ab curl python3
@@ -97,7 +107,7 @@ start_nginx "$NGINX_PORT" "$NGINX_STATUS_LOCATION"
 
 start_haproxy haproxy "$HAP_PORT" "$NGINX_PORT" 4000
 HAP_PID=$PID
-start_gateway gateway "$GATEWAY" "$GW_PORT" "$GW_ADMIN" "$NGINX_PORT"
+start_gateway gateway "$GATEWAY" "$GW_PORT" "$GW_ADMIN" "$NGINX_PORT" "$GW_LISTENER"
 GW_PID=$PID
 
 cat > "$WORK/siegerc" <<RC
@@ -270,14 +280,14 @@ held_haproxy() {
   H=$RPS; HKIB[$r]=$KIB; HP99[$r]=$P99
 }
 held_gateway() {
-  start_gateway gateway-held "$GATEWAY" "$GW_HELD_PORT" "$GW_HELD_ADMIN" "$NGINX_PORT" ", \"maxConnections\": $HELD_MAXCONN"
+  start_gateway gateway-held "$GATEWAY" "$GW_HELD_PORT" "$GW_HELD_ADMIN" "$NGINX_PORT" ", \"maxConnections\": $HELD_MAXCONN$GW_LISTENER"
   hold_run gateway "$GW_HELD_PORT" "$PID"
   stop "$PID"
   G=$RPS; GKIB[$r]=$KIB; GP99[$r]=$P99
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') nbthread 2, http-reuse always; gateway $GATEWAY --threads $THREADS --access-log off; nginx 1 worker"
+echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') nbthread $HAPROXY_THREADS, http-reuse always${HAPROXY_BIND_OPTIONS:+, bind $HAPROXY_BIND_OPTIONS}; gateway $GATEWAY --threads $THREADS --access-log off${GW_LISTENER:+, listener deferAccept}; nginx 1 worker"
 echo "clients: ab $(ab -V | awk 'NR == 1 {print $5}'), $(siege -V 2>&1 | awk 'NR == 1 {print $1, $2}'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), $LOADTEST"
 [ "$HAVE_HEY" = 1 ] || echo "hey: not installed (apt-get install -y hey), its row is skipped"
 echo "$ROUNDS interleaved rounds, DURATION ${DURATION}s (connection-close rows ${CLOSE_DURATION}s), HELD $HELD, descriptors $FD_LIMIT"

@@ -72,11 +72,12 @@ stop_nginx() {
   for _ in $(seq 1 50); do kill -0 "$np" 2>/dev/null || break; sleep 0.1; done
 }
 
-# HAProxy as in bench-gateway.sh: nbthread 2, keep-alive both sides, http-reuse always.
+# HAProxy as in bench-gateway.sh: nbthread HAPROXY_THREADS (2), keep-alive both sides,
+# http-reuse always; HAPROXY_BIND_OPTIONS (none) go on its bind line.
 haproxy_cfg() { # port backend-port maxconn [extra global lines] [extra defaults lines] [timeout client, 30s]
   cat <<CONF
 global
-  nbthread 2
+  nbthread ${HAPROXY_THREADS:-2}
   maxconn $3
 ${4:-}
 defaults
@@ -87,7 +88,7 @@ defaults
 ${5:-}
   option http-keep-alive
 frontend fe
-  bind 127.0.0.1:$1
+  bind 127.0.0.1:$1${HAPROXY_BIND_OPTIONS:+ $HAPROXY_BIND_OPTIONS}
   default_backend be
 backend be
   http-reuse always
