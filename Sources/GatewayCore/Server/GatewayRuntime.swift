@@ -181,7 +181,10 @@ public final class GatewayRuntime: Sendable {
     // MARK: listening
 
     static let reusePort = NIOBSDSocket.Option(rawValue: SO_REUSEPORT)
+    #if os(Linux)
+    /// Linux's; the listener's `deferAccept` does nothing elsewhere.
     static let deferAccept = ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: TCP_DEFER_ACCEPT))
+    #endif
 
     public struct BoundAddresses: Sendable {
         public var listener: SocketAddress
@@ -257,9 +260,12 @@ public final class GatewayRuntime: Sendable {
     /// One listening socket of `worker`'s loop on `port` (SO_REUSEPORT: every loop binds it).
     private static func bind(_ address: String, _ port: Int, on worker: Worker, deferAccept: Bool,
                              _ initialize: @escaping @Sendable (Channel) throws -> Void) async throws -> Channel {
-        try await ServerBootstrap(group: worker.eventLoop)
-            // The value is seconds to wait for data (the kernel rounds it to SYN-ACK retransmits).
-            .serverChannelOption(Self.deferAccept, value: deferAccept ? 1 : 0)
+        var bootstrap = ServerBootstrap(group: worker.eventLoop)
+        #if os(Linux)
+        // The value is seconds to wait for data (the kernel rounds it to SYN-ACK retransmits).
+        bootstrap = bootstrap.serverChannelOption(Self.deferAccept, value: deferAccept ? 1 : 0)
+        #endif
+        return try await bootstrap
             // A burst of connects (thousands of clients at once, an attack or a restart) waits in
             // the kernel's queue rather than losing SYNs, which clients retry only after a second;
             // the kernel caps it at net.core.somaxconn. Accepting up to 64 per wakeup drains it fast.
