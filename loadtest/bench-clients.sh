@@ -134,7 +134,6 @@ end
 LUA
 
 passive_opens() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]+$/ {print $7}' /proc/net/snmp; }
-is_num() { [[ "${1:-}" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 fmt0() { if is_num "${1:-}"; then printf '%.0f' "$1"; else echo n/a; fi; }
 fmt1() { if is_num "${1:-}"; then printf '%.1f' "$1"; else echo n/a; fi; }
 mean() { # numbers... (n/a skipped) -> mean, or n/a

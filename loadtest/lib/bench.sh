@@ -125,6 +125,7 @@ start_gateway() { # name binary port admin-port upstream-port [extra listener fi
 }
 
 # A process's CPU time (user + sys) in clock ticks, from /proc/<pid>/stat.
+is_num() { [[ "${1:-}" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # Connections nginx has accepted (its stub_status at /nginx-status), counting the one asking.
