@@ -27,14 +27,7 @@ case $CLIENT in
   *) echo "CLIENT must be wrk, close or pipe, not '$CLIENT'" >&2; exit 1 ;;
 esac
 bench_init
-cat > "$WORK/pipeline.lua" <<'LUA'
-init = function(args)
-   local r = {}
-   for i = 1, 16 do r[i] = wrk.format(nil, "/") end
-   req = table.concat(r)
-end
-request = function() return req end
-LUA
+write_pipeline_lua "$WORK/pipeline.lua" 16
 NGINX_PORT=18190
 start_nginx "$NGINX_PORT"
 THREADS=2

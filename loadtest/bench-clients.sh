@@ -74,21 +74,14 @@ require_tools "apt-get install -y haproxy nginx-light wrk siege apache2-utils he
 HAVE_HEY=1
 command -v hey >/dev/null || HAVE_HEY=0
 
-if [ -n "${GATEWAY_BIN:-}" ]; then
-  GATEWAY=$GATEWAY_BIN
-else
-  swift build -c release --product gateway >/dev/null 2>&1
-  GATEWAY=.build/release/gateway
-fi
+gateway_binary
 if [ -n "${LOADTEST_BIN:-}" ]; then
   LOADTEST=$LOADTEST_BIN
 else
   LOADTEST=.build/release/loadtest
   [ -x "$LOADTEST" ] || swift build -c release --product loadtest >/dev/null 2>&1
 fi
-for bin in "$GATEWAY" "$LOADTEST"; do
-  [ -x "$bin" ] || { echo "no executable at $bin" >&2; exit 1; }
-done
+[ -x "$LOADTEST" ] || { echo "no executable at $LOADTEST" >&2; exit 1; }
 
 # The held connections take a descriptor each in the holder and in the proxy.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -121,17 +114,7 @@ logging = false
 parser = false
 failures = 1000000
 RC
-cat > "$WORK/pipeline.lua" <<LUA
--- $PIPELINE requests in every write, as wrk's scripts/pipeline.lua does with three
-init = function(args)
-   local r = {}
-   for i = 1, $PIPELINE do r[i] = wrk.format(nil, "/") end
-   req = table.concat(r)
-end
-request = function()
-   return req
-end
-LUA
+write_pipeline_lua "$WORK/pipeline.lua" "$PIPELINE"
 
 passive_opens() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]+$/ {print $7}' /proc/net/snmp; }
 fmt0() { if is_num "${1:-}"; then printf '%.0f' "$1"; else echo n/a; fi; }

@@ -19,12 +19,7 @@ DURATION=${1:-10}
 ROUNDS=${2:-3}
 require_tools "apt-get install -y haproxy nginx-light wrk curl" nginx haproxy wrk curl
 # GATEWAY_BIN=<binary>: measure that build instead of building this tree's.
-if [ -n "${GATEWAY_BIN:-}" ]; then
-  GATEWAY=$GATEWAY_BIN
-else
-  swift build -c release --product gateway >/dev/null 2>&1
-  GATEWAY=.build/release/gateway
-fi
+gateway_binary
 
 bench_init
 NGINX_PORT=18090 HAPROXY_PORT=18091 GATEWAY_PORT=18092 ADMIN_PORT=18093 STUCK_PORT=18094

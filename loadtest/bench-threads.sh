@@ -25,23 +25,10 @@ case $CLIENT in
   hey) require_tools "apt-get install -y haproxy nginx-light hey" nginx haproxy hey curl ;;
   *) echo "CLIENT must be pipe, wrk or hey, not '$CLIENT'" >&2; exit 1 ;;
 esac
-if [ -n "${GATEWAY_BIN:-}" ]; then
-  GATEWAY=$GATEWAY_BIN
-else
-  swift build -c release --product gateway >/dev/null 2>&1
-  GATEWAY=.build/release/gateway
-fi
-[ -x "$GATEWAY" ] || { echo "no executable at $GATEWAY" >&2; exit 1; }
+gateway_binary
 
 bench_init
-cat > "$WORK/pipeline.lua" <<'LUA'
-init = function(args)
-   local r = {}
-   for i = 1, 16 do r[i] = wrk.format(nil, "/") end
-   req = table.concat(r)
-end
-request = function() return req end
-LUA
+write_pipeline_lua "$WORK/pipeline.lua" 16
 NGINX_PORT=$BASE
 start_nginx "$NGINX_PORT"
 HAPROXY_THREADS=1 start_haproxy haproxy "$((BASE + 1))" "$NGINX_PORT" 4000

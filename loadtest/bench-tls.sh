@@ -42,13 +42,7 @@ BASE=${BASE_PORT:-18390}
 
 require_tools "apt-get install -y haproxy nginx-light wrk nghttp2-client openssl curl" nginx haproxy wrk h2load openssl curl
 
-if [ -n "${GATEWAY_BIN:-}" ]; then
-  GATEWAY=$GATEWAY_BIN
-else
-  swift build -c release --product gateway >/dev/null 2>&1
-  GATEWAY=.build/release/gateway
-fi
-[ -x "$GATEWAY" ] || { echo "no executable at $GATEWAY" >&2; exit 1; }
+gateway_binary
 
 NGINX_PORT=$BASE HAP_PORT=$((BASE + 1)) GW_PORT=$((BASE + 2)) GW_ADMIN=$((BASE + 3)) GW_TLS_PORT=$((BASE + 4))
 

@@ -6,6 +6,29 @@
 # background, and installs bench_cleanup on exit. The start_* functions add what they start to
 # pids and keep their files in WORK; start_gateway reads THREADS (the gateway's --threads).
 
+# The gateway to measure: GATEWAY_BIN, or this tree's release build, built first. Sets GATEWAY.
+gateway_binary() {
+  if [ -n "${GATEWAY_BIN:-}" ]; then
+    GATEWAY=$GATEWAY_BIN
+  else
+    swift build -c release --product gateway >/dev/null 2>&1
+    GATEWAY=.build/release/gateway
+  fi
+  [ -x "$GATEWAY" ] || { echo "no executable at $GATEWAY" >&2; exit 1; }
+}
+
+# A wrk script that sends N requests for / in every write, as wrk's scripts/pipeline.lua does.
+write_pipeline_lua() { # file N
+  cat > "$1" <<LUA
+init = function(args)
+   local r = {}
+   for i = 1, $2 do r[i] = wrk.format(nil, "/") end
+   req = table.concat(r)
+end
+request = function() return req end
+LUA
+}
+
 require_tools() { # hint tool... : exits naming the first missing tool and the install line
   local hint=$1 tool; shift
   for tool in "$@"; do
