@@ -97,7 +97,8 @@ func run(_ data: UnsafeRawBufferPointer, pieces: [Int], _ s: FuzzSettings) -> Ou
                 return out
             }
             switch step {
-            case .head(let head):
+            case .head:
+                let head = framer.head
                 pending.withUnsafeBytes { checkAccepted(head, $0, s, data) }
                 pending.removeFirst(head.length)
                 if head.isInterim {

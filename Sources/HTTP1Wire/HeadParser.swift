@@ -63,14 +63,25 @@ public enum HeadParser {
     public static func parse(
         _ bytes: UnsafeRawBufferPointer, kind: Kind, options: Options, scanned: Int = 0
     ) throws(HTTPParseError) -> MessageHead? {
+        var head = MessageHead()
+        guard try parse(bytes, kind: kind, options: options, scanned: scanned, into: &head) else { return nil }
+        return head
+    }
+
+    /// `parse` into a head the caller keeps: false (and `head` untouched) while the blank line
+    /// has not arrived. The framers parse in place, since a head is ~200 bytes and every copy of
+    /// it on the way to its handler costs a `memcpy`.
+    public static func parse(
+        _ bytes: UnsafeRawBufferPointer, kind: Kind, options: Options, scanned: Int = 0, into head: inout MessageHead
+    ) throws(HTTPParseError) -> Bool {
         let bad = kind == .request ? 400 : 502
         // Offsets are kept in 32 bits (ConnectionOptions).
         let limit = min(options.maxHeadBytes, Int(UInt32.max))
         guard let end = try findHeadEnd(bytes, from: min(scanned, bytes.count), limit: limit, bad: bad) else {
             if bytes.count > limit { throw tooLarge(kind) }
-            return nil
+            return false
         }
-        var head = MessageHead()
+        head = MessageHead()
         head.kind = kind
         head.length = end
         let pos: Int
@@ -79,7 +90,7 @@ public enum HeadParser {
         case .response: pos = try parseStatusLine(bytes, end: end, &head)
         }
         try parseHeaderLines(bytes, from: pos, to: end - 2, &head, options: options)
-        return head
+        return true
     }
 
     static func tooLarge(_ kind: Kind) -> HTTPParseError {

@@ -93,16 +93,16 @@ public struct MessageFramer: Sendable {
         let step: RawMessageFramer.Step
         if let buffered = input, buffered.readableBytes > held {
             let from = held
-            step = try buffered.withUnsafeReadableBytes { raw in
-                Result { () throws(HTTPParseError) in try framer.step(UnsafeRawBufferPointer(rebasing: raw[from...])) }
-            }.get()
+            step = try buffered.withUnsafeReadableBytes { raw throws(HTTPParseError) in
+                try framer.step(UnsafeRawBufferPointer(rebasing: raw[from...]))
+            }
         } else {
             // No bytes, yet a message may end: one without a body, or one whose last bytes were
             // just taken.
             step = try framer.step(UnsafeRawBufferPointer(start: nil, count: 0))
         }
         switch step {
-        case .head(let head): return .head(head, bytes: take(head.length))
+        case .head: return .head(framer.head, bytes: take(framer.head.length))
         case .body(let count):
             if framer.isInFramingLine {
                 held += count

@@ -4,8 +4,8 @@
 /// import NIO, so the fuzz targets under fuzz/ drive the very state machine the gateway runs.
 struct RawMessageFramer: Sendable {
     enum Step {
-        /// A head of `head.length` bytes.
-        case head(MessageHead)
+        /// A head of `head.length` bytes, in `head`.
+        case head
         /// This many body bytes, as framed (chunk sizes, extensions and trailers included).
         case body(Int)
         /// The message whose final head came last is complete.
@@ -23,6 +23,9 @@ struct RawMessageFramer: Sendable {
     private(set) var isInsideMessage = false
     /// The body of the message whose final head came last.
     private(set) var body = BodyDecoder(.none)
+    /// The head `step` returned last. Kept here rather than in `Step`, so the head is parsed in
+    /// place and copied only by whoever keeps it.
+    private(set) var head = MessageHead()
     /// The framing of the head returned last (`.none` for an interim head).
     private(set) var framing = BodyFraming.none
     /// The next final response head answers a HEAD request: it has no body, whatever it says.
@@ -55,21 +58,21 @@ struct RawMessageFramer: Sendable {
     mutating func step(_ bytes: UnsafeRawBufferPointer) throws(HTTPParseError) -> Step {
         guard isInsideMessage else {
             guard !bytes.isEmpty else { return .needMore }
-            guard let head = try HeadParser.parse(bytes, kind: kind, options: options, scanned: headScanned) else {
+            guard try HeadParser.parse(bytes, kind: kind, options: options, scanned: headScanned, into: &head) else {
                 headScanned = bytes.count
                 return .needMore
             }
             headScanned = 0
             if head.isInterim {
                 framing = .none
-                return .head(head)
+                return .head
             }
             framing = kind == .request
                 ? HeadParser.requestFraming(head)
                 : HeadParser.responseFraming(head, requestWasHead: respondingToHead)
             body = BodyDecoder(framing, errorStatus: kind == .request ? 400 : 502)
             isInsideMessage = true
-            return .head(head)
+            return .head
         }
         if body.isComplete {
             isInsideMessage = false

@@ -51,6 +51,9 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
     /// A gRPC call (only HTTP/2 streams carry them): its timeout may come from `grpc-timeout`, a
     /// trailers-only `grpc-status` may be retried, and its status is counted for the cluster.
     private let grpc: Bool
+    /// A HEAD request, whose response has no body. Decided once: reading `head` from this object
+    /// copies all of it.
+    private let isHeadRequest: Bool
 
     // MARK: route
 
@@ -167,6 +170,8 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         }
         upgrade = head.upgrade != nil && headBytes.withUnsafeReadableBytes { head.isWebSocketUpgrade($0) }
         grpc = stream.isGRPC
+        // Methods are case-sensitive (RFC 9110 §9.1): only `HEAD` has a response without a body.
+        isHeadRequest = head.method.count == 4 && headBytes.withUnsafeReadableBytes { equalsExactly($0, head.method, "HEAD") }
         if upgrade { HeadWriter.appendWebSocketUpgrade(to: &out) }
         upstreamHead = out
     }
@@ -336,10 +341,6 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         return XXHash64.hash(value)
     }
 
-    /// Methods are case-sensitive (RFC 9110 §9.1): only `HEAD` has a response without a body.
-    private var isHeadRequest: Bool {
-        head.method.count == 4 && headBytes.withUnsafeReadableBytes { equalsExactly($0, head.method, "HEAD") }
-    }
 
     func upstreamReady(_ request: UpstreamRequest) {
         route.stats.inc(.upstream_rq_total, row: worker.row)
