@@ -19,8 +19,10 @@ import NIOCore
 /// and `reset()` or drop the framer.
 public struct MessageFramer: Sendable {
     public enum Event: Sendable {
-        /// A head and its bytes. `framing` says how its body is delimited.
-        case head(MessageHead, bytes: ByteBuffer)
+        /// A head's bytes; the head itself is `head` until the next one. `framing` says how its
+        /// body is delimited. The event stays small (a head is ~200 bytes): every event is moved
+        /// through `next()`'s callers, and a head in it would be copied with each.
+        case head(ByteBuffer)
         /// Body bytes as they came framed (chunk sizes and trailers included): the proxy forwards
         /// them unchanged.
         case body(ByteBuffer)
@@ -30,9 +32,9 @@ public struct MessageFramer: Sendable {
         case needMore
     }
 
-    private var framer: RawMessageFramer
+    @usableFromInline var framer: RawMessageFramer
     /// Bytes read and not yet taken; nil rather than empty (see `take`).
-    private var input: ByteBuffer?
+    @usableFromInline var input: ByteBuffer?
     /// Body bytes at the start of `input` the framer consumed but has not handed out: a chunk-size
     /// line or a trailer section not complete yet. They go out with the bytes that complete them,
     /// so a line that turns out malformed is never partly forwarded.
@@ -52,19 +54,24 @@ public struct MessageFramer: Sendable {
 
     /// Bytes read and not yet taken (a head still incomplete, or messages the caller has not
     /// asked for yet): what a per-connection buffer limit bounds.
-    public var bufferedBytes: Int { input?.readableBytes ?? 0 }
+    @inlinable public var bufferedBytes: Int { input?.readableBytes ?? 0 }
+
+    /// The head of the last `.head` event (a new framer's is empty).
+    /// This and the other getters are inlinable: called across modules, a getter would have its
+    /// caller copy the whole framer (~350 bytes) to call it.
+    @inlinable public var head: MessageHead { framer.head }
 
     /// The body framing of the head `next()` returned last (`.none` for an interim head, a
     /// response to HEAD, a 204 or 304).
-    public var framing: BodyFraming { framer.framing }
+    @inlinable public var framing: BodyFraming { framer.framing }
 
     /// A final head was returned and its message's `.end` not yet: a close now cuts the message
     /// off, unless `endsAtClose`.
-    public var isInsideMessage: Bool { framer.isInsideMessage }
+    @inlinable public var isInsideMessage: Bool { framer.isInsideMessage }
 
     /// The body in progress runs until the connection closes (a response with neither
     /// Content-Length nor chunking): the close is its end.
-    public var endsAtClose: Bool { framer.endsAtClose }
+    @inlinable public var endsAtClose: Bool { framer.endsAtClose }
 
     /// How the next final response is framed: a response to HEAD has no body, whatever its head
     /// announces. Holds for that one response; call it between messages.
@@ -102,7 +109,7 @@ public struct MessageFramer: Sendable {
             step = try framer.step(UnsafeRawBufferPointer(start: nil, count: 0))
         }
         switch step {
-        case .head: return .head(framer.head, bytes: take(framer.head.length))
+        case .head: return .head(take(framer.head.length))
         case .body(let count):
             if framer.isInFramingLine {
                 held += count

@@ -2,7 +2,7 @@
 /// they begin with (a head, so many body bytes, the end of the message, or nothing complete yet),
 /// and the caller drops what that step took before the next call. It holds no bytes and does not
 /// import NIO, so the fuzz targets under fuzz/ drive the very state machine the gateway runs.
-struct RawMessageFramer: Sendable {
+@usableFromInline struct RawMessageFramer: Sendable {
     enum Step {
         /// A head of `head.length` bytes, in `head`.
         case head
@@ -20,14 +20,14 @@ struct RawMessageFramer: Sendable {
     /// `HeadParser.parse`), so a head arriving in pieces is scanned once, not once per piece.
     private(set) var headScanned = 0
     /// A final head was returned and its message's end not yet.
-    private(set) var isInsideMessage = false
+    @usableFromInline private(set) var isInsideMessage = false
     /// The body of the message whose final head came last.
-    private(set) var body = BodyDecoder(.none)
+    @usableFromInline private(set) var body = BodyDecoder(.none)
     /// The head `step` returned last. Kept here rather than in `Step`, so the head is parsed in
     /// place and copied only by whoever keeps it.
-    private(set) var head = MessageHead()
+    @usableFromInline private(set) var head = MessageHead()
     /// The framing of the head returned last (`.none` for an interim head).
-    private(set) var framing = BodyFraming.none
+    @usableFromInline private(set) var framing = BodyFraming.none
     /// The next final response head answers a HEAD request: it has no body, whatever it says.
     private(set) var respondingToHead = false
 
@@ -48,7 +48,7 @@ struct RawMessageFramer: Sendable {
 
     /// Whether the body of the message in progress ends when the connection closes (a response
     /// without Content-Length or chunking): a close then ends it instead of cutting it off.
-    var endsAtClose: Bool { isInsideMessage && body.endsAtClose }
+    @inlinable var endsAtClose: Bool { isInsideMessage && body.endsAtClose }
 
     /// What `bytes`, the input not taken yet, begin with. After a `.head` or `.body` the caller
     /// drops that many bytes from the front of its input; after `.needMore` it keeps them all.

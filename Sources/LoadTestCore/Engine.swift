@@ -370,7 +370,8 @@ final class User {
                 return
             }
             switch event {
-            case .head(let h, _):
+            case .head:
+                let h = responses.head
                 // Interim answers (100 Continue) are not the response; the final head follows.
                 if h.isInterim { continue }
                 head = h

@@ -223,7 +223,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
                     // and only a head that arrives in pieces gets here.
                     if headStartedAt == nil { headStartedAt = .now() }
                     break loop
-                case .head(let head, let headBytes):
+                case .head(let headBytes):
                     headStartedAt = nil
                     started += 1
                     state = .body
@@ -236,7 +236,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
                     if body == .ended { state = .awaitingResponse }
                     // May answer at once (a local reply): then `state` is `.head` again and the
                     // loop takes the next pipelined request.
-                    startRequest(head, headBytes)
+                    startRequest(requests.head, headBytes)
                 case .body, .end:
                     preconditionFailure("a request framer between requests gives a head or waits for one")
                 }

@@ -180,7 +180,8 @@ final class HTTPSRedirectHandler: ChannelInboundHandler {
         requests.append(unwrapInboundIn(data))
         let reply: ByteBuffer
         do throws(HTTPParseError) {
-            guard case .head(let head, let bytes) = try requests.next() else { return }
+            guard case .head(let bytes) = try requests.next() else { return }
+            let head = requests.head
             worker.listenerStats.inc(.requestsTotal, row: worker.row)
             if let location = Self.location(head, bytes) {
                 worker.listenerStats.countResponse(301, row: worker.row)

@@ -206,7 +206,8 @@ final class UpstreamConnection: ChannelInboundHandler {
             switch event {
             case .needMore:
                 return
-            case .head(let head, let bytes):
+            case .head(let bytes):
+                let head = framer.head
                 if head.status == 101 {
                     // Only a request that asked for WebSocket may be answered so (the gateway
                     // drops every other Upgrade); anything else is not speaking HTTP/1.1 with us.
