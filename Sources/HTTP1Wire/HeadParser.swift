@@ -446,15 +446,16 @@ public enum HeadParser {
         return n
     }
 
-    /// The request's body framing (RFC 9112 §6.3).
-    public static func requestFraming(_ head: MessageHead) -> BodyFraming {
+    /// The request's body framing (RFC 9112 §6.3). This and `responseFraming` are inlinable: a call
+    /// would copy the head it is given out of the framer that holds it.
+    @inlinable @inline(__always) public static func requestFraming(_ head: MessageHead) -> BodyFraming {
         if head.chunked { return .chunked }
         if let n = head.contentLength, n > 0 { return .contentLength(n) }
         return .none
     }
 
     /// The response's body framing given the request method and the status.
-    public static func responseFraming(_ head: MessageHead, requestWasHead: Bool) -> BodyFraming {
+    @inlinable @inline(__always) public static func responseFraming(_ head: MessageHead, requestWasHead: Bool) -> BodyFraming {
         if requestWasHead || head.status < 200 || head.status == 204 || head.status == 304 { return .none }
         if head.chunked { return .chunked }
         if let n = head.contentLength { return n > 0 ? .contentLength(n) : .none }

@@ -28,11 +28,11 @@ public struct MessageHead: Sendable {
     public var length: Int = 0
     /// Request: method and target ranges. Response: unused.
     public var method: Range<Int> {
-        get { _method.range }
+        @inlinable get { _method.range }
         set { _method = HeadRange(newValue) }
     }
     public var target: Range<Int> {
-        get { _target.range }
+        @inlinable get { _target.range }
         set { _target = HeadRange(newValue) }
     }
     /// Response status code.
@@ -51,30 +51,30 @@ public struct MessageHead: Sendable {
     /// request to switch protocols, or a 101's answer to one (RFC 9110 §7.8).
     public var connectionUpgrade = false
     public var upgrade: Range<Int>? {
-        get { _upgrade.optionalRange }
+        @inlinable get { _upgrade.optionalRange }
         set { _upgrade = HeadRange(newValue) }
     }
     public var host: Range<Int>? {
-        get { _host.optionalRange }
+        @inlinable get { _host.optionalRange }
         set { _host = HeadRange(newValue) }
     }
     public var requestID: Range<Int>? {
-        get { _requestID.optionalRange }
+        @inlinable get { _requestID.optionalRange }
         set { _requestID = HeadRange(newValue) }
     }
     public var forwardedFor: Range<Int>? {
-        get { _forwardedFor.optionalRange }
+        @inlinable get { _forwardedFor.optionalRange }
         set { _forwardedFor = HeadRange(newValue) }
     }
     /// W3C trace context lines of a request (the gateway writes its own in their place). A
     /// repeated line leaves an empty range: two traceparents make it invalid (W3C §3.2.2.7), and
     /// a tracestate split over lines is not forwarded.
     public var traceParent: Range<Int>? {
-        get { _traceParent.optionalRange }
+        @inlinable get { _traceParent.optionalRange }
         set { _traceParent = HeadRange(newValue) }
     }
     public var traceState: Range<Int>? {
-        get { _traceState.optionalRange }
+        @inlinable get { _traceState.optionalRange }
         set { _traceState = HeadRange(newValue) }
     }
     /// Header names the Connection header lists (other than close, keep-alive and the names that
@@ -88,14 +88,15 @@ public struct MessageHead: Sendable {
 
     // The ranges in 8 bytes each instead of 16 (24 optional): a head is copied by value several
     // times per request (framer, handler, router filter), and its size is what those copies cost.
-    private var _method = HeadRange.empty
-    private var _target = HeadRange.empty
-    private var _upgrade = HeadRange.absent
-    private var _host = HeadRange.absent
-    private var _requestID = HeadRange.absent
-    private var _forwardedFor = HeadRange.absent
-    private var _traceParent = HeadRange.absent
-    private var _traceState = HeadRange.absent
+    // Their getters are inlinable: a call across modules would have the caller copy the head.
+    @usableFromInline var _method = HeadRange.empty
+    @usableFromInline var _target = HeadRange.empty
+    @usableFromInline var _upgrade = HeadRange.absent
+    @usableFromInline var _host = HeadRange.absent
+    @usableFromInline var _requestID = HeadRange.absent
+    @usableFromInline var _forwardedFor = HeadRange.absent
+    @usableFromInline var _traceParent = HeadRange.absent
+    @usableFromInline var _traceState = HeadRange.absent
 
     public init() {}
 
@@ -110,7 +111,7 @@ public struct MessageHead: Sendable {
     }
 
     /// Whether the connection may carry another message after this one (RFC 9112 §9.3).
-    public var keepAlive: Bool {
+    @inlinable public var keepAlive: Bool {
         if connectionClose { return false }
         return minorVersion == 1 || connectionKeepAlive
     }
@@ -257,9 +258,9 @@ extension MessageHead {
 
 /// A byte range of a head in 8 bytes, or no range (`absent`). Heads are far below 4 GiB (the
 /// parser's size limit is capped there), so both offsets fit 32 bits.
-struct HeadRange: Sendable {
-    private var start: UInt32
-    private var end: UInt32
+@usableFromInline struct HeadRange: Sendable {
+    @usableFromInline var start: UInt32
+    @usableFromInline var end: UInt32
 
     static let empty = HeadRange(start: 0, end: 0)
     /// No range: an offset no head reaches.
@@ -279,6 +280,6 @@ struct HeadRange: Sendable {
         self = range.map(HeadRange.init) ?? .absent
     }
 
-    var range: Range<Int> { Int(start)..<Int(end) }
-    var optionalRange: Range<Int>? { start == .max ? nil : range }
+    @inlinable var range: Range<Int> { Int(start)..<Int(end) }
+    @inlinable var optionalRange: Range<Int>? { start == .max ? nil : range }
 }

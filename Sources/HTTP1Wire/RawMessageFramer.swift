@@ -89,5 +89,5 @@ extension MessageHead {
     /// A 1xx response (100 Continue, 103 Early Hints, 101 Switching Protocols): the final response
     /// of the same request follows it. A 101 is followed by another protocol instead; a peer that
     /// did not ask to switch treats it as an error.
-    public var isInterim: Bool { kind == .response && status < 200 }
+    @inlinable public var isInterim: Bool { kind == .response && status < 200 }
 }
