@@ -341,7 +341,6 @@ final class RouterFilter: UpstreamRequestOwner, RetryTarget {
         return XXHash64.hash(value)
     }
 
-
     func upstreamReady(_ request: UpstreamRequest) {
         route.stats.inc(.upstream_rq_total, row: worker.row)
         // Reads paused for an earlier try, or while waiting for this connection, go on: this
