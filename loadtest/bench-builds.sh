@@ -30,7 +30,7 @@ for i in "${!bins[@]}"; do
   start_gateway "g$i" "${bins[$i]}" "${PORTS[$i]}" $((BASE + 2 + 2 * i)) "$BASE"
   PIDS[$i]=$PID SUMR[$i]=0 SUMC[$i]=0
 done
-echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC'); wrk -t1 -c64 -d${DURATION}s, $ROUNDS rounds"
+echo "$(machine_line); wrk -t1 -c64 -d${DURATION}s, $ROUNDS rounds"
 n=${#bins[@]}
 for r in $(seq 1 "$ROUNDS"); do
   for k in $(seq 0 $((n - 1))); do

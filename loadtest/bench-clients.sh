@@ -268,7 +268,7 @@ held_gateway() {
   G=$RPS; GKIB[$r]=$KIB; GP99[$r]=$P99
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
+machine_line
 echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') nbthread $HAPROXY_THREADS, http-reuse always${HAPROXY_BIND_OPTIONS:+, bind $HAPROXY_BIND_OPTIONS}; gateway $GATEWAY --threads $THREADS --access-log off${GW_LISTENER:+, listener deferAccept}; nginx 1 worker"
 echo "clients: ab $(ab -V | awk 'NR == 1 {print $5}'), $(siege -V 2>&1 | awk 'NR == 1 {print $1, $2}'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), $LOADTEST"
 [ "$HAVE_HEY" = 1 ] || echo "hey: not installed (apt-get install -y hey), its row is skipped"

@@ -169,7 +169,7 @@ timeout_phase() { # name port pid: HELD heads against the 10s header timeout
   release "$port"
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u '+%Y-%m-%d %H:%M UTC')"
+machine_line
 echo "gateway new: $NEW_GATEWAY, old: $OLD_GATEWAY; --threads $THREADS; HAProxy $(haproxy -v | awk 'NR==1 {print $3}') nbthread 2; nginx 1 worker"
 echo "descriptors: ulimit -n $FD_LIMIT (hard $FD_HARD); each process below has its own"
 echo

@@ -35,7 +35,7 @@ ratio() { python3 -c "print('%.2f' % (float('$1') / float('$2')))"; }
 busy() { python3 -c "print('%.0f' % (($2 - $1) * 100 / $(getconf CLK_TCK) / $DURATION))"; }
 row() { printf "%-48s %10s %-8s CPU %5.2fs = %6.2f us/request%s\n" "$@"; }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "--- keep-alive, 64 connections, ${DURATION}s, $ROUNDS round(s)"
 RATIOS=()
 BUSY_W=() BUSY_L=()

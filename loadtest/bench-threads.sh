@@ -48,7 +48,7 @@ drive() { # port -> req/s
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
-echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
+machine_line
 echo "client $CLIENT, $ROUNDS rounds of ${DURATION}s; HAProxy nbthread 1; gateway $GATEWAY --threads 1 and 2; nginx 1 worker"
 HZ=$(getconf CLK_TCK)
 for r in $(seq 1 "$ROUNDS"); do

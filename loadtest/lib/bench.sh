@@ -147,8 +147,9 @@ start_gateway() { # name binary port admin-port upstream-port [extra listener fi
   wait_http "$3" || { cat "$WORK/$1.err" >&2; exit 1; }
 }
 
-# A process's CPU time (user + sys) in clock ticks, from /proc/<pid>/stat.
+# Whether a client's output gave a number (tools print nothing or text when a run fails).
 is_num() { [[ "${1:-}" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+# A process's CPU time (user + sys) in clock ticks, from /proc/<pid>/stat.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # Connections nginx has accepted (its stub_status at /nginx-status), counting the one asking.
@@ -175,7 +176,10 @@ start_holder() { # name script port
   echo "$1: the holder did not finish in 120 s" >&2; exit 1
 }
 
-machine_line() { echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"; }
+# Cores, CPU model, load and time of a run: the numbers are only comparable within one run.
+machine_line() {
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
+}
 
 # Rows "NAME REQ/S req/s cpu US us/req ..." of two contenders in FILE: A's averages over B's.
 ratio_summary() { # a b file
