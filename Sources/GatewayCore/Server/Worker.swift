@@ -52,6 +52,27 @@ final class Worker: @unchecked Sendable {
                   accessLogWriter: accessLogFD.map { AccessLogWriter(fd: $0) })
     }
 
+    /// Client connections whose waiting requests are taken once the loop has handled the events
+    /// of this round (`DownstreamHandler.continueInput`): one task for all of them, not one each.
+    private var continuations: [DownstreamHandler] = []
+    private var continuationsScheduled = false
+
+    func continueAfterEvents(_ connection: DownstreamHandler) {
+        eventLoop.assertInEventLoop()
+        continuations.append(connection)
+        guard !continuationsScheduled else { return }
+        continuationsScheduled = true
+        eventLoop.assumeIsolatedUnsafeUnchecked().execute { self.runContinuations() }
+    }
+
+    private func runContinuations() {
+        continuationsScheduled = false
+        // A connection that yields again goes in the next round's list.
+        let ready = continuations
+        continuations.removeAll(keepingCapacity: true)
+        for connection in ready { connection.continueInput() }
+    }
+
     /// Head buffers of closed client connections, for the next ones to take: a connection per
     /// request then allocates none of its own. Bounded in number and in the size of each kept.
     private var spareHeads: [ByteBuffer] = []
