@@ -9,7 +9,8 @@
 # the gateway's CPU µs per request) and the averages' ratios, new over old. CLIENT: wrk
 # (default: wrk -t1 -c64, keep-alive), close (loadtest -b -c 16 --connection close, a new
 # connection per request as siege and health checkers make them; LOADTEST_BIN, default
-# .build/release/loadtest), pipe (wrk -t1 -c32 with 16 requests per write).
+# .build/release/loadtest), pipe (wrk -t1 -c32 with 16 requests per write), hey (hey -c 32,
+# keep-alive from Go's HTTP client; as many requests as 8000 per second of DURATION).
 #   git worktree add /tmp/gw-base <commit> && swift build -c release --product gateway --package-path /tmp/gw-base
 #   loadtest/bench-ab.sh /tmp/gw-base/.build/release/gateway .build/release/gateway
 set -euo pipefail
@@ -23,8 +24,9 @@ LOADTEST=${LOADTEST_BIN:-.build/release/loadtest}
 require_tools "apt-get install -y nginx-light wrk" nginx wrk
 case $CLIENT in
   wrk|pipe) ;;
+  hey) require_tools "apt-get install -y hey" hey ;;
   close) [ -x "$LOADTEST" ] || { echo "no loadtest at $LOADTEST (swift build -c release --product loadtest)" >&2; exit 1; } ;;
-  *) echo "CLIENT must be wrk, close or pipe, not '$CLIENT'" >&2; exit 1 ;;
+  *) echo "CLIENT must be wrk, close, pipe or hey, not '$CLIENT'" >&2; exit 1 ;;
 esac
 bench_init
 write_pipeline_lua "$WORK/pipeline.lua" 16
@@ -45,6 +47,10 @@ run() { # name port pid
         out=$(wrk -t1 -c64 -d"${DURATION}s" "http://127.0.0.1:$2/")
       fi
       requests=$(awk '/requests in/ {print $1}' <<<"$out")
+      rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out") ;;
+    hey)
+      requests=$(( DURATION * 8000 ))
+      out=$(hey -n "$requests" -c 32 "http://127.0.0.1:$2/")
       rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out") ;;
     close)
       out=$("$LOADTEST" -b -c 16 -t "${DURATION}S" --connection close -q --json "http://127.0.0.1:$2/")

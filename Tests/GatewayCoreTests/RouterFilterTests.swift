@@ -108,8 +108,10 @@ final class EmbeddedConnector: UpstreamConnector, @unchecked Sendable {
         return channel.connect(to: try! SocketAddress(ipAddress: "127.0.0.1", port: 9))
     }
 
-    /// What the gateway wrote on connection `i`.
+    /// What the gateway wrote on connection `i`, flushed at the end of the loop's round (the
+    /// embedded loop runs the round's tasks first).
     func sent(_ i: Int) throws -> String {
+        loop.run()
         var out = ""
         while let b = try channels[i].readOutbound(as: ByteBuffer.self) { out += String(buffer: b) }
         return out
@@ -416,6 +418,8 @@ final class UpstreamRequestTests: XCTestCase {
         let request = makeTry(h, owner)
         request.start(head: ByteBuffer(string: "POST / HTTP/1.1\r\n\r\n"), requestComplete: true)
         XCTAssertEqual(owner.events, ["ready"])
+        XCTAssertNil(try h.connector.channels[0].readOutbound(as: ByteBuffer.self), "sent at the round's end")
+        h.loop.run()
         XCTAssertEqual(try h.connector.channels[0].readOutbound(as: ByteBuffer.self).map { String(buffer: $0) },
                        "POST / HTTP/1.1\r\n\r\n")
         XCTAssertEqual(try h.connector.channels[0].readOutbound(as: ByteBuffer.self).map { String(buffer: $0) }, "BODY")

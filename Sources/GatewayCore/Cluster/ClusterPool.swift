@@ -7,6 +7,8 @@ final class ClusterPool {
     /// The event loop's row in the sharded counters.
     let row: Int
     let connector: UpstreamConnector
+    /// The loop's round-end queue: requests are flushed there.
+    let roundEnd: RoundEndQueue
     private(set) var snapshot: ClusterSnapshot
     /// The snapshot's hosts in an array of this event loop's own: every pick reads the list, and
     /// the snapshot's array is one every loop would retain (a shared reference count per request).
@@ -36,8 +38,9 @@ final class ClusterPool {
     var shadowsInFlight = 0
     var shadowBytesInFlight = 0
 
-    init(snapshot: ClusterSnapshot, eventLoop: EventLoop, row: Int, connector: UpstreamConnector = SocketConnector()) {
+    init(snapshot: ClusterSnapshot, eventLoop: EventLoop, row: Int, connector: UpstreamConnector, roundEnd: RoundEndQueue) {
         self.row = row
+        self.roundEnd = roundEnd
         self.cluster = snapshot.cluster
         self.snapshot = snapshot
         hosts = snapshot.hosts.map { $0 }

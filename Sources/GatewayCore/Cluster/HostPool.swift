@@ -33,6 +33,8 @@ final class HostPool {
     let resources: ResourceManager
     let stats: ClusterStats
     let row: Int
+    /// The loop's round-end queue (the owner's).
+    let roundEnd: RoundEndQueue
     private var idle: [UpstreamConnection] = []
     var pending = Deque<PoolWaiter>()
     private var connecting = 0
@@ -61,6 +63,7 @@ final class HostPool {
         resources = owner.cluster.resources
         stats = owner.cluster.stats
         row = owner.row
+        roundEnd = owner.roundEnd
         maxRequestsPerConnection = owner.maxRequestsPerConnection
         maxConnectionDuration = owner.maxConnectionDuration
         draining = owner.draining

@@ -107,8 +107,9 @@ final class UpstreamRequest: PoolWaiter, UpstreamResponseSink {
         handingOver = true
         owner?.upstreamReady(self)
         handingOver = false
-        connection.flush()
-        // A flush that failed closed the connection, and the try ended, inside the call.
+        // Sent with the loop's other upstream requests once this round's events are handled.
+        // A send that fails then closes the connection, which ends the try.
+        hostPool.roundEnd.flush(connection)
         if let perTryTimeout, state == .awaitingResponse {
             perTryTimer = eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: perTryTimeout) { self.perTryTimedOut() }
         }

@@ -23,6 +23,8 @@ final class Worker: @unchecked Sendable {
     private var pools: [ObjectIdentifier: ClusterPool] = [:]
     /// How this loop's pools open upstream connections (tests substitute embedded channels).
     var connector: UpstreamConnector = SocketConnector()
+    /// Flushes and continuations for the end of the loop's round, shared by its pools and connections.
+    let roundEnd: RoundEndQueue
     var draining = false
     /// Open downstream connections, so a drain can close the idle ones and the tick can time them out.
     var downstreams: [ObjectIdentifier: DownstreamHandler] = [:]
@@ -37,6 +39,7 @@ final class Worker: @unchecked Sendable {
     init(index: Int, eventLoop: EventLoop, snapshot: ConfigSnapshot, listenerStats: ListenerStats,
          accessLogWriter: AccessLogWriter?) {
         self.eventLoop = eventLoop
+        roundEnd = RoundEndQueue(eventLoop: eventLoop)
         row = ShardedCounters.row(forLoop: index)
         self.snapshot = snapshot
         sampleThreshold = snapshot.tracing.sampleThreshold
@@ -50,27 +53,6 @@ final class Worker: @unchecked Sendable {
                      accessLogFD: Int32?) {
         self.init(index: index, eventLoop: eventLoop, snapshot: snapshot, listenerStats: listenerStats,
                   accessLogWriter: accessLogFD.map { AccessLogWriter(fd: $0) })
-    }
-
-    /// Client connections whose waiting requests are taken once the loop has handled the events
-    /// of this round (`DownstreamHandler.continueInput`): one task for all of them, not one each.
-    private var continuations: [DownstreamHandler] = []
-    private var continuationsScheduled = false
-
-    func continueAfterEvents(_ connection: DownstreamHandler) {
-        eventLoop.assertInEventLoop()
-        continuations.append(connection)
-        guard !continuationsScheduled else { return }
-        continuationsScheduled = true
-        eventLoop.assumeIsolatedUnsafeUnchecked().execute { self.runContinuations() }
-    }
-
-    private func runContinuations() {
-        continuationsScheduled = false
-        // A connection that yields again goes in the next round's list.
-        let ready = continuations
-        continuations.removeAll(keepingCapacity: true)
-        for connection in ready { connection.continueInput() }
     }
 
     /// Head buffers of closed client connections, for the next ones to take: a connection per
@@ -104,7 +86,7 @@ final class Worker: @unchecked Sendable {
             if p.snapshot !== cluster { p.update(cluster) }
             return p
         }
-        let p = ClusterPool(snapshot: cluster, eventLoop: eventLoop, row: row, connector: connector)
+        let p = ClusterPool(snapshot: cluster, eventLoop: eventLoop, row: row, connector: connector, roundEnd: roundEnd)
         pools[id] = p
         return p
     }

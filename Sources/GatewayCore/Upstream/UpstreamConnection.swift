@@ -354,3 +354,7 @@ extension UpstreamConnection: TunnelEnd {
         }
     }
 }
+
+extension UpstreamConnection: RoundEndFlush {
+    func flushAtRoundEnd() { flush() }
+}
