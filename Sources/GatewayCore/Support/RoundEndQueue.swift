@@ -18,7 +18,8 @@ protocol RoundEndContinuation: AnyObject {
 /// often finds its peer asleep and pays for waking it (on 2 cores shared with nginx and the
 /// client, sending upstream requests at the round's end took 7 % less CPU per keep-alive request
 /// and gave 8 % more throughput). The wait is the rest of the round: what is already read, not a
-/// timer. (Answers to clients go at once: see `DownstreamHandler.endStream`.) Continuations (pipelined requests behind an answer,
+/// timer. (Answers to clients go at once: see `DownstreamHandler.endStream`. `FlushCoalescer`
+/// does the same for the streams of one HTTP/2 connection.) Continuations (pipelined requests behind an answer,
 /// a pass that yielded) run first, so the requests they start are flushed in the same run; one
 /// that yields again waits for the next round, so I/O is never starved.
 final class RoundEndQueue {
