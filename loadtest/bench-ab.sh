@@ -10,7 +10,8 @@
 # (default: wrk -t1 -c64, keep-alive), close (loadtest -b -c 16 --connection close, a new
 # connection per request as siege and health checkers make them; LOADTEST_BIN, default
 # .build/release/loadtest), pipe (wrk -t1 -c32 with 16 requests per write), hey (hey -c 32,
-# keep-alive from Go's HTTP client; as many requests as 8000 per second of DURATION).
+# keep-alive from Go's HTTP client; as many requests as 8000 per second of DURATION), h2 (h2load
+# -c 4 -m 100 over h2c, both gateways with listener.http2 on).
 #   git worktree add /tmp/gw-base <commit> && swift build -c release --product gateway --package-path /tmp/gw-base
 #   loadtest/bench-ab.sh /tmp/gw-base/.build/release/gateway .build/release/gateway
 set -euo pipefail
@@ -25,16 +26,17 @@ require_tools "apt-get install -y nginx-light wrk" nginx wrk
 case $CLIENT in
   wrk|pipe) ;;
   hey) require_tools "apt-get install -y hey" hey ;;
+  h2) require_tools "apt-get install -y nghttp2-client" h2load; LISTENER_FIELDS=', "http2": {"enabled": true}' ;;
   close) [ -x "$LOADTEST" ] || { echo "no loadtest at $LOADTEST (swift build -c release --product loadtest)" >&2; exit 1; } ;;
-  *) echo "CLIENT must be wrk, close, pipe or hey, not '$CLIENT'" >&2; exit 1 ;;
+  *) echo "CLIENT must be wrk, close, pipe, hey or h2, not '$CLIENT'" >&2; exit 1 ;;
 esac
 bench_init
 write_pipeline_lua "$WORK/pipeline.lua" 16
 NGINX_PORT=18190
 start_nginx "$NGINX_PORT"
 THREADS=2
-start_gateway old "$OLD_BIN" 18191 18192 "$NGINX_PORT"; OLD=$PID
-start_gateway new "$NEW_BIN" 18193 18194 "$NGINX_PORT"; NEW=$PID
+start_gateway old "$OLD_BIN" 18191 18192 "$NGINX_PORT" "${LISTENER_FIELDS:-}"; OLD=$PID
+start_gateway new "$NEW_BIN" 18193 18194 "$NGINX_PORT" "${LISTENER_FIELDS:-}"; NEW=$PID
 
 run() { # name port pid
   local before out requests rps
@@ -48,6 +50,10 @@ run() { # name port pid
       fi
       requests=$(awk '/requests in/ {print $1}' <<<"$out")
       rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out") ;;
+    h2)
+      out=$(h2load -D "$DURATION" -c 4 -m 100 -t 1 "http://127.0.0.1:$2/")
+      requests=$(awk '/^requests:/ {print $8}' <<<"$out")
+      rps=$(awk '/^finished in/ {print $4}' <<<"$out") ;;
     hey)
       requests=$(( DURATION * 8000 ))
       out=$(hey -n "$requests" -c 32 "http://127.0.0.1:$2/")
