@@ -18,11 +18,14 @@ protocol RoundEndContinuation: AnyObject {
 /// often finds its peer asleep and pays for waking it (on 2 cores shared with nginx and the
 /// client, sending upstream requests at the round's end took 7 % less CPU per keep-alive request
 /// and gave 8 % more throughput). The wait is the rest of the round: what is already read, not a
-/// timer. (Answers to clients go at once: see `DownstreamHandler.endStream`. `FlushCoalescer`
-/// does the same for the streams of one HTTP/2 connection with a task of its own; moved onto
-/// this queue it cost 3 % and 8 % more CPU per request in two `bench-ab.sh CLIENT=h2` runs.) Continuations (pipelined requests behind an answer,
-/// a pass that yielded) run first, so the requests they start are flushed in the same run; one
-/// that yields again waits for the next round, so I/O is never starved.
+/// timer. Continuations (pipelined requests behind an answer, a pass that yielded) run first, so
+/// the requests they start are flushed in the same run; one that yields again waits for the next
+/// round, so I/O is never starved. The lists hold what one round registered: a continuation per
+/// client connection at most (`DownstreamHandler.continuationScheduled`), a flush per request.
+///
+/// Answers to HTTP/1.1 clients go at once (see `DownstreamHandler.endStream`). `FlushCoalescer`
+/// does the same as this for the streams of one HTTP/2 connection, with a task of its own; moved
+/// onto this queue it cost 3 % and 8 % more CPU per request in two `bench-ab.sh CLIENT=h2` runs.
 final class RoundEndQueue {
     let eventLoop: EventLoop
     private var continuations: [RoundEndContinuation] = []
