@@ -12,31 +12,22 @@ final class RoundEndQueueTests: XCTestCase {
         var entries: [String] = []
     }
 
-    final class Flusher: RoundEndFlush {
+    /// A connection as the queue sees it: what it is asked to do goes in the log, then `then` runs.
+    final class Party: RoundEndFlush, RoundEndContinuation {
         let name: String
         let log: Log
-        var onFlush: (() -> Void)?
+        var then: (() -> Void)?
         init(_ name: String, _ log: Log) {
             self.name = name
             self.log = log
         }
         func flushAtRoundEnd() {
             log.entries.append("flush \(name)")
-            onFlush?()
-        }
-    }
-
-    final class Continuer: RoundEndContinuation {
-        let name: String
-        let log: Log
-        var onContinue: (() -> Void)?
-        init(_ name: String, _ log: Log) {
-            self.name = name
-            self.log = log
+            then?()
         }
         func continueAtRoundEnd() {
             log.entries.append("continue \(name)")
-            onContinue?()
+            then?()
         }
     }
 
@@ -44,10 +35,10 @@ final class RoundEndQueueTests: XCTestCase {
         let loop = EmbeddedEventLoop()
         let queue = RoundEndQueue(eventLoop: loop)
         let log = Log()
-        let a = Flusher("a", log), b = Flusher("b", log), started = Flusher("started", log)
-        let c = Continuer("c", log)
+        let a = Party("a", log), b = Party("b", log), started = Party("started", log)
+        let c = Party("c", log)
         // The continuation starts a request, whose flush joins this round's run.
-        c.onContinue = { queue.flush(started) }
+        c.then = { queue.flush(started) }
         queue.flush(a)
         queue.continueInput(c)
         queue.flush(b)
@@ -63,11 +54,11 @@ final class RoundEndQueueTests: XCTestCase {
         let loop = EmbeddedEventLoop()
         let queue = RoundEndQueue(eventLoop: loop)
         let log = Log()
-        let c = Continuer("c", log)
-        var flushers: [Flusher] = []
-        c.onContinue = {
+        let c = Party("c", log)
+        var flushers: [Party] = []
+        c.then = {
             // Each pass starts a request, then yields with requests left.
-            let f = Flusher("f\(flushers.count + 1)", log)
+            let f = Party("f\(flushers.count + 1)", log)
             flushers.append(f)
             queue.flush(f)
             if flushers.count < 3 { queue.continueInput(c) }
@@ -84,9 +75,9 @@ final class RoundEndQueueTests: XCTestCase {
         let loop = EmbeddedEventLoop()
         let queue = RoundEndQueue(eventLoop: loop)
         let log = Log()
-        let first = Flusher("first", log), next = Flusher("next", log)
+        let first = Party("first", log), next = Party("next", log)
         // A client that becomes writable in a flush takes its next request.
-        first.onFlush = { queue.flush(next) }
+        first.then = { queue.flush(next) }
         queue.flush(first)
         loop.run()
         XCTAssertEqual(log.entries, ["flush first", "flush next"])
