@@ -6,7 +6,7 @@ import NIOCore
 /// sends back (it is the filter's `DownstreamStream`). One request at a time; pipelined requests wait
 /// in a bounded buffer and are taken in a loop, never by recursion. Every wait is timed (see
 /// `checkTimeouts`). Confined to its event loop.
-final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
+final class DownstreamHandler: ChannelInboundHandler, DownstreamStream, RoundEndContinuation {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -264,7 +264,7 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
     }
 
     /// The yield or wait that `continuationScheduled` marks is over: the requests left are taken.
-    private func continueInput() {
+    func continueAtRoundEnd() {
         assert(continuationScheduled, "a continuation runs once per wait")
         continuationScheduled = false
         if state == .head {
@@ -709,10 +709,6 @@ final class DownstreamHandler: ChannelInboundHandler, DownstreamStream {
             }
         }
     }
-}
-
-extension DownstreamHandler: RoundEndContinuation {
-    func continueAtRoundEnd() { continueInput() }
 }
 
 extension DownstreamHandler: TunnelEnd {
