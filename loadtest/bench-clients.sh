@@ -47,7 +47,9 @@
 #      LOADTEST_BIN (default .build/release/loadtest, built when missing), GATEWAY_THREADS (2),
 #      PIPELINE (16), BASE_PORT (18290; uses BASE_PORT .. BASE_PORT+7), HAPROXY_THREADS (1),
 #      DEFER_ACCEPT (1; 0 leaves both proxies' accept as by default), ROWS (the rows to run,
-#      in order, space-separated: default all, "ab siege wrk wrk-pipe hey lt-ka lt-close held").
+#      in order, space-separated: default all, "ab siege wrk wrk-pipe hey lt-ka lt-close held"),
+#      HAPROXY_SCHED (other: as started; batch: every HAProxy thread SCHED_BATCH with `chrt`, the
+#      policy the gateway's event loops take by default, --loop-scheduling).
 # Needs nginx, haproxy, wrk, siege, ab, hey, curl and python3:
 #   apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3
 # The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
@@ -100,6 +102,12 @@ start_nginx "$NGINX_PORT" "$NGINX_STATUS_LOCATION"
 
 start_haproxy haproxy "$HAP_PORT" "$NGINX_PORT" 4000
 HAP_PID=$PID
+HAPROXY_SCHED=${HAPROXY_SCHED:-other}
+case $HAPROXY_SCHED in
+  other) ;;
+  batch) chrt -a -b -p 0 "$HAP_PID" ;;
+  *) echo "HAPROXY_SCHED must be other or batch, not '$HAPROXY_SCHED'" >&2; exit 1 ;;
+esac
 start_gateway gateway "$GATEWAY" "$GW_PORT" "$GW_ADMIN" "$NGINX_PORT" "$GW_LISTENER"
 GW_PID=$PID
 
@@ -253,6 +261,7 @@ held_haproxy() {
   local strict
   strict=$(no_strict_limits "$HELD_MAXCONN" "$FD_LIMIT")
   start_haproxy haproxy-held "$HAP_HELD_PORT" "$NGINX_PORT" "$HELD_MAXCONN" "$strict" "  timeout http-keep-alive ${HOLD_TIMEOUT}s"
+  if [ "$HAPROXY_SCHED" = batch ]; then chrt -a -b -p 0 "$PID"; fi
   if [ "$r" = 1 ]; then
     echo "   haproxy: maxconn $HELD_MAXCONN${strict:+, no strict-limits}, timeout http-keep-alive ${HOLD_TIMEOUT}s"
     grep -h -E 'WARNING|ALERT' "$WORK/haproxy-held.log" | sed 's/^/   haproxy: /' || true
@@ -269,7 +278,7 @@ held_gateway() {
 }
 
 machine_line
-echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') nbthread $HAPROXY_THREADS, http-reuse always${HAPROXY_BIND_OPTIONS:+, bind $HAPROXY_BIND_OPTIONS}; gateway $GATEWAY --threads $THREADS --access-log off${GW_LISTENER:+, listener deferAccept}; nginx 1 worker"
+echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') nbthread $HAPROXY_THREADS (SCHED_${HAPROXY_SCHED^^}), http-reuse always${HAPROXY_BIND_OPTIONS:+, bind $HAPROXY_BIND_OPTIONS}; gateway $GATEWAY --threads $THREADS --access-log off${GW_LISTENER:+, listener deferAccept}; nginx 1 worker"
 echo "clients: ab $(ab -V | awk 'NR == 1 {print $5}'), $(siege -V 2>&1 | awk 'NR == 1 {print $1, $2}'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), $LOADTEST"
 [ "$HAVE_HEY" = 1 ] || echo "hey: not installed (apt-get install -y hey), its row is skipped"
 echo "$ROUNDS interleaved rounds, DURATION ${DURATION}s (connection-close rows ${CLOSE_DURATION}s), HELD $HELD, descriptors $FD_LIMIT"

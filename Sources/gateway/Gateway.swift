@@ -47,6 +47,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("cpu-affinity"),
             help: "'auto' pins each event loop to its own core when there is one loop per core; 'off' never pins.")
     var cpuAffinity = "auto"
+    @Option(name: .customLong("loop-scheduling"),
+            help: "'batch' (default) runs the event loops as SCHED_BATCH threads: woken, they wait for the thread running on their core instead of preempting it; 'normal' leaves them SCHED_OTHER.")
+    var loopScheduling = "batch"
     @Option(name: .customLong("drain-timeout"), help: "Seconds SIGTERM waits for in-flight requests.") var drainTimeout = 10.0
 
     func validate() throws {
@@ -54,6 +57,7 @@ struct Serve: AsyncParsableCommand {
         if let adminPort, !(0...65535).contains(adminPort) { throw ValidationError("--admin-port must be 0...65535") }
         if threads < 1 { throw ValidationError("--threads must be >= 1") }
         if cpuAffinity != "auto" && cpuAffinity != "off" { throw ValidationError("--cpu-affinity must be auto or off") }
+        if LoopScheduling(rawValue: loopScheduling) == nil { throw ValidationError("--loop-scheduling must be batch or normal") }
     }
 
     func run() async throws {
@@ -83,6 +87,10 @@ struct Serve: AsyncParsableCommand {
         if cpuAffinity == "auto" {
             let cpus = CPUAffinity.pinOneLoopPerCPU(group)
             if !cpus.isEmpty { logger.info("event loops pinned to CPUs \(cpus.map(String.init).joined(separator: ","))") }
+        }
+        let scheduling = LoopScheduling(rawValue: loopScheduling)!
+        if scheduling != .normal && !scheduling.apply(to: group) {
+            logger.warning("event loops left SCHED_OTHER: the kernel refused --loop-scheduling \(loopScheduling)")
         }
         let runtime = try GatewayRuntime(
             config: cfg, configPath: config, loadConfig: { try ConfigLoader.load(contentsOf: $0) }, group: group,

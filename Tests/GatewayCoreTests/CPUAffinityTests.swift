@@ -25,3 +25,18 @@ final class CPUAffinityTests: XCTestCase {
         XCTAssertEqual(seen, Array(repeating: cpus, count: cpus.count + 1))
     }
 }
+
+final class LoopSchedulingPolicyTests: XCTestCase {
+    func testBatchIsSetOnEveryLoopAndNormalTakesItBack() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        defer { try? group.syncShutdownGracefully() }
+        let caller = LoopScheduling.currentPolicy()
+        XCTAssertTrue(LoopScheduling.batch.apply(to: group))
+        let batch = try group.makeIterator().map { loop in try loop.submit { LoopScheduling.currentPolicy() }.wait() }
+        XCTAssertEqual(batch, [3, 3], "SCHED_BATCH on each loop's own thread")
+        XCTAssertEqual(LoopScheduling.currentPolicy(), caller, "the calling thread keeps its policy")
+        XCTAssertTrue(LoopScheduling.normal.apply(to: group))
+        let normal = try group.makeIterator().map { loop in try loop.submit { LoopScheduling.currentPolicy() }.wait() }
+        XCTAssertEqual(normal, [0, 0])
+    }
+}

@@ -47,10 +47,11 @@ final class OneLoopGateway {
     let port: Int
     let adminPort: Int
 
-    init(config: URL) throws {
+    /// `threads`: other than one for tests of the loops themselves; `arguments` go last.
+    init(config: URL, threads: Int = 1, arguments: [String] = []) throws {
         process.executableURL = try builtExecutable("gateway")
         process.arguments = ["--config", config.path, "--port", "0", "--admin-port", "0", "--address", "127.0.0.1",
-                             "--access-log", "off", "--threads", "1"]
+                             "--access-log", "off", "--threads", String(threads)] + arguments
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice

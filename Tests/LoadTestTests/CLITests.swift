@@ -23,6 +23,7 @@ final class CLITests: XCTestCase {
             ("loadtest", ["http://127.0.0.1:1/a", "http://127.0.0.1:1/b"]),
             ("gateway", ["--frobnicate"]),
             ("gateway", ["--config", "/nonexistent.json"]),
+            ("gateway", ["--loop-scheduling", "fifo"]),
             ("maskshop", ["frobnicate"]),
         ]
         for (exe, args) in cases {
