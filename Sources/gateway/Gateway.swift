@@ -89,7 +89,7 @@ struct Serve: AsyncParsableCommand {
             if !cpus.isEmpty { logger.info("event loops pinned to CPUs \(cpus.map(String.init).joined(separator: ","))") }
         }
         let scheduling = LoopScheduling(rawValue: loopScheduling)!
-        if scheduling != .normal && !scheduling.apply(to: group) {
+        if scheduling != .normal && LoopScheduling.isSupported && !scheduling.apply(to: group) {
             logger.warning("event loops left SCHED_OTHER: the kernel refused --loop-scheduling \(loopScheduling)")
         }
         let runtime = try GatewayRuntime(

@@ -28,6 +28,7 @@ final class CPUAffinityTests: XCTestCase {
 
 final class LoopSchedulingPolicyTests: XCTestCase {
     func testBatchIsSetOnEveryLoopAndNormalTakesItBack() throws {
+        try XCTSkipUnless(LoopScheduling.isSupported, "Linux's scheduling policies")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         defer { try? group.syncShutdownGracefully() }
         let caller = LoopScheduling.currentPolicy()

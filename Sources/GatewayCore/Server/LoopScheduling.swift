@@ -28,6 +28,15 @@ public enum LoopScheduling: String, CaseIterable, Sendable {
         }
     }
 
+    /// The platform has these policies (Linux); elsewhere the loops run as the system schedules them.
+    public static var isSupported: Bool {
+        #if os(Linux)
+        return true
+        #else
+        return false
+        #endif
+    }
+
     /// The policy of the calling thread, as the kernel reports it (-1 if it cannot be read).
     public static func currentPolicy() -> Int32 {
         #if os(Linux)
