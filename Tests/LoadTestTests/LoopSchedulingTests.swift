@@ -7,10 +7,12 @@ final class LoopSchedulingTests: XCTestCase {
     /// Thread name → policy, for the gateway's threads.
     private func policies(of pid: Int32) throws -> [(name: String, policy: Int)] {
         let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
-        return try tasks.map { tid in
-            let name = try String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-            let stat = try String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8)
+        // A thread that ends between the listing and the reads (a pool thread) is left out.
+        return tasks.compactMap { tid in
+            guard let comm = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8),
+                  let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8)
+            else { return nil }
+            let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
             // Fields after the parenthesised name, which may itself hold spaces: state is field 3.
             let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
             return (name, Int(fields[41 - 3])!)
