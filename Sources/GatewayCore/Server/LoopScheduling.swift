@@ -12,8 +12,9 @@ import NIOPosix
 /// waiting. Measured on two cores shared with nginx and the load generator, loops pinned one per
 /// core (`bench-ab.sh`, README "Benchmarks"): under hey 5–12 % more throughput and 6–10 % less CPU
 /// per request in three runs, and 12 % fewer context switches on the machine per request; `wrk
-/// -c64` and pipelined within this machine's noise (−5 to +5 %); p99 alike in `wrk --latency` runs. A loop that has its
-/// core to itself runs as before: the policy only decides who waits on a shared core.
+/// -c64` and pipelined within this machine's noise (−5 to +5 %); p99 alike in `wrk --latency`
+/// runs. A loop that has its core to itself runs as before: the policy only decides who waits on
+/// a shared core.
 /// `normal` leaves the threads SCHED_OTHER. Unprivileged: Linux lets any thread move between
 /// SCHED_OTHER and SCHED_BATCH.
 public enum LoopScheduling: String, Sendable {
