@@ -90,7 +90,7 @@ struct Serve: AsyncParsableCommand {
         }
         let scheduling = LoopScheduling(rawValue: loopScheduling)!
         if scheduling != .normal && LoopScheduling.isSupported && !scheduling.apply(to: group) {
-            logger.warning("event loops left SCHED_OTHER: the kernel refused --loop-scheduling \(loopScheduling)")
+            logger.warning("the kernel refused --loop-scheduling \(loopScheduling) for some event loops: they stay SCHED_OTHER")
         }
         let runtime = try GatewayRuntime(
             config: cfg, configPath: config, loadConfig: { try ConfigLoader.load(contentsOf: $0) }, group: group,

@@ -11,7 +11,7 @@ import NIOPosix
 /// its own batch); it runs when that thread sleeps or its slice ends, and then finds more events
 /// waiting. Measured on two cores shared with nginx and the load generator, loops pinned one per
 /// core (`bench-ab.sh`, README "Benchmarks"): under hey 5–12 % more throughput and 6–10 % less CPU
-/// per request in three runs, and 12 % fewer context switches on the machine per request; `wrk
+/// per request in three runs, and 11–17 % fewer context switches on the machine per request; `wrk
 /// -c64` and pipelined within this machine's noise (−5 to +5 %); p99 alike in `wrk --latency`
 /// runs. A loop that has its core to itself runs as before: the policy only decides who waits on
 /// a shared core.
@@ -48,20 +48,21 @@ public enum LoopScheduling: String, Sendable {
         #endif
     }
 
-    /// Sets the policy on every loop of `group`, each from its own thread; true when all took it.
-    /// Blocks until every loop has.
+    /// Sets the policy on every loop of `group`, each from its own thread; true when all took it
+    /// (a loop the kernel refuses does not keep the others from it). Blocks until every loop has.
     public func apply(to group: MultiThreadedEventLoopGroup) -> Bool {
         #if os(Linux)
         let policy = self.policy
+        var all = true
         for loop in group.makeIterator() {
             let applied = try? loop.submit { () -> Bool in
                 var param = sched_param()
                 param.sched_priority = 0  // the only priority SCHED_OTHER and SCHED_BATCH have
                 return sched_setscheduler(0, policy, &param) == 0
             }.wait()
-            guard applied == true else { return false }
+            if applied != true { all = false }
         }
-        return true
+        return all
         #else
         return false
         #endif
