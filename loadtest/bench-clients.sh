@@ -49,7 +49,9 @@
 #      DEFER_ACCEPT (1; 0 leaves both proxies' accept as by default), ROWS (the rows to run,
 #      in order, space-separated: default all, "ab siege wrk wrk-pipe hey lt-ka lt-close held"),
 #      HAPROXY_SCHED (other: as started; batch: every HAProxy thread SCHED_BATCH with `chrt`, the
-#      policy the gateway's event loops take by default, --loop-scheduling).
+#      policy the gateway's event loops take by default, --loop-scheduling), HAPROXY_NICE (0; e.g.
+#      -5: every HAProxy thread at that nice value with `renice`, as the gateway's loops take by
+#      default when allowed, --loop-nice).
 # Needs nginx, haproxy, wrk, siege, ab, hey, curl and python3:
 #   apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3
 # The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
@@ -103,11 +105,20 @@ start_nginx "$NGINX_PORT" "$NGINX_STATUS_LOCATION"
 start_haproxy haproxy "$HAP_PORT" "$NGINX_PORT" 4000
 HAP_PID=$PID
 HAPROXY_SCHED=${HAPROXY_SCHED:-other}
+HAPROXY_NICE=${HAPROXY_NICE:-0}
 case $HAPROXY_SCHED in
-  other) ;;
-  batch) chrt -a -b -p 0 "$HAP_PID" ;;
+  other|batch) ;;
   *) echo "HAPROXY_SCHED must be other or batch, not '$HAPROXY_SCHED'" >&2; exit 1 ;;
 esac
+# HAProxy's threads under the policy and nice value asked for (a like-for-like check of the
+# gateway's --loop-scheduling and --loop-nice).
+haproxy_policy() { # pid
+  if [ "$HAPROXY_SCHED" = batch ]; then chrt -a -b -p 0 "$1"; fi
+  if [ "$HAPROXY_NICE" != 0 ]; then
+    for task in /proc/"$1"/task/*; do renice -n "$HAPROXY_NICE" -p "${task##*/}" >/dev/null; done
+  fi
+}
+haproxy_policy "$HAP_PID"
 start_gateway gateway "$GATEWAY" "$GW_PORT" "$GW_ADMIN" "$NGINX_PORT" "$GW_LISTENER"
 GW_PID=$PID
 
@@ -261,7 +272,7 @@ held_haproxy() {
   local strict
   strict=$(no_strict_limits "$HELD_MAXCONN" "$FD_LIMIT")
   start_haproxy haproxy-held "$HAP_HELD_PORT" "$NGINX_PORT" "$HELD_MAXCONN" "$strict" "  timeout http-keep-alive ${HOLD_TIMEOUT}s"
-  if [ "$HAPROXY_SCHED" = batch ]; then chrt -a -b -p 0 "$PID"; fi
+  haproxy_policy "$PID"
   if [ "$r" = 1 ]; then
     echo "   haproxy: maxconn $HELD_MAXCONN${strict:+, no strict-limits}, timeout http-keep-alive ${HOLD_TIMEOUT}s"
     grep -h -E 'WARNING|ALERT' "$WORK/haproxy-held.log" | sed 's/^/   haproxy: /' || true
@@ -278,7 +289,7 @@ held_gateway() {
 }
 
 machine_line
-echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') nbthread $HAPROXY_THREADS (SCHED_${HAPROXY_SCHED^^}), http-reuse always${HAPROXY_BIND_OPTIONS:+, bind $HAPROXY_BIND_OPTIONS}; gateway $GATEWAY --threads $THREADS --access-log off${GW_LISTENER:+, listener deferAccept}; nginx 1 worker"
+echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') nbthread $HAPROXY_THREADS (SCHED_${HAPROXY_SCHED^^}, nice $HAPROXY_NICE), http-reuse always${HAPROXY_BIND_OPTIONS:+, bind $HAPROXY_BIND_OPTIONS}; gateway $GATEWAY --threads $THREADS --access-log off${GW_LISTENER:+, listener deferAccept}; nginx 1 worker"
 echo "clients: ab $(ab -V | awk 'NR == 1 {print $5}'), $(siege -V 2>&1 | awk 'NR == 1 {print $1, $2}'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), $LOADTEST"
 [ "$HAVE_HEY" = 1 ] || echo "hey: not installed (apt-get install -y hey), its row is skipped"
 echo "$ROUNDS interleaved rounds, DURATION ${DURATION}s (connection-close rows ${CLOSE_DURATION}s), HELD $HELD, descriptors $FD_LIMIT"

@@ -50,6 +50,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("loop-scheduling"),
             help: "'batch' (default) runs the event loops as SCHED_BATCH threads: woken, they wait for the thread running on their core instead of preempting it; 'normal' leaves them SCHED_OTHER.")
     var loopScheduling = "batch"
+    @Option(name: .customLong("loop-nice"), parsing: .unconditional,
+            help: "Nice value of the event loop threads, -20...19 (default -5 when the process may lower it, CAP_SYS_NICE): a busy loop keeps its core until its round of events is done instead of being preempted by each upstream it wakes; 0 leaves them as started.")
+    var loopNice: Int32?
     @Option(name: .customLong("drain-timeout"), help: "Seconds SIGTERM waits for in-flight requests.") var drainTimeout = 10.0
 
     func validate() throws {
@@ -58,6 +61,7 @@ struct Serve: AsyncParsableCommand {
         if threads < 1 { throw ValidationError("--threads must be >= 1") }
         if cpuAffinity != "auto" && cpuAffinity != "off" { throw ValidationError("--cpu-affinity must be auto or off") }
         if LoopScheduling(rawValue: loopScheduling) == nil { throw ValidationError("--loop-scheduling must be batch or normal") }
+        if let loopNice, !LoopNice.range.contains(loopNice) { throw ValidationError("--loop-nice must be -20...19") }
     }
 
     func run() async throws {
@@ -91,6 +95,12 @@ struct Serve: AsyncParsableCommand {
         let scheduling = LoopScheduling(rawValue: loopScheduling)!
         if scheduling != .normal && LoopScheduling.isSupported && !scheduling.apply(to: group) {
             logger.warning("the kernel refused --loop-scheduling \(loopScheduling) for some event loops: they stay SCHED_OTHER")
+        }
+        let nice = loopNice ?? LoopNice.defaultValue
+        if nice != 0 && LoopNice.isSupported && !LoopNice.apply(nice, to: group) {
+            // The default is a preference, not a requirement: without the privilege, say so quietly.
+            let message: Logger.Message = "the kernel refused nice \(nice) for some event loops (lowering it needs CAP_SYS_NICE): they keep the one they started with"
+            if loopNice == nil { logger.info(message) } else { logger.warning(message) }
         }
         let runtime = try GatewayRuntime(
             config: cfg, configPath: config, loadConfig: { try ConfigLoader.load(contentsOf: $0) }, group: group,

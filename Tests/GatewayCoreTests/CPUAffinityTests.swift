@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import XCTest
@@ -39,5 +42,25 @@ final class LoopSchedulingPolicyTests: XCTestCase {
         XCTAssertTrue(LoopScheduling.normal.apply(to: group))
         let normal = try group.makeIterator().map { loop in try loop.submit { LoopScheduling.currentPolicy() }.wait() }
         XCTAssertEqual(normal, [0, 0])
+    }
+
+    /// Raising a nice value needs no privilege, so this half runs everywhere; lowering it below
+    /// the start needs CAP_SYS_NICE, which root has.
+    func testNiceIsSetOnEveryLoopOnly() throws {
+        try XCTSkipUnless(LoopNice.isSupported, "per-thread nice values")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        defer { try? group.syncShutdownGracefully() }
+        let caller = LoopNice.current()
+        let started = try group.makeIterator().map { loop in try loop.submit { LoopNice.current() }.wait() }
+        XCTAssertEqual(started, [caller, caller])
+        let raised = min(caller + 3, 19)
+        XCTAssertTrue(LoopNice.apply(raised, to: group))
+        let niced = try group.makeIterator().map { loop in try loop.submit { LoopNice.current() }.wait() }
+        XCTAssertEqual(niced, [raised, raised], "each loop's own thread")
+        XCTAssertEqual(LoopNice.current(), caller, "the calling thread keeps its nice value")
+        // Back down below where the loops started: only with the privilege, and then exactly.
+        XCTAssertEqual(LoopNice.apply(-5, to: group), geteuid() == 0)
+        let lowered = try group.makeIterator().map { loop in try loop.submit { LoopNice.current() }.wait() }
+        XCTAssertEqual(lowered, geteuid() == 0 ? [-5, -5] : [raised, raised])
     }
 }

@@ -24,6 +24,8 @@ final class CLITests: XCTestCase {
             ("gateway", ["--frobnicate"]),
             ("gateway", ["--config", "/nonexistent.json"]),
             ("gateway", ["--loop-scheduling", "fifo"]),
+            ("gateway", ["--loop-nice", "-40"]),
+            ("gateway", ["--loop-nice", "low"]),
             ("maskshop", ["frobnicate"]),
         ]
         for (exe, args) in cases {
