@@ -26,15 +26,9 @@ public enum LoopNice {
     /// The range Linux (and `nice(1)`) accepts.
     public static let range: ClosedRange<Int32> = -20...19
 
-    /// The platform has per-thread nice values (Linux); elsewhere nice is per process and the
-    /// loops are left as they are.
-    public static var isSupported: Bool {
-        #if os(Linux)
-        return true
-        #else
-        return false
-        #endif
-    }
+    /// The platform has per-thread nice values (Linux, as for the policy); elsewhere nice is per
+    /// process and the loops are left as they are.
+    public static var isSupported: Bool { LoopScheduling.isSupported }
 
     /// The nice value of the calling thread (Linux keeps one per thread).
     public static func current() -> Int32 {
@@ -50,14 +44,9 @@ public enum LoopNice {
     public static func apply(_ nice: Int32, to group: MultiThreadedEventLoopGroup) -> Bool {
         precondition(range.contains(nice), "nice \(nice) outside \(range)")
         #if os(Linux)
-        var all = true
-        for loop in group.makeIterator() {
-            let applied = try? loop.submit { () -> Bool in
-                setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) == 0 && current() == nice
-            }.wait()
-            if applied != true { all = false }
+        return group.onEveryLoopThread {
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) == 0 && current() == nice
         }
-        return all
         #else
         return false
         #endif

@@ -53,18 +53,26 @@ public enum LoopScheduling: String, Sendable {
     public func apply(to group: MultiThreadedEventLoopGroup) -> Bool {
         #if os(Linux)
         let policy = self.policy
-        var all = true
-        for loop in group.makeIterator() {
-            let applied = try? loop.submit { () -> Bool in
-                var param = sched_param()
-                param.sched_priority = 0  // the only priority SCHED_OTHER and SCHED_BATCH have
-                return sched_setscheduler(0, policy, &param) == 0
-            }.wait()
-            if applied != true { all = false }
+        return group.onEveryLoopThread {
+            var param = sched_param()
+            param.sched_priority = 0  // the only priority SCHED_OTHER and SCHED_BATCH have
+            return sched_setscheduler(0, policy, &param) == 0
         }
-        return all
         #else
         return false
         #endif
+    }
+}
+
+extension MultiThreadedEventLoopGroup {
+    /// Runs `body` once on each loop's own thread, for what Linux keeps per thread (the scheduling
+    /// policy, the nice value): true when it returned true on every one. Every loop runs it, even
+    /// after one returned false; blocks until all have.
+    func onEveryLoopThread(_ body: @escaping @Sendable () -> Bool) -> Bool {
+        var all = true
+        for loop in makeIterator() where (try? loop.submit(body).wait()) != true {
+            all = false
+        }
+        return all
     }
 }
