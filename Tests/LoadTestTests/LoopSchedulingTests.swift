@@ -43,8 +43,8 @@ final class LoopSchedulingTests: XCTestCase {
         XCTAssertFalse(ready.isEmpty)
     }
 
-    /// The loops take nice -5 by default when the process may lower it (root here; elsewhere they
-    /// stay at 0 and the gateway says so at info level), and only the loops do.
+    /// The loops take nice -5 by default when the process may lower it (root; otherwise they
+    /// stay as started and the gateway says so at info level), and only the loops do.
     func testTheEventLoopsRunBelowNiceZeroByDefaultWhenAllowed() throws {
         let gw = try OneLoopGateway(config: try config(), threads: 2)
         let threads = try policies(of: gw.process.processIdentifier)
