@@ -121,6 +121,10 @@ haproxy_policy() { # pid
 haproxy_policy "$HAP_PID"
 start_gateway gateway "$GATEWAY" "$GW_PORT" "$GW_ADMIN" "$NGINX_PORT" "$GW_LISTENER"
 GW_PID=$PID
+# The nice value the gateway's loops ended up with: -5 by default when this runs as root, else as started.
+GW_LOOP_NICE=$(for task in /proc/"$GW_PID"/task/*; do
+  if grep -q '^NIO-ELT-' "$task/comm"; then awk '{print $19}' "$task/stat"; fi
+done | sort -u | paste -sd/)
 
 cat > "$WORK/siegerc" <<RC
 # siege's settings for the siege row; with -R siege reads this file instead of ~/.siege/siege.conf
@@ -289,7 +293,7 @@ held_gateway() {
 }
 
 machine_line
-echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') nbthread $HAPROXY_THREADS (SCHED_${HAPROXY_SCHED^^}, nice $HAPROXY_NICE), http-reuse always${HAPROXY_BIND_OPTIONS:+, bind $HAPROXY_BIND_OPTIONS}; gateway $GATEWAY --threads $THREADS --access-log off${GW_LISTENER:+, listener deferAccept}; nginx 1 worker"
+echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') nbthread $HAPROXY_THREADS (SCHED_${HAPROXY_SCHED^^}, nice $HAPROXY_NICE), http-reuse always${HAPROXY_BIND_OPTIONS:+, bind $HAPROXY_BIND_OPTIONS}; gateway $GATEWAY --threads $THREADS --access-log off (loops at nice $GW_LOOP_NICE)${GW_LISTENER:+, listener deferAccept}; nginx 1 worker"
 echo "clients: ab $(ab -V | awk 'NR == 1 {print $5}'), $(siege -V 2>&1 | awk 'NR == 1 {print $1, $2}'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), $LOADTEST"
 [ "$HAVE_HEY" = 1 ] || echo "hey: not installed (apt-get install -y hey), its row is skipped"
 echo "$ROUNDS interleaved rounds, DURATION ${DURATION}s (connection-close rows ${CLOSE_DURATION}s), HELD $HELD, descriptors $FD_LIMIT"

@@ -14,9 +14,9 @@ import NIOPosix
 /// preempted again: a context switch per request where HAProxy's one thread, which leaves a core
 /// to the others, has almost none. At nice -5 (three times the weight of nice 0) the loop keeps its
 /// core until its round is done. Measured on 2 cores with nginx and wrk (README "Benchmarks"):
-/// pipelined, 0.42 → 0.16 involuntary switches per request, 9–19 % more throughput and 2–11 % less
-/// CPU per request in four A/B runs; `wrk -c64` −1 to +8 %; under hey, where nginx still
-/// preempts, no change.
+/// pipelined, 0.42 → 0.16 involuntary switches per request, 9–20 % more throughput and 2–11 % less
+/// CPU per request in five A/B runs at nice -5 and -10; `wrk -c64` −1 to +8 %; under hey, where
+/// nginx still preempts, no change.
 ///
 /// Lowering a nice value needs CAP_SYS_NICE (or an RLIMIT_NICE that allows it): without it the
 /// loops stay where they were. Raising it is always allowed. A loop with nothing to do sleeps in
