@@ -51,7 +51,8 @@
 #      HAPROXY_SCHED (other: as started; batch: every HAProxy thread SCHED_BATCH with `chrt`, the
 #      policy the gateway's event loops take by default, --loop-scheduling), HAPROXY_NICE (0; e.g.
 #      -5: every HAProxy thread at that nice value with `renice`, as the gateway's loops take by
-#      default when allowed, --loop-nice).
+#      default when allowed, --loop-nice), CHECK_FLOORS (0; 1: exit 1 when a row's mean ratio is
+#      below its floor, printed at the end: ab 0.20, siege 0.80, wrk 0.91, wrk-pipe 1.00, hey 1.07).
 # Needs nginx, haproxy, wrk, siege, ab, hey, curl and python3:
 #   apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3
 # The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
@@ -217,7 +218,12 @@ client_lt_close() {
   loadtest_parse "$out"
 }
 
-declare -A LABEL RATIOS HRPS GRPS HCPU GCPU
+declare -A LABEL RATIOS HRPS GRPS HCPU GCPU FLOOR
+# The lowest gateway/HAProxy ratio of each row in this matrix's first measurement (the gateway
+# before HTTP/1.0 clients shared its upstream pool): a row whose mean falls below its floor has
+# gone backwards. The loadtest and held rows came later and have none. CHECK_FLOORS=1 makes the
+# script exit 1 when a row is below.
+FLOOR[ab]=0.20 FLOOR[siege]=0.80 FLOOR[wrk]=0.91 FLOOR[wrk-pipe]=1.00 FLOOR[hey]=1.07
 ALL_ROWS="ab siege wrk wrk-pipe hey lt-ka lt-close held"
 read -r -a ROWS <<<"${ROWS:-$ALL_ROWS}"
 for row in "${ROWS[@]}"; do
@@ -337,10 +343,26 @@ for row in "${ROWS[@]}"; do
     "$(xargs <<<"${RATIOS[$row]}")" "$(mean ${RATIOS[$row]})" "$cpus"
 done
 echo
+below=0
+echo "each row's mean ratio against its floor (the lowest ratio of this matrix's first measurement):"
+for row in "${ROWS[@]}"; do
+  [ -n "${FLOOR[$row]:-}" ] || continue
+  [ "$row" = hey ] && [ "$HAVE_HEY" = 0 ] && continue
+  # shellcheck disable=SC2086  # a space-separated list of numbers
+  m=$(mean ${RATIOS[$row]})
+  verdict=ok
+  if ! is_num "$m" || awk -v m="$m" -v f="${FLOOR[$row]}" 'BEGIN {exit !(m < f)}'; then verdict=BELOW; below=$((below + 1)); fi
+  printf '   %-9s %6s  floor %s  %s\n' "$row" "$m" "${FLOOR[$row]}" "$verdict"
+done
+echo
 if [ -n "${HKIB[*]:-}" ]; then
   echo "held: RSS growth per held connection (KiB) and wrk -t1 -c8 p99 (ms) while $HELD are held, mean of the rounds"
   echo "   haproxy  $(mean "${HKIB[@]}") KiB/conn   p99 $(mean "${HP99[@]}") ms"
   echo "   gateway  $(mean "${GKIB[@]}") KiB/conn   p99 $(mean "${GP99[@]}") ms"
   echo "nginx accepts well above 0 in a held run: that proxy connected to nginx for each request while holding"
   echo "  (HAProxy past tune.pool-high-fd-ratio, see the top of $0), which sets its req/s and p99 there"
+fi
+if [ "${CHECK_FLOORS:-0}" = 1 ] && [ "$below" -gt 0 ]; then
+  echo "$below row(s) below their floor" >&2
+  exit 1
 fi
