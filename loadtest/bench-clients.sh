@@ -52,7 +52,7 @@
 #      policy the gateway's event loops take by default, --loop-scheduling), HAPROXY_NICE (0; e.g.
 #      -5: every HAProxy thread at that nice value with `renice`, as the gateway's loops take by
 #      default when allowed, --loop-nice), CHECK_FLOORS (0; 1: exit 1 when a row's mean ratio is
-#      below its floor, printed at the end: ab 0.20, siege 0.80, wrk 0.91, wrk-pipe 1.00, hey 1.07).
+#      below its floor, FLOOR below, which the end of every run prints each row against).
 # Needs nginx, haproxy, wrk, siege, ab, hey, curl and python3:
 #   apt-get install -y haproxy nginx-light wrk siege apache2-utils hey curl python3
 # The machine is shared: wrap the run in `flock /tmp/bench.lock` so benchmarks do not overlap.
